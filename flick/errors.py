@@ -1,0 +1,76 @@
+"""The exception root. Transient errors are retried; final ones are told to the user and refunded."""
+
+from __future__ import annotations
+
+
+class FlickError(Exception):
+    """Root of every error Flick raises on purpose."""
+
+
+class ConfigError(FlickError):
+    """Settings that cannot work. Holds every problem at once: (variable, problem, how to fix)."""
+
+    def __init__(self, problems: list[tuple[str, str, str]]) -> None:
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = ["Flick cannot start: fix these settings (environment or .env):"]
+        for name, problem, hint in self.problems:
+            line = f"  - {name}: {problem}"
+            if hint:
+                line += f" — {hint}"
+            lines.append(line)
+        return "\n".join(lines)
+
+
+class ServiceError(FlickError):
+    """A service Flick needs (database, storage, Telegram) cannot be used. One line, one setting."""
+
+    def __init__(self, message: str, setting: str | None = None) -> None:
+        self.setting = setting
+        text = message if setting is None else f"{message} (check {setting})"
+        super().__init__(text)
+
+
+class ProviderError(FlickError):
+    """An AI provider did not give us what we asked for."""
+
+    #: A short machine name stored on the generation row (`error_class`).
+    kind: str = "provider_error"
+
+    def __init__(self, message: str, *, kind: str | None = None) -> None:
+        super().__init__(message)
+        if kind is not None:
+            self.kind = kind
+
+
+class TransientError(ProviderError):
+    """Worth retrying: timeouts, connection errors, 429, 5xx. May say how long to wait."""
+
+    kind = "transient"
+
+    def __init__(
+        self, message: str, *, kind: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, kind=kind)
+        self.retry_after = retry_after
+
+
+class FinalError(ProviderError):
+    """Not worth retrying: refund the credit and tell the user what to change."""
+
+    kind = "final"
+
+    #: Which user-facing explanation fits (a message catalog key suffix).
+    user_reason: str = "generic"
+
+    def __init__(self, message: str, *, kind: str | None = None, user_reason: str = "generic"):
+        super().__init__(message, kind=kind)
+        self.user_reason = user_reason
+
+
+class BudgetExceeded(FinalError):
+    """A step ran out of its time budget while retrying."""
+
+    kind = "timeout"

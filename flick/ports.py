@@ -1,0 +1,140 @@
+"""The engine's ports: what it needs from Telegram, storage and the AI providers.
+
+Each is a `Protocol`; production implementations live in `flick/telegram`, `flick/storage.py` and
+`flick/pipeline`, and the tests use in-memory or local ones (`flick/testing`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from flick.events import PhotoRef
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    text: str
+    data: str | None = None  # callback data (at most 64 bytes)
+    url: str | None = None
+
+
+Keyboard = tuple[tuple[Button, ...], ...]
+
+
+class RecipientGone(Exception):  # noqa: N818 - a condition, not a failure
+    """The user blocked the bot or deleted their account: stop messaging them."""
+
+
+class Outbox(Protocol):
+    async def send_text(self, chat_id: int, text: str, keyboard: Keyboard | None = None) -> int:
+        """Send a message; returns its message id."""
+
+    async def edit_text(
+        self, chat_id: int, message_id: int, text: str, keyboard: Keyboard | None = None
+    ) -> None: ...
+
+    async def answer_button(
+        self, callback_id: str, text: str | None = None, alert: bool = False
+    ) -> None: ...
+
+    async def send_video(
+        self,
+        chat_id: int,
+        storage_key: str,
+        caption: str,
+        keyboard: Keyboard | None = None,
+        file_id: str | None = None,
+    ) -> str:
+        """Send a stored video (or re-send by Telegram `file_id`); returns its Telegram file_id."""
+
+    async def send_invoice(
+        self,
+        chat_id: int,
+        *,
+        title: str,
+        description: str,
+        payload: str,
+        currency: str,
+        amount: int,
+        label: str,
+    ) -> int: ...
+
+    async def answer_pre_checkout(
+        self, query_id: str, ok: bool, error: str | None = None
+    ) -> None: ...
+
+    def download(self, photo: PhotoRef) -> AsyncIterator[bytes]:
+        """Stream the bytes of a photo the user sent."""
+
+    async def refund_star_payment(self, user_id: int, charge_id: str) -> bool:
+        """Refund a Stars charge. False when Telegram says it was already refunded."""
+
+
+class Storage(Protocol):
+    async def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    async def put_stream(
+        self, key: str, chunks: AsyncIterator[bytes], content_type: str, max_bytes: int
+    ) -> int:
+        """Store a stream without holding it whole; returns its size. Over max_bytes: ValueError."""
+
+    async def get(self, key: str) -> bytes: ...
+
+    def stream(self, key: str) -> AsyncIterator[bytes]: ...
+
+    async def size(self, key: str) -> int: ...
+
+    async def presign(self, key: str) -> str | None:
+        """A time-limited public link, or None where no public address is configured."""
+
+    async def delete(self, key: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ComposedImage:
+    data: bytes
+    content_type: str = "image/png"
+    cost: Mapping[str, Any] = field(default_factory=dict)
+
+
+PredictionStatus = Literal["starting", "processing", "succeeded", "failed", "canceled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    id: str
+    status: PredictionStatus
+    output_url: str | None = None
+    error: str | None = None
+    predict_time: float | None = None
+
+
+class ImageProvider(Protocol):
+    name: str
+
+    async def compose(self, photos: Sequence[bytes], prompt: str) -> ComposedImage:
+        """One picture of the people in `photos`, in the style the prompt describes.
+
+        Raises TransientError or FinalError (flick.errors).
+        """
+
+    async def check(self) -> None:
+        """A cheap authenticated call; raises on bad credentials (for `flick doctor`)."""
+
+
+class VideoProvider(Protocol):
+    name: str
+
+    async def start(self, image: bytes, content_type: str, inputs: Mapping[str, Any]) -> str:
+        """Create a prediction; returns its id as soon as the provider has one."""
+
+    async def poll(self, prediction_id: str) -> Prediction: ...
+
+    def open_output(self, prediction: Prediction) -> AsyncIterator[bytes]:
+        """Stream the finished video. Raises FinalError when it is missing or not a video."""
+
+    async def cancel(self, prediction_id: str) -> None: ...
+
+    async def check(self) -> None: ...

