@@ -114,7 +114,7 @@ class Prediction:
 class ImageProvider(Protocol):
     name: str
 
-    async def compose(self, photos: Sequence[bytes], prompt: str) -> ComposedImage:
+    async def compose(self, photos: Sequence[bytes], prompt: str, style: str) -> ComposedImage:
         """One picture of the people in `photos`, in the style the prompt describes.
 
         Raises TransientError or FinalError (flick.errors).
