@@ -1,0 +1,42 @@
+"""What every actor shares: settings, ports, the runner, and the supervisor's services."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from flick.payments.packages import Package
+from flick.pipeline.generation import GenerationRunner, Job
+from flick.pipeline.photos import PhotoLimits
+from flick.ports import Outbox, Storage
+from flick.settings import Settings
+from flick.styles import Style
+
+
+class Services(Protocol):
+    """What the supervisor does for actors: route reports, own the generation tasks."""
+
+    def post(self, user_id: int, message: object) -> None: ...
+
+    def start_generation(self, job: Job) -> bool: ...
+
+    def cancel_generation(self, generation_id: int) -> bool: ...
+
+    def generation_running(self, generation_id: int) -> bool: ...
+
+
+@dataclass
+class Context:
+    settings: Settings
+    styles: dict[str, Style]
+    packages: tuple[Package, ...]
+    outbox: Outbox
+    storage: Storage
+    runner: GenerationRunner
+    photo_limits: PhotoLimits
+    services: Services | None = None
+    admin_ids: frozenset[int] = frozenset()
+    on_metric: Callable[[str, dict[str, str], float], None] = field(
+        default=lambda name, labels, value: None
+    )

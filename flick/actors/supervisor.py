@@ -1,0 +1,200 @@
+"""The supervisor: one actor per user, spawned on demand, stopped when idle, restarted on crash.
+
+It also owns what must outlive an actor: the generation tasks (an actor may idle-stop or crash
+while its user's video renders) and the one global AI limiter, which lives in the runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from types import TracebackType
+
+from loguru import logger
+
+from flick import events as ev
+from flick.actors import messages as msg
+from flick.actors.context import Context
+from flick.actors.mailbox import Mailbox
+from flick.actors.user import UserActor
+from flick.errors import FinalError
+from flick.i18n import pick_language, t
+from flick.models import queries
+from flick.pipeline.generation import Job
+from flick.ports import RecipientGone
+
+
+class Supervisor:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        ctx.services = self
+        self.actors: dict[int, UserActor] = {}
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._mailboxes: dict[int, Mailbox] = {}
+        self._users: dict[int, ev.UserInfo] = {}
+        self._generations: dict[int, tuple[Job, asyncio.Task[None]]] = {}
+        self._groups_told: set[int] = set()
+        self.accepting = False
+        self.crashes = 0
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    async def __aenter__(self) -> Supervisor:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self.accepting = True
+
+    async def resume_unfinished(self) -> int:
+        """After a restart: hand each unfinished generation back to its user's actor."""
+        rows = await queries.unfinished_generations()
+        for row in rows:
+            self.post(row["user_id"], msg.ResumeGeneration(row["id"]))
+        return len(rows)
+
+    async def stop(self, drain_seconds: float = 30.0) -> None:
+        """Stop taking events, drain every mailbox, then stop generations at a resumable point."""
+        self.accepting = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_seconds
+        while loop.time() < deadline and (
+            any(len(m) for m in self._mailboxes.values()) or any(a.busy for a in self.actors.values())
+        ):
+            await asyncio.sleep(0.01)
+        for job, task in list(self._generations.values()):
+            job.user_canceled = False
+            task.cancel()
+        gens = [task for _, task in self._generations.values()]
+        await asyncio.gather(*gens, return_exceptions=True)
+        for task in list(self._tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+        self.actors.clear()
+
+    # ---- routing ---------------------------------------------------------------------------
+    async def dispatch(self, event: ev.Event | ev.GroupMessage) -> None:
+        if isinstance(event, ev.GroupMessage):
+            await self._tell_group(event)
+            return
+        if not self.accepting:
+            return
+        uid = event.user.user_id
+        self._users[uid] = event.user
+        mailbox = self._mailbox(uid)
+        if not mailbox.offer(event):
+            await self._flooded(event.user, mailbox)
+            return
+        self._ensure_running(uid)
+
+    def post(self, user_id: int, message: object) -> None:
+        """A report for a user's actor (from a task or an operator): never dropped."""
+        self._mailbox(user_id).post(message)
+        self._ensure_running(user_id)
+
+    def _mailbox(self, uid: int) -> Mailbox:
+        mailbox = self._mailboxes.get(uid)
+        if mailbox is None:
+            mailbox = self._mailboxes[uid] = Mailbox(self.ctx.settings.mailbox_size)
+        return mailbox
+
+    def _ensure_running(self, uid: int) -> None:
+        if uid in self._tasks:
+            return
+        user = self._users.get(uid) or ev.UserInfo(uid, uid)
+        actor = UserActor(user, self.ctx, self._mailboxes[uid])
+        self.actors[uid] = actor
+        task = asyncio.create_task(actor.run(), name=f"actor-{uid}")
+        self._tasks[uid] = task
+        task.add_done_callback(lambda done: self._ended(uid, actor, done))
+
+    def _ended(self, uid: int, actor: UserActor, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(uid) is task:
+            del self._tasks[uid]
+            self.actors.pop(uid, None)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        mailbox = self._mailboxes.get(uid)
+        if exc is None:
+            # Idle stop. A message that arrived in the last instant still gets an actor.
+            if mailbox is not None and len(mailbox):
+                self._ensure_running(uid)
+            elif mailbox is not None:
+                del self._mailboxes[uid]
+                self._users.pop(uid, None)
+            return
+        self.crashes += 1
+        logger.opt(exception=exc).bind(user_id=uid).error("actor crashed; restarting it")
+        asyncio.create_task(self._apologise(actor))
+        if self.accepting or (mailbox is not None and len(mailbox)):
+            self._ensure_running(uid)
+
+    async def _apologise(self, actor: UserActor) -> None:
+        with contextlib.suppress(RecipientGone, Exception):
+            await self.ctx.outbox.send_text(actor.user.chat_id, t(actor.lang, "crash_sorry"))
+
+    async def _flooded(self, user: ev.UserInfo, mailbox: Mailbox) -> None:
+        if mailbox.flood_warned:
+            return
+        mailbox.flood_warned = True
+        lang = pick_language(None, user.language_code)
+        with contextlib.suppress(RecipientGone):
+            await self.ctx.outbox.send_text(user.chat_id, t(lang, "slow_down"))
+
+    async def _tell_group(self, event: ev.GroupMessage) -> None:
+        if event.chat_id in self._groups_told:
+            return
+        self._groups_told.add(event.chat_id)
+        with contextlib.suppress(RecipientGone, Exception):
+            await self.ctx.outbox.send_text(event.chat_id, t("en", "private_only"))
+
+    # ---- generations -----------------------------------------------------------------------
+    def start_generation(self, job: Job) -> bool:
+        if job.generation_id in self._generations:
+            return False
+        task = asyncio.create_task(self._generate(job), name=f"generation-{job.generation_id}")
+        self._generations[job.generation_id] = (job, task)
+        task.add_done_callback(lambda _: self._generations.pop(job.generation_id, None))
+        return True
+
+    async def _generate(self, job: Job) -> None:
+        error: FinalError | None = None
+        try:
+            await self.ctx.runner.run(job)
+        except asyncio.CancelledError:
+            if job.user_canceled:
+                return  # the actor already refunded
+            raise  # shutdown: the row says where to resume
+        except FinalError as exc:
+            error = exc
+        except Exception as exc:  # noqa: BLE001 - any other failure still refunds
+            logger.opt(exception=exc).bind(user_id=job.user_id).error(
+                "generation {} failed unexpectedly", job.generation_id
+            )
+            error = FinalError(str(exc) or type(exc).__name__, kind=type(exc).__name__)
+        self.post(job.user_id, msg.GenerationEnded(job.generation_id, error))
+
+    def cancel_generation(self, generation_id: int) -> bool:
+        entry = self._generations.get(generation_id)
+        if entry is None:
+            return False
+        job, task = entry
+        job.user_canceled = True
+        task.cancel()
+        return True
+
+    def generation_running(self, generation_id: int) -> bool:
+        return generation_id in self._generations
+
+    @property
+    def generations_running(self) -> int:
+        return len(self._generations)
+
+    def mailbox_depth(self) -> int:
+        return sum(len(m) for m in self._mailboxes.values())

@@ -1,0 +1,186 @@
+"""Wiring: builds everything from Settings, starts it in order and stops it in reverse.
+
+    lock → database (embedded or external) → migrations → storage → providers → engine
+         → (Telegram, health server: added by the caller) … and back again on exit.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from loguru import logger
+
+from flick.actors.context import Context
+from flick.actors.limiter import AILimiter
+from flick.actors.supervisor import Supervisor
+from flick.embedded import DataDirLock, EmbeddedPostgres, EmbeddedSeaweed, prepare_data_dir
+from flick.errors import ConfigError
+from flick.models import db, migrations
+from flick.payments.packages import build_packages
+from flick.pipeline.generation import GenerationRunner, PipelineConfig
+from flick.pipeline.photos import PhotoLimits
+from flick.ports import ImageProvider, Outbox, Storage, VideoProvider
+from flick.settings import Settings
+from flick.storage import S3Storage
+from flick.styles import load_styles
+
+
+def check_providers(settings: Settings) -> None:
+    """Settings problems for the chosen providers, found before any server starts."""
+    problems = []
+    if settings.image_provider == "openai" and settings.openai_api_key is None:
+        problems.append(("OPENAI_API_KEY", "is not set", "get a key at https://platform.openai.com "
+                         "or set IMAGE_PROVIDER=local for the offline provider"))
+    if settings.video_provider == "replicate" and settings.replicate_api_token is None:
+        problems.append(("REPLICATE_API_TOKEN", "is not set", "get a token at "
+                         "https://replicate.com/account/api-tokens or set VIDEO_PROVIDER=local"))
+    if problems:
+        raise ConfigError(problems)
+
+
+def build_image_provider(settings: Settings) -> ImageProvider:
+    if settings.image_provider == "local":
+        from flick.pipeline.local import LocalImageProvider
+
+        return LocalImageProvider()
+    from flick.pipeline.openai_images import OpenAIImageProvider
+
+    assert settings.openai_api_key is not None
+    return OpenAIImageProvider(
+        api_key=settings.openai_api_key.get_secret_value(),
+        base_url=settings.openai_base_url,
+        model=settings.image_model,
+        quality=settings.image_quality,
+        size=settings.image_size,
+        input_fidelity=settings.image_input_fidelity,
+    )
+
+
+def build_video_provider(settings: Settings) -> VideoProvider:
+    if settings.video_provider == "local":
+        from flick.pipeline.local import LocalVideoProvider
+
+        return LocalVideoProvider(settings.data_dir / "local-videos")
+    from flick.pipeline.replicate_video import ReplicateVideoProvider
+
+    assert settings.replicate_api_token is not None
+    return ReplicateVideoProvider(
+        api_token=settings.replicate_api_token.get_secret_value(),
+        base_url=settings.replicate_base_url,
+        model=settings.video_model,
+        max_bytes=settings.max_video_bytes,
+    )
+
+
+@dataclass
+class Flick:
+    """The running engine and what it stands on. Use as `async with Flick(settings, outbox):`."""
+
+    settings: Settings
+    outbox: Outbox
+    image: ImageProvider | None = None
+    video: VideoProvider | None = None
+    pipeline: PipelineConfig | None = None
+    database_url: str | None = None  # overrides settings (tests)
+    storage: Storage | None = None  # overrides settings (tests)
+    lock: bool = True
+    supervisor: Supervisor = field(init=False)
+    limiter: AILimiter = field(init=False)
+    _stack: AsyncExitStack = field(init=False, default_factory=AsyncExitStack)
+
+    async def __aenter__(self) -> Flick:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stack.aclose()
+
+    async def _start(self) -> None:
+        s, stack = self.settings, self._stack
+        styles = load_styles(s.styles_file)
+        data_dir = prepare_data_dir(Path(s.data_dir))
+        if self.lock:
+            stack.enter_context(DataDirLock(data_dir))
+
+        url = self.database_url
+        embedded = url is None and s.database_url is None
+        if url is None:
+            if embedded:
+                pg = await stack.enter_async_context(EmbeddedPostgres(data_dir / "postgres"))
+                url = pg.url
+                logger.info("database: embedded PostgreSQL in {}", data_dir / "postgres")
+            else:
+                assert s.database_url is not None
+                url = s.database_url.get_secret_value()
+                logger.info("database: external PostgreSQL")
+        await stack.enter_async_context(db.connection_pool(url, s.db_pool_min, s.db_pool_max))
+        if embedded or self.database_url is not None:
+            applied = await migrations.apply()
+            if applied:
+                logger.info("applied {} migration(s)", len(applied))
+        else:
+            await migrations.require_current()
+
+        storage = self.storage
+        if storage is None:
+            if s.embedded_storage:
+                weed = await stack.enter_async_context(EmbeddedSeaweed(data_dir / "seaweed"))
+                storage = S3Storage.from_settings(
+                    s, endpoint=weed.endpoint, access_key=weed.access_key,
+                    secret_key=weed.secret_key,
+                )
+                logger.info("storage: embedded SeaweedFS at {}", weed.endpoint)
+            else:
+                storage = S3Storage.from_settings(s)
+                logger.info("storage: S3 at {} bucket {}", s.s3_endpoint, s.s3_bucket)
+            await stack.enter_async_context(storage)  # type: ignore[arg-type]
+        self.storage = storage
+
+        image = self.image or build_image_provider(s)
+        video = self.video or build_video_provider(s)
+        for provider in (image, video):
+            if hasattr(provider, "__aexit__"):
+                await stack.enter_async_context(provider)  # type: ignore[arg-type]
+        self.limiter = AILimiter(s.ai_concurrency)
+        config = self.pipeline or PipelineConfig(
+            compose_budget=s.compose_budget_seconds,
+            animate_budget=s.animate_budget_seconds,
+            deliver_budget=s.deliver_budget_seconds,
+            max_video_bytes=s.max_video_bytes,
+            usd_per_second=s.replicate_usd_per_second,
+        )
+        runner = GenerationRunner(
+            storage=storage, image=image, video=video, limiter=self.limiter,
+            outbox=self.outbox, config=config,
+        )
+        ctx = Context(
+            settings=s,
+            styles=styles,
+            packages=build_packages(s.packages),
+            outbox=self.outbox,
+            storage=storage,
+            runner=runner,
+            photo_limits=PhotoLimits(s.max_photo_bytes, s.max_photo_side, s.min_photo_side),
+            admin_ids=frozenset(s.admin_ids),
+        )
+        self.supervisor = await stack.enter_async_context(Supervisor(ctx))
+        resumed = await self.supervisor.resume_unfinished()
+        if resumed:
+            logger.info("resuming {} unfinished generation(s)", resumed)
+        logger.info(
+            "engine ready: image={} video={} ai_concurrency={} styles={}",
+            image.name, video.name, s.ai_concurrency, ",".join(styles),
+        )
+
+    async def dispatch(self, event: Any) -> None:
+        await self.supervisor.dispatch(event)

@@ -1,0 +1,121 @@
+"""The tables. A user's balance changes only together with a row that explains it (see ledger.py)."""
+
+from __future__ import annotations
+
+from piccolo.columns import (
+    JSONB,
+    UUID,
+    BigInt,
+    BigSerial,
+    Boolean,
+    DoublePrecision,
+    ForeignKey,
+    Integer,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.columns.base import OnDelete
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.columns.defaults.uuid import UUID4
+from piccolo.table import Table
+
+
+class User(Table, tablename="users"):
+    # The Telegram user id is the key: every event carries it, so no lookup is needed.
+    telegram_id = BigInt(primary_key=True)
+    username = Varchar(length=64, null=True, index=True)
+    first_name = Varchar(length=128, null=True)
+    language_code = Varchar(length=16, null=True)
+    language = Varchar(length=8, null=True)  # chosen with /language; wins over language_code
+    balance = Integer(default=0)
+    blocked = Boolean(default=False)  # blocked the bot: stop messaging them
+    consent_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow(), index=True)
+    last_seen_at = Timestamptz(default=TimestamptzNow())
+
+
+class UserSession(Table, tablename="user_sessions"):
+    user = ForeignKey(references=User, unique=True, index=True, null=False)
+    state = Varchar(length=32)
+    data = JSONB(default="{}")
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class Generation(Table, tablename="generations"):
+    id = BigSerial(primary_key=True)
+    user = ForeignKey(references=User, index=True, null=False, on_delete=OnDelete.restrict)
+    style = Varchar(length=64)
+    # queued → composing → animating → delivering → done; or failed / canceled.
+    status = Varchar(length=16, default="queued", index=True)
+    photo1_key = Varchar(length=255)
+    photo2_key = Varchar(length=255)
+    combined_key = Varchar(length=255, null=True, default=None)
+    video_key = Varchar(length=255, null=True, default=None)
+    video_file_id = Varchar(length=255, null=True, default=None)  # Telegram's, for re-sends
+    image_provider = Varchar(length=32, default="")
+    video_provider = Varchar(length=32, default="")
+    prediction_id = Varchar(length=128, null=True, default=None)
+    status_message_id = BigInt(null=True, default=None)
+    error_class = Varchar(length=64, null=True, default=None)
+    error_message = Text(null=True, default=None)
+    image_usage = JSONB(null=True, default=None)  # OpenAI's `usage` block
+    predict_seconds = DoublePrecision(null=True, default=None)  # Replicate's metrics.predict_time
+    cost_usd = DoublePrecision(default=0.0)
+    charged = Integer(default=1)  # credits taken for it
+    refunded = Boolean(default=False)
+    created_at = Timestamptz(default=TimestamptzNow(), index=True)
+    updated_at = Timestamptz(default=TimestamptzNow())
+    finished_at = Timestamptz(null=True, default=None)
+
+
+class Order(Table, tablename="orders"):
+    """A pending purchase: the server's record of what an invoice is for."""
+
+    id = UUID(primary_key=True, default=UUID4())
+    user = ForeignKey(references=User, index=True, null=False, on_delete=OnDelete.restrict)
+    package_credits = Integer()
+    stars = Integer()
+    status = Varchar(length=16, default="pending")  # pending, paid
+    created_at = Timestamptz(default=TimestamptzNow())
+    expires_at = Timestamptz()
+
+
+class Payment(Table, tablename="payments"):
+    id = BigSerial(primary_key=True)
+    user = ForeignKey(references=User, index=True, null=False, on_delete=OnDelete.restrict)
+    telegram_payment_charge_id = Varchar(length=255, unique=True)
+    provider_payment_charge_id = Varchar(length=255, null=True, default=None)
+    order = ForeignKey(
+        references=Order, null=True, default=None, index=True, on_delete=OnDelete.restrict
+    )
+    invoice_payload = Varchar(length=255, default="")
+    currency = Varchar(length=8, default="XTR")
+    stars_amount = Integer()
+    credits = Integer()
+    status = Varchar(length=16, default="paid")  # paid, refunded
+    source = Varchar(length=16, default="update")  # update, reconcile
+    created_at = Timestamptz(default=TimestamptzNow(), index=True)
+    refunded_at = Timestamptz(null=True, default=None)
+
+
+class LedgerEntry(Table, tablename="ledger"):
+    """One row per balance change: the balance is explainable from its history."""
+
+    id = BigSerial(primary_key=True)
+    user = ForeignKey(references=User, index=True, null=False, on_delete=OnDelete.restrict)
+    delta = Integer()
+    balance_after = Integer()
+    # free, purchase, generation, refund, payment_refunded, grant
+    reason = Varchar(length=32)
+    generation = ForeignKey(
+        references=Generation, null=True, default=None, index=True, on_delete=OnDelete.restrict
+    )
+    payment = ForeignKey(
+        references=Payment, null=True, default=None, index=True, on_delete=OnDelete.restrict
+    )
+    note = Text(default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+TABLES: tuple[type[Table], ...] = (User, UserSession, Generation, Order, Payment, LedgerEntry)

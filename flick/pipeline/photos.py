@@ -1,0 +1,62 @@
+"""Photo intake: check what the user sent by its content (not its name) and store it as JPEG."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ACCEPTED = {"JPEG", "PNG", "WEBP"}
+
+
+class PhotoRejected(Exception):  # noqa: N818 - an answer for the user, not a failure
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason  # a catalog key
+
+
+@dataclass(frozen=True)
+class PhotoLimits:
+    max_bytes: int
+    max_side: int
+    min_side: int
+
+
+async def read_limited(chunks: AsyncIterator[bytes], max_bytes: int) -> bytes:
+    buf = bytearray()
+    async for chunk in chunks:
+        buf += chunk
+        if len(buf) > max_bytes:
+            raise PhotoRejected("photo_too_big")
+    return bytes(buf)
+
+
+def _normalize(data: bytes, limits: PhotoLimits) -> bytes:
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            kind = probe.format
+            width, height = probe.size
+        if kind not in ACCEPTED:
+            raise PhotoRejected("photo_not_image")
+        if max(width, height) > limits.max_side or width * height > limits.max_side**2:
+            raise PhotoRejected("photo_too_large_pixels")
+        if min(width, height) < limits.min_side:
+            raise PhotoRejected("photo_too_small")
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()  # a truncated file fails here, not later at the provider
+            img = ImageOps.exif_transpose(img).convert("RGB")
+            out = io.BytesIO()
+            img.save(out, "JPEG", quality=92)
+            return out.getvalue()
+    except PhotoRejected:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise PhotoRejected("photo_not_image") from None
+
+
+async def normalize(data: bytes, limits: PhotoLimits) -> bytes:
+    """A JPEG of the photo with its EXIF rotation applied (and the rest of EXIF dropped)."""
+    return await asyncio.to_thread(_normalize, data, limits)
