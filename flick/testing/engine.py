@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import asyncpg
 from PIL import Image
 
 from flick import events as ev
@@ -72,11 +73,18 @@ class EngineHarness:
         )
         self._ids = itertools.count(1)
         self._fresh = fresh
+        self._url = database_url
 
     async def __aenter__(self) -> EngineHarness:
+        if self._fresh:  # before the engine starts, so nothing of an earlier test is resumed
+            conn = await asyncpg.connect(self._url)
+            try:
+                await conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+            except asyncpg.UndefinedTableError:
+                pass  # a new database: the engine's migrations are about to build it
+            finally:
+                await conn.close()
         await self.app.__aenter__()
-        if self._fresh:
-            await truncate()
         return self
 
     async def __aexit__(

@@ -109,8 +109,13 @@ class RecordingOutbox:
     ) -> str:
         new_id = file_id or f"video-{storage_key}"
         self._record(
-            Sent("send_video", chat_id, caption, keyboard, extra={"key": storage_key,
-                                                                   "file_id": file_id})
+            Sent(
+                "send_video",
+                chat_id,
+                caption,
+                keyboard,
+                extra={"key": storage_key, "file_id": file_id},
+            )
         )
         return new_id
 
@@ -130,8 +135,13 @@ class RecordingOutbox:
                 "send_invoice",
                 chat_id,
                 title,
-                extra={"payload": payload, "currency": currency, "amount": amount,
-                       "description": description, "label": label},
+                extra={
+                    "payload": payload,
+                    "currency": currency,
+                    "amount": amount,
+                    "description": description,
+                    "label": label,
+                },
             )
         )
 
