@@ -20,6 +20,7 @@ from flick.actors.supervisor import Supervisor
 from flick.embedded import DataDirLock, EmbeddedPostgres, EmbeddedSeaweed, prepare_data_dir
 from flick.errors import ConfigError
 from flick.models import db, migrations
+from flick.ops.instruments import Instruments
 from flick.payments.packages import build_packages
 from flick.pipeline.generation import GenerationRunner, PipelineConfig
 from flick.pipeline.photos import PhotoLimits
@@ -88,6 +89,8 @@ class Flick:
     database_url: str | None = None  # overrides settings (tests)
     storage: Storage | None = None  # overrides settings (tests)
     lock: bool = True
+    resume: bool = True  # hand unfinished generations back to their actors at start
+    instruments: Instruments | None = None
     supervisor: Supervisor = field(init=False)
     limiter: AILimiter = field(init=False)
     _stack: AsyncExitStack = field(init=False, default_factory=AsyncExitStack)
@@ -162,6 +165,7 @@ class Flick:
         runner = GenerationRunner(
             storage=storage, image=image, video=video, limiter=self.limiter,
             outbox=self.outbox, config=config,
+            observe=self.instruments.observe if self.instruments else None,
         )
         ctx = Context(
             settings=s,
@@ -173,8 +177,10 @@ class Flick:
             photo_limits=PhotoLimits(s.max_photo_bytes, s.max_photo_side, s.min_photo_side),
             admin_ids=frozenset(s.admin_ids),
         )
+        if self.instruments is not None:
+            ctx.on_metric = self.instruments.on_metric
         self.supervisor = await stack.enter_async_context(Supervisor(ctx))
-        resumed = await self.supervisor.resume_unfinished()
+        resumed = await self.supervisor.resume_unfinished() if self.resume else 0
         if resumed:
             logger.info("resuming {} unfinished generation(s)", resumed)
         logger.info(

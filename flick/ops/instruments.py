@@ -1,0 +1,59 @@
+"""Feeding the Prometheus metrics from the engine's hooks, and sampling its gauges."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from flick.ops.metrics import Metrics
+
+if TYPE_CHECKING:
+    from flick.actors.limiter import AILimiter
+    from flick.actors.supervisor import Supervisor
+
+
+class Instruments:
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def on_metric(self, name: str, labels: dict[str, str], value: float) -> None:
+        m = self.metrics
+        if name == "credits_spent":
+            m.credits_spent.inc(value)
+        elif name == "credits_granted":
+            m.credits_granted.labels(**labels).inc(value)
+        elif name == "generation":
+            m.generations.labels(**labels).inc(value)
+        elif name == "payment":
+            m.payments.inc()
+            m.stars.inc(value)
+        elif name == "update":
+            m.updates.labels(**labels).inc(value)
+
+    def observe(self, step: str, seconds: float) -> None:
+        self.metrics.step_seconds.labels(step=step).observe(seconds)
+
+    def sample(self, supervisor: Supervisor, limiter: AILimiter) -> None:
+        m = self.metrics
+        m.actors_live.set(len(supervisor.actors))
+        m.mailbox_depth.set(supervisor.mailbox_depth())
+        m.ai_calls_running.set(limiter.running)
+        m.ai_calls_waiting.set(limiter.waiting)
+
+    @asynccontextmanager
+    async def sampling(
+        self, supervisor: Supervisor, limiter: AILimiter, every: float = 1.0
+    ) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                self.sample(supervisor, limiter)
+                await asyncio.sleep(every)
+
+        task = asyncio.create_task(loop(), name="metrics-sampler")
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

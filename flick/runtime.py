@@ -1,0 +1,64 @@
+"""`flick run`: settings → services → migrations → engine → Telegram; on a signal, the reverse.
+
+Shutdown order matters: first stop taking updates, then let the engine drain its mailboxes and
+park running generations at a resumable point (replies still go out), then close Telegram, and
+last the engine's own services (database pool, storage, embedded servers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from loguru import logger
+
+from flick.app import Flick
+from flick.models.ledger import pool
+from flick.ops.health import HealthServer
+from flick.ops.instruments import Instruments
+from flick.ops.metrics import METRICS
+from flick.ops.sentry import setup_sentry
+from flick.settings import Settings
+from flick.telegram.gateway import TelegramGateway
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    setup_sentry(settings)
+    instruments = Instruments(METRICS)
+    app: Flick | None = None
+
+    async def dispatch(event: Any) -> None:
+        if app is not None:
+            instruments.on_metric("update", {"kind": type(event).__name__}, 1)
+            await app.dispatch(event)
+
+    gateway = TelegramGateway.from_settings(settings, dispatch, storage=None)  # type: ignore[arg-type]
+    async with Flick(settings, gateway.outbox, instruments=instruments) as app:
+        assert app.storage is not None
+        gateway.outbox.storage = app.storage
+
+        async def database() -> None:
+            await pool().fetchval("SELECT 1")
+
+        async def telegram() -> None:
+            if not gateway.client.is_connected:
+                raise ConnectionError("not connected to Telegram")
+
+        checks = {"database": database, "storage": app.storage.check, "telegram": telegram}  # type: ignore[attr-defined]
+        async with (
+            HealthServer(settings.health_address, checks, METRICS),
+            instruments.sampling(app.supervisor, app.limiter),
+        ):
+            await gateway.start()
+            logger.info(
+                "Flick is running (data dir {}, health {}); SIGINT or SIGTERM stops it",
+                settings.data_dir, settings.health_address or "off",
+            )
+            try:
+                await stop.wait()
+            finally:
+                logger.info("stopping: no new updates; draining the engine")
+                gateway.adapter.uninstall()
+                await app.supervisor.stop()
+                await gateway.stop()
+    logger.info("Flick stopped")
