@@ -21,6 +21,7 @@ from flick.embedded import DataDirLock, EmbeddedPostgres, EmbeddedSeaweed, prepa
 from flick.errors import ConfigError
 from flick.models import db, migrations
 from flick.ops.instruments import Instruments
+from flick.ops.logging import register_secret
 from flick.payments.packages import build_packages
 from flick.pipeline.generation import GenerationRunner, PipelineConfig
 from flick.pipeline.photos import PhotoLimits
@@ -119,7 +120,7 @@ class Flick:
         embedded = url is None and s.database_url is None
         if url is None:
             if embedded:
-                pg = await stack.enter_async_context(EmbeddedPostgres(data_dir / "postgres"))
+                pg = await stack.enter_async_context(EmbeddedPostgres(data_dir))
                 url = pg.url
                 logger.info("database: embedded PostgreSQL in {}", data_dir / "postgres")
             else:
@@ -137,11 +138,13 @@ class Flick:
         storage = self.storage
         if storage is None:
             if s.embedded_storage:
-                weed = await stack.enter_async_context(EmbeddedSeaweed(data_dir / "seaweed"))
+                weed = await stack.enter_async_context(EmbeddedSeaweed(data_dir))
                 storage = S3Storage.from_settings(
                     s, endpoint=weed.endpoint, access_key=weed.access_key,
                     secret_key=weed.secret_key,
                 )
+                register_secret(weed.secret_key)
+                register_secret(weed.access_key)
                 logger.info("storage: embedded SeaweedFS at {}", weed.endpoint)
             else:
                 storage = S3Storage.from_settings(s)

@@ -42,7 +42,7 @@ async def _services(settings: Settings) -> None:
 
     data_dir = prepare_data_dir(Path(settings.data_dir))
     with DataDirLock(data_dir):
-        async with EmbeddedPostgres(data_dir / "postgres") as pg, EmbeddedSeaweed(
+        async with EmbeddedPostgres(data_dir) as pg, EmbeddedSeaweed(
             data_dir / "seaweed"
         ) as weed:
             print(f"postgres: {pg.url}")

@@ -38,7 +38,7 @@ async def doctor(settings: Settings, telegram: bool = True) -> int:
         data_dir = prepare_data_dir(Path(settings.data_dir))
         try:
             if settings.database_url is None:
-                pg = await stack.enter_async_context(EmbeddedPostgres(data_dir / "postgres"))
+                pg = await stack.enter_async_context(EmbeddedPostgres(data_dir))
                 url = pg.url
             else:
                 url = settings.database_url.get_secret_value()
@@ -55,7 +55,7 @@ async def doctor(settings: Settings, telegram: bool = True) -> int:
 
         try:
             if settings.s3_endpoint is None:
-                weed = await stack.enter_async_context(EmbeddedSeaweed(data_dir / "seaweed"))
+                weed = await stack.enter_async_context(EmbeddedSeaweed(data_dir))
                 storage = S3Storage.from_settings(settings, endpoint=weed.endpoint,
                                                   access_key=weed.access_key,
                                                   secret_key=weed.secret_key)
