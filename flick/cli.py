@@ -42,9 +42,7 @@ async def _services(settings: Settings) -> None:
 
     data_dir = prepare_data_dir(Path(settings.data_dir))
     with DataDirLock(data_dir):
-        async with EmbeddedPostgres(data_dir) as pg, EmbeddedSeaweed(
-            data_dir / "seaweed"
-        ) as weed:
+        async with EmbeddedPostgres(data_dir) as pg, EmbeddedSeaweed(data_dir) as weed:
             print(f"postgres: {pg.url}")
             print(f"s3:       http://{weed.endpoint} (key in {data_dir / 'seaweed'})")
             print("Ctrl-C stops both.")
