@@ -17,6 +17,7 @@ from loguru import logger
 from flick.actors.context import Context
 from flick.actors.limiter import AILimiter
 from flick.actors.supervisor import Supervisor
+from flick.admin.broadcast import Broadcaster
 from flick.embedded import DataDirLock, EmbeddedPostgres, EmbeddedSeaweed, prepare_data_dir
 from flick.errors import ConfigError
 from flick.models import db, migrations
@@ -93,6 +94,7 @@ class Flick:
     resume: bool = True  # hand unfinished generations back to their actors at start
     instruments: Instruments | None = None
     supervisor: Supervisor = field(init=False)
+    broadcaster: Broadcaster = field(init=False)
     limiter: AILimiter = field(init=False)
     _stack: AsyncExitStack = field(init=False, default_factory=AsyncExitStack)
 
@@ -182,10 +184,15 @@ class Flick:
         )
         if self.instruments is not None:
             ctx.on_metric = self.instruments.on_metric
+        self.broadcaster = Broadcaster(self.outbox, rate=max(1.0, s.send_rate / 2))
+        ctx.broadcaster = self.broadcaster
+        stack.push_async_callback(self.broadcaster.stop)
         self.supervisor = await stack.enter_async_context(Supervisor(ctx))
         resumed = await self.supervisor.resume_unfinished() if self.resume else 0
         if resumed:
             logger.info("resuming {} unfinished generation(s)", resumed)
+        if self.resume and await self.broadcaster.resume_all():
+            logger.info("resuming unfinished broadcasts")
         logger.info(
             "engine ready: image={} video={} ai_concurrency={} styles={}",
             image.name, video.name, s.ai_concurrency, ",".join(styles),

@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     packages: Annotated[list[tuple[int, int]], NoDecode] = Field(
         default_factory=lambda: [(1, 50), (5, 225), (10, 400), (25, 875)]
     )
+    # What one Star is worth to the operator in USD, for the margin in /stats.
+    star_usd: float = Field(default=0.013, ge=0)
     support_contact: str = "@flick_support"
     terms_text: str = (
         "Flick makes short videos from your photos. One video costs one credit. Credits are "

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from flick.payments.packages import Package
+from flick.admin.broadcast import Broadcaster
 from flick.pipeline.generation import GenerationRunner, Job
 from flick.pipeline.photos import PhotoLimits
 from flick.ports import Outbox, Storage
@@ -37,6 +38,7 @@ class Context:
     photo_limits: PhotoLimits
     services: Services | None = None
     admin_ids: frozenset[int] = frozenset()
+    broadcaster: Broadcaster | None = None
     on_metric: Callable[[str, dict[str, str], float], None] = field(
         default=lambda name, labels, value: None
     )

@@ -15,6 +15,7 @@ from loguru import logger
 
 from flick import events as ev
 from flick.actors import messages as msg
+from flick.admin import commands as admin
 from flick.actors.context import Context
 from flick.actors.mailbox import Mailbox
 from flick.errors import FinalError
@@ -124,6 +125,9 @@ class UserActor:
         await handler(self, message)
 
     async def on_command(self, e: ev.Command) -> None:
+        if e.name in admin.COMMANDS:
+            await admin.handle(self, e)
+            return
         handler = _COMMANDS.get(e.name)
         if handler is None:
             await self.say("unknown_command")

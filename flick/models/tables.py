@@ -118,4 +118,24 @@ class LedgerEntry(Table, tablename="ledger"):
     created_at = Timestamptz(default=TimestamptzNow())
 
 
-TABLES: tuple[type[Table], ...] = (User, UserSession, Generation, Order, Payment, LedgerEntry)
+
+
+class Broadcast(Table, tablename="broadcasts"):
+    """An operator's message to every user; `cursor` makes it resumable after a restart."""
+
+    id = BigSerial(primary_key=True)
+    admin_id = BigInt()
+    text = Text()
+    status = Varchar(length=16, default="running", index=True)  # running, done
+    cursor = BigInt(default=0)  # the last telegram_id handled, in ascending order
+    total = Integer(default=0)
+    sent = Integer(default=0)
+    failed = Integer(default=0)
+    progress_message_id = BigInt(null=True, default=None)
+    created_at = Timestamptz(default=TimestamptzNow())
+    finished_at = Timestamptz(null=True, default=None)
+
+
+TABLES: tuple[type[Table], ...] = (
+    User, UserSession, Generation, Order, Payment, LedgerEntry, Broadcast
+)

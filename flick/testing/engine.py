@@ -30,7 +30,7 @@ from flick.ports import ImageProvider, Storage, VideoProvider
 from flick.settings import Settings
 from flick.testing.memory import RecordingOutbox, Sent
 
-TABLES = "ledger, payments, orders, generations, user_sessions, users"
+TABLES = "ledger, payments, orders, generations, user_sessions, users, broadcasts"
 
 
 def make_jpeg(color: str = "red", size: tuple[int, int] = (320, 400)) -> bytes:

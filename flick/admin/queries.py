@@ -1,0 +1,81 @@
+"""Read-only figures for the operator: /stats and /user."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flick.models.ledger import pool
+
+
+async def stats(days: int) -> dict[str, Any]:
+    since = datetime.now(UTC) - timedelta(days=days)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    p = pool()
+    users = await p.fetchval("SELECT count(*) FROM users")
+    new_today = await p.fetchval("SELECT count(*) FROM users WHERE created_at >= $1", today)
+    new_period = await p.fetchval("SELECT count(*) FROM users WHERE created_at >= $1", since)
+    outcomes = await p.fetch(
+        "SELECT status, count(*) AS n FROM generations WHERE created_at >= $1 "
+        "GROUP BY status ORDER BY status",
+        since,
+    )
+    money = await p.fetchrow(
+        "SELECT COALESCE(SUM(stars_amount), 0) AS stars, count(*) AS n FROM payments "
+        "WHERE created_at >= $1 AND status = 'paid'",
+        since,
+    )
+    cost = await p.fetchval(
+        "SELECT COALESCE(SUM(cost_usd), 0) FROM generations WHERE created_at >= $1", since
+    )
+    return {
+        "days": days,
+        "users": users,
+        "new_today": new_today,
+        "new_period": new_period,
+        "outcomes": {r["status"]: r["n"] for r in outcomes},
+        "stars": money["stars"],
+        "payments": money["n"],
+        "cost_usd": float(cost),
+    }
+
+
+async def find_user(ref: str) -> int | None:
+    ref = ref.strip()
+    if ref.lstrip("-").isdigit() and len(ref) < 20:
+        found = await pool().fetchval("SELECT telegram_id FROM users WHERE telegram_id = $1",
+                                      int(ref))
+    else:
+        found = await pool().fetchval(
+            "SELECT telegram_id FROM users WHERE lower(username) = lower($1)", ref.lstrip("@")
+        )
+    return int(found) if found is not None else None
+
+
+async def user_card(user_id: int) -> dict[str, Any]:
+    p = pool()
+    user = await p.fetchrow(
+        "SELECT telegram_id, username, first_name, balance, blocked, created_at, last_seen_at "
+        "FROM users WHERE telegram_id = $1",
+        user_id,
+    )
+    payments = await p.fetch(
+        "SELECT telegram_payment_charge_id, stars_amount, credits, status, created_at "
+        'FROM payments WHERE "user" = $1 ORDER BY id DESC LIMIT 5',
+        user_id,
+    )
+    gens = await p.fetch(
+        'SELECT status, count(*) AS n FROM generations WHERE "user" = $1 GROUP BY status', user_id
+    )
+    return {
+        "user": dict(user) if user else None,
+        "payments": [dict(r) for r in payments],
+        "generations": {r["status"]: r["n"] for r in gens},
+    }
+
+
+async def payment_owner(charge_id: str) -> int | None:
+    found = await pool().fetchval(
+        'SELECT "user" FROM payments WHERE telegram_payment_charge_id = $1', charge_id
+    )
+    return int(found) if found is not None else None
