@@ -198,5 +198,18 @@ class Flick:
             image.name, video.name, s.ai_concurrency, ",".join(styles),
         )
 
+    def reload_styles(self) -> bool:
+        """Re-read the styles file (SIGHUP). A broken file is refused and the old styles stay."""
+        try:
+            styles = load_styles(self.settings.styles_file)
+        except ConfigError as exc:
+            logger.error("styles not reloaded: {}", exc.render())
+            return False
+        current = self.supervisor.ctx.styles
+        current.clear()
+        current.update(styles)
+        logger.info("styles reloaded: {}", ",".join(styles))
+        return True
+
     async def dispatch(self, event: Any) -> None:
         await self.supervisor.dispatch(event)

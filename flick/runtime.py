@@ -8,6 +8,7 @@ last the engine's own services (database pool, storage, embedded servers).
 from __future__ import annotations
 
 import asyncio
+import signal
 from typing import Any
 
 from loguru import logger
@@ -50,6 +51,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             instruments.sampling(app.supervisor, app.limiter),
         ):
             await gateway.start()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, app.reload_styles)
             logger.info(
                 "Flick is running (data dir {}, health {}); SIGINT or SIGTERM stops it",
                 settings.data_dir, settings.health_address or "off",

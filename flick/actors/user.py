@@ -37,7 +37,7 @@ class UserActor:
         self.user = user
         self.ctx = ctx
         self.mailbox = mailbox
-        self.conv = Conversation(styles=frozenset(ctx.styles))
+        self.conv = Conversation(styles=ctx.styles)
         self.lang = "en"
         self.blocked = False
         self.pending_photos = 0

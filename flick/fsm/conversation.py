@@ -7,6 +7,7 @@ arguments, so the whole behaviour can be tested without a database or Telegram.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -81,7 +82,7 @@ class Conversation:
     picker_message_id: int | None = None
     generation_id: int | None = None
     state: State = S.IDLE
-    styles: frozenset[str] = frozenset()
+    styles: Container[str] = frozenset()  # live view of the configured styles
 
     # Guards: no I/O, only fields and the trigger's keyword arguments.
     def has_credit(self, event: EventData) -> bool:
