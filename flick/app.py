@@ -1,7 +1,7 @@
 """Wiring: builds everything from Settings, starts it in order and stops it in reverse.
 
-    lock → database (embedded or external) → migrations → storage → providers → engine
-         → (Telegram, health server: added by the caller) … and back again on exit.
+lock → database (embedded or external) → migrations → storage → providers → engine
+     → (Telegram, health server: added by the caller) … and back again on exit.
 """
 
 from __future__ import annotations
@@ -36,11 +36,23 @@ def check_providers(settings: Settings) -> None:
     """Settings problems for the chosen providers, found before any server starts."""
     problems = []
     if settings.image_provider == "openai" and settings.openai_api_key is None:
-        problems.append(("OPENAI_API_KEY", "is not set", "get a key at https://platform.openai.com "
-                         "or set IMAGE_PROVIDER=local for the offline provider"))
+        problems.append(
+            (
+                "OPENAI_API_KEY",
+                "is not set",
+                "get a key at https://platform.openai.com "
+                "or set IMAGE_PROVIDER=local for the offline provider",
+            )
+        )
     if settings.video_provider == "replicate" and settings.replicate_api_token is None:
-        problems.append(("REPLICATE_API_TOKEN", "is not set", "get a token at "
-                         "https://replicate.com/account/api-tokens or set VIDEO_PROVIDER=local"))
+        problems.append(
+            (
+                "REPLICATE_API_TOKEN",
+                "is not set",
+                "get a token at "
+                "https://replicate.com/account/api-tokens or set VIDEO_PROVIDER=local",
+            )
+        )
     if problems:
         raise ConfigError(problems)
 
@@ -142,7 +154,9 @@ class Flick:
             if s.embedded_storage:
                 weed = await stack.enter_async_context(EmbeddedSeaweed(data_dir))
                 storage = S3Storage.from_settings(
-                    s, endpoint=weed.endpoint, access_key=weed.access_key,
+                    s,
+                    endpoint=weed.endpoint,
+                    access_key=weed.access_key,
                     secret_key=weed.secret_key,
                 )
                 register_secret(weed.secret_key)
@@ -168,9 +182,14 @@ class Flick:
             usd_per_second=s.replicate_usd_per_second,
         )
         runner = GenerationRunner(
-            storage=storage, image=image, video=video, limiter=self.limiter,
-            outbox=self.outbox, config=config,
+            storage=storage,
+            image=image,
+            video=video,
+            limiter=self.limiter,
+            outbox=self.outbox,
+            config=config,
             observe=self.instruments.observe if self.instruments else None,
+            **self._fallbacks(image, video),
         )
         ctx = Context(
             settings=s,
@@ -195,8 +214,26 @@ class Flick:
             logger.info("resuming unfinished broadcasts")
         logger.info(
             "engine ready: image={} video={} ai_concurrency={} styles={}",
-            image.name, video.name, s.ai_concurrency, ",".join(styles),
+            image.name,
+            video.name,
+            s.ai_concurrency,
+            ",".join(styles),
         )
+
+    def _fallbacks(self, image: ImageProvider, video: VideoProvider) -> dict[str, Any]:
+        """LOCAL_FALLBACK: the offline providers stand in when a remote one is down."""
+        if not self.settings.local_fallback:
+            return {}
+        from flick.pipeline.local import LocalImageProvider, LocalVideoProvider
+
+        out: dict[str, Any] = {}
+        if image.name != "local":
+            out["fallback_image"] = LocalImageProvider()
+        if video.name != "local":
+            fallback = LocalVideoProvider(Path(self.settings.data_dir) / "fallback-videos")
+            self._stack.push_async_callback(fallback.close)
+            out["fallback_video"] = fallback
+        return out
 
     def reload_styles(self) -> bool:
         """Re-read the styles file (SIGHUP). A broken file is refused and the old styles stay."""

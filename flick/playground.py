@@ -61,8 +61,12 @@ class TerminalOutbox:
             print(f"   ({text})")
 
     async def send_video(
-        self, chat_id: int, storage_key: str, caption: str,
-        keyboard: Keyboard | None = None, file_id: str | None = None,
+        self,
+        chat_id: int,
+        storage_key: str,
+        caption: str,
+        keyboard: Keyboard | None = None,
+        file_id: str | None = None,
     ) -> str:
         assert self.storage is not None
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -82,13 +86,21 @@ class TerminalOutbox:
         return f"local-{storage_key}"
 
     async def send_invoice(
-        self, chat_id: int, *, title: str, description: str, payload: str,
-        currency: str, amount: int, label: str,
+        self,
+        chat_id: int,
+        *,
+        title: str,
+        description: str,
+        payload: str,
+        currency: str,
+        amount: int,
+        label: str,
     ) -> int:
         self.invoice = (payload, amount)
         return self._show(
             f"[TEST PAYMENT — no real Stars] invoice: {title}, {amount} {currency}.\n"
-            "Type `pay` to simulate a successful payment.", None,
+            "Type `pay` to simulate a successful payment.",
+            None,
         )
 
     async def answer_pre_checkout(self, query_id: str, ok: bool, error: str | None = None) -> None:
@@ -114,10 +126,13 @@ def parse(line: str, outbox: TerminalOutbox, n: int) -> list[ev.Event] | str:
         index = int(line) - 1
         if not 0 <= index < len(outbox.buttons) or outbox.buttons[index].data is None:
             return "no such button"
-        return [ev.ButtonPress(CHAT_USER, eid, f"cb{n}", outbox.buttons[index].data or "",
-                              outbox.buttons_from)]
+        return [
+            ev.ButtonPress(
+                CHAT_USER, eid, f"cb{n}", outbox.buttons[index].data or "", outbox.buttons_from
+            )
+        ]
     if line.startswith("/photo"):
-        path = Path(line[len("/photo"):].strip()).expanduser()
+        path = Path(line[len("/photo") :].strip()).expanduser()
         if not path.is_file():
             return f"no file at {path}"
         file_id = f"file{n}"
@@ -144,8 +159,10 @@ async def chat(settings: Settings, out_dir: Path) -> None:
     outbox = TerminalOutbox(out_dir)
     async with Flick(settings, outbox) as app:
         outbox.storage = app.storage
-        print("Flick playground. Type /start. `/photo PATH` sends a photo, a number presses a "
-              "button, `pay` pays the last invoice (test path), `quit` leaves.")
+        print(
+            "Flick playground. Type /start. `/photo PATH` sends a photo, a number presses a "
+            "button, `pay` pays the last invoice (test path), `quit` leaves."
+        )
         loop = asyncio.get_running_loop()
         for n in itertools.count(1):
             line = await loop.run_in_executor(None, sys.stdin.readline)
@@ -165,7 +182,9 @@ async def _settle(app: Flick, until_idle: bool = False) -> None:
     """Let the engine answer before reading the next line (and finish videos at the end)."""
     sup = app.supervisor
     for _ in range(6000):  # at most five minutes
-        waiting = sup.mailbox_depth() or any(a.busy or a.pending_photos for a in sup.actors.values())
+        waiting = sup.mailbox_depth() or any(
+            a.busy or a.pending_photos for a in sup.actors.values()
+        )
         if until_idle:
             waiting = waiting or sup.generations_running
         if not waiting:

@@ -54,7 +54,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, app.reload_styles)
             logger.info(
                 "Flick is running (data dir {}, health {}); SIGINT or SIGTERM stops it",
-                settings.data_dir, settings.health_address or "off",
+                settings.data_dir,
+                settings.health_address or "off",
             )
             try:
                 await stop.wait()

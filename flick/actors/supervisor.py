@@ -63,7 +63,8 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain_seconds
         while loop.time() < deadline and (
-            any(len(m) for m in self._mailboxes.values()) or any(a.busy for a in self.actors.values())
+            any(len(m) for m in self._mailboxes.values())
+            or any(a.busy for a in self.actors.values())
         ):
             await asyncio.sleep(0.01)
         for job, task in list(self._generations.values()):

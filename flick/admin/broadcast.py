@@ -83,11 +83,15 @@ class Broadcaster:
                 cursor = uid
                 await pool().execute(
                     "UPDATE broadcasts SET cursor = $2, sent = $3, failed = $4 WHERE id = $1",
-                    bid, cursor, sent, failed,
+                    bid,
+                    cursor,
+                    sent,
+                    failed,
                 )
                 await asyncio.sleep(self.interval)
-            progress = await self._report(bid, admin, progress, "broadcast_progress", sent, failed,
-                                          row["total"])
+            progress = await self._report(
+                bid, admin, progress, "broadcast_progress", sent, failed, row["total"]
+            )
         await pool().execute(
             "UPDATE broadcasts SET status = 'done', finished_at = now() WHERE id = $1", bid
         )
@@ -95,7 +99,13 @@ class Broadcaster:
         logger.info("broadcast {} done: {} sent, {} failed", bid, sent, failed)
 
     async def _report(
-        self, bid: int, admin: int, message_id: int | None, key: str, sent: int, failed: int,
+        self,
+        bid: int,
+        admin: int,
+        message_id: int | None,
+        key: str,
+        sent: int,
+        failed: int,
         total: int,
     ) -> int | None:
         text = t(self.lang, key, id=bid, sent=sent, failed=failed, total=total)

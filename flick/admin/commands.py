@@ -34,9 +34,17 @@ async def stats(actor: UserActor, args: str) -> None:
     outcomes = ", ".join(f"{k}: {v}" for k, v in s["outcomes"].items()) or "—"
     income = s["stars"] * actor.ctx.settings.star_usd
     await actor.say(
-        "admin_stats", days=days, users=s["users"], new_today=s["new_today"],
-        new_period=s["new_period"], outcomes=outcomes, payments=s["payments"], stars=s["stars"],
-        income=f"{income:.2f}", cost=f"{s['cost_usd']:.2f}", margin=f"{income - s['cost_usd']:.2f}",
+        "admin_stats",
+        days=days,
+        users=s["users"],
+        new_today=s["new_today"],
+        new_period=s["new_period"],
+        outcomes=outcomes,
+        payments=s["payments"],
+        stars=s["stars"],
+        income=f"{income:.2f}",
+        cost=f"{s['cost_usd']:.2f}",
+        margin=f"{income - s['cost_usd']:.2f}",
     )
 
 
@@ -47,16 +55,25 @@ async def user(actor: UserActor, args: str) -> None:
         return
     card = await queries.user_card(uid)
     u = card["user"]
-    payments = "\n".join(
-        f"  {p['created_at']:%Y-%m-%d} {p['stars_amount']}⭐ → {p['credits']} "
-        f"({p['status']}) {p['telegram_payment_charge_id']}"
-        for p in card["payments"]
-    ) or "  —"
+    payments = (
+        "\n".join(
+            f"  {p['created_at']:%Y-%m-%d} {p['stars_amount']}⭐ → {p['credits']} "
+            f"({p['status']}) {p['telegram_payment_charge_id']}"
+            for p in card["payments"]
+        )
+        or "  —"
+    )
     gens = ", ".join(f"{k}: {v}" for k, v in card["generations"].items()) or "—"
     await actor.say(
-        "admin_user", id=uid, username=u["username"] or "—", name=u["first_name"] or "—",
-        balance=u["balance"], blocked=u["blocked"], created=f"{u['created_at']:%Y-%m-%d}",
-        payments=payments, generations=gens,
+        "admin_user",
+        id=uid,
+        username=u["username"] or "—",
+        name=u["first_name"] or "—",
+        balance=u["balance"],
+        blocked=u["blocked"],
+        created=f"{u['created_at']:%Y-%m-%d}",
+        payments=payments,
+        generations=gens,
     )
 
 
@@ -95,7 +112,8 @@ async def refund(actor: UserActor, args: str) -> None:
         else:
             actor.ctx.services.post(uid, msg.BalanceChanged(result.balance, "admin_refund_notice"))
     await actor.say(
-        "admin_refunded" if fresh or result else "admin_already_refunded", charge=charge,
+        "admin_refunded" if fresh or result else "admin_already_refunded",
+        charge=charge,
         taken=result.taken if result else 0,
     )
 
@@ -108,7 +126,6 @@ async def broadcast(actor: UserActor, args: str) -> None:
     await actor.say("admin_broadcast_started", id=bid)
 
 
-_HANDLERS = {"stats": stats, "user": user, "grant": grant, "refund": refund,
-             "broadcast": broadcast}
+_HANDLERS = {"stats": stats, "user": user, "grant": grant, "refund": refund, "broadcast": broadcast}
 
 __all__ = ["COMMANDS", "handle", "t"]

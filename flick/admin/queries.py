@@ -43,8 +43,9 @@ async def stats(days: int) -> dict[str, Any]:
 async def find_user(ref: str) -> int | None:
     ref = ref.strip()
     if ref.lstrip("-").isdigit() and len(ref) < 20:
-        found = await pool().fetchval("SELECT telegram_id FROM users WHERE telegram_id = $1",
-                                      int(ref))
+        found = await pool().fetchval(
+            "SELECT telegram_id FROM users WHERE telegram_id = $1", int(ref)
+        )
     else:
         found = await pool().fetchval(
             "SELECT telegram_id FROM users WHERE lower(username) = lower($1)", ref.lstrip("@")

@@ -118,8 +118,6 @@ class LedgerEntry(Table, tablename="ledger"):
     created_at = Timestamptz(default=TimestamptzNow())
 
 
-
-
 class Broadcast(Table, tablename="broadcasts"):
     """An operator's message to every user; `cursor` makes it resumable after a restart."""
 
@@ -137,5 +135,11 @@ class Broadcast(Table, tablename="broadcasts"):
 
 
 TABLES: tuple[type[Table], ...] = (
-    User, UserSession, Generation, Order, Payment, LedgerEntry, Broadcast
+    User,
+    UserSession,
+    Generation,
+    Order,
+    Payment,
+    LedgerEntry,
+    Broadcast,
 )

@@ -119,11 +119,16 @@ async def reconcile_command(settings: Any) -> int:
     try:
         charges = await fetch_charges(client)
         # The engine's services (database, migrations), without Telegram updates.
-        async with Flick(settings, RecordingOutbox(), image=LocalImageProvider(),
-                         video=LocalVideoProvider(settings.data_dir / "local-videos"),
-                         resume=False):
-            report = await reconcile(charges, build_packages(settings.packages),
-                                     settings.free_credits)
+        async with Flick(
+            settings,
+            RecordingOutbox(),
+            image=LocalImageProvider(),
+            video=LocalVideoProvider(settings.data_dir / "local-videos"),
+            resume=False,
+        ):
+            report = await reconcile(
+                charges, build_packages(settings.packages), settings.free_credits
+            )
     finally:
         await client.stop()
     for line in report.lines():

@@ -20,6 +20,7 @@ from flick.actors.limiter import AILimiter
 from flick.errors import BudgetExceeded, FinalError, TransientError
 from flick.i18n import t
 from flick.models import queries
+from flick.pipeline import photos
 from flick.pipeline.retry import with_retries
 from flick.ports import (
     Button,
@@ -32,6 +33,12 @@ from flick.ports import (
 )
 from flick.storage import combined_key, video_key
 from flick.styles import Style
+
+FALLBACK_PREFIX = "local:"
+
+
+def _is_fallback(pid: str | None) -> bool:
+    return bool(pid) and str(pid).startswith(FALLBACK_PREFIX)
 
 
 @dataclass
@@ -68,7 +75,11 @@ class GenerationRunner:
         outbox: Outbox,
         config: PipelineConfig,
         observe: Callable[[str, float], None] | None = None,
+        fallback_image: ImageProvider | None = None,
+        fallback_video: VideoProvider | None = None,
     ) -> None:
+        self.fallback_image = fallback_image
+        self.fallback_video = fallback_video
         self.storage = storage
         self.image = image
         self.video = video
@@ -114,20 +125,36 @@ class GenerationRunner:
 
     async def _compose(self, job: Job, row: dict[str, Any], status: _Status, key: str) -> str:
         await queries.update_generation(job.generation_id, status="composing")
-        photos = [
+        pictures = [
             await self.storage.get(row["photo1_key"]),
             await self.storage.get(row["photo2_key"]),
         ]
         started = time.monotonic()
         async with self.limiter.slot(await self._queued(status)):
             await status.show("status_composing")
-            image = await with_retries(
-                lambda: self.image.compose(photos, job.style.image_prompt, job.style.key),
-                budget=self.config.compose_budget,
-                what=f"compose (generation {job.generation_id})",
-            )
+            try:
+                image = await with_retries(
+                    lambda: self.image.compose(pictures, job.style.image_prompt, job.style.key),
+                    budget=self.config.compose_budget,
+                    what=f"compose (generation {job.generation_id})",
+                )
+            except BudgetExceeded:
+                if self.fallback_image is None:
+                    raise
+                logger.warning("{} is down; composing with the local fallback", self.image.name)
+                image = await self.fallback_image.compose(
+                    pictures, job.style.image_prompt, job.style.key
+                )
         self._observe("compose", time.monotonic() - started)
-        await self.storage.put(key, image.data, image.content_type)
+        try:
+            jpeg = await photos.to_jpeg(image.data)
+        except (OSError, ValueError) as exc:
+            raise FinalError(
+                f"the image model sent an unreadable image: {exc}",
+                kind="bad_image",
+                user_reason="no_image",
+            ) from exc
+        await self.storage.put(key, jpeg, "image/jpeg")
         await queries.update_generation(
             job.generation_id,
             combined_key=key,
@@ -144,9 +171,13 @@ class GenerationRunner:
         inputs = {"prompt": job.style.video_prompt, **job.style.video_inputs}
         started = time.monotonic()
 
-        async def attempt() -> tuple[str, float | None]:
+        async def attempt(fallback: bool = False) -> tuple[str, float | None]:
             if row.get("prediction_id") is None:
-                pid = await self.video.start(image, "image/png", inputs)
+                provider = self.fallback_video if fallback else self.video
+                assert provider is not None
+                pid = await provider.start(image, "image/jpeg", inputs)
+                if fallback:
+                    pid = FALLBACK_PREFIX + pid
                 # Saved before waiting on it: after a restart we poll this one, never pay again.
                 row["prediction_id"] = pid
                 await queries.update_generation(job.generation_id, prediction_id=pid)
@@ -154,11 +185,20 @@ class GenerationRunner:
 
         async with self.limiter.slot(await self._queued(status)):
             await status.show("status_animating")
-            _, predict_time = await with_retries(
-                attempt,
-                budget=self.config.animate_budget,
-                what=f"animate (generation {job.generation_id})",
-            )
+            try:
+                _, predict_time = await with_retries(
+                    attempt,
+                    budget=self.config.animate_budget,
+                    what=f"animate (generation {job.generation_id})",
+                )
+            except BudgetExceeded:
+                if self.fallback_video is None or _is_fallback(row.get("prediction_id")):
+                    raise
+                logger.warning("{} is down; animating with the local fallback", self.video.name)
+                if row.get("prediction_id"):
+                    await self._cancel_prediction(row["prediction_id"])
+                row["prediction_id"] = None
+                _, predict_time = await attempt(fallback=True)
         self._observe("animate", time.monotonic() - started)
         cost = (predict_time or 0.0) * self.config.usd_per_second
         await queries.update_generation(
@@ -170,11 +210,16 @@ class GenerationRunner:
         )
         return key
 
+    def _provider_for(self, pid: str) -> tuple[VideoProvider, str]:
+        if _is_fallback(pid) and self.fallback_video is not None:
+            return self.fallback_video, pid[len(FALLBACK_PREFIX) :]
+        return self.video, pid
+
     async def _collect(self, job: Job, row: dict[str, Any], key: str) -> tuple[str, float | None]:
-        pid = row["prediction_id"]
+        provider, pid = self._provider_for(row["prediction_id"])
         first_seen = time.monotonic()
         while True:
-            prediction = await self.video.poll(pid)
+            prediction = await provider.poll(pid)
             if prediction.status == "succeeded":
                 break
             if prediction.status in ("failed", "canceled"):
@@ -188,7 +233,7 @@ class GenerationRunner:
                 and time.monotonic() - first_seen > self.config.starting_timeout
             ):
                 # It never got a machine: nothing was billed, so a fresh prediction is fair.
-                await self._cancel_prediction(pid)
+                await self._cancel_prediction(row["prediction_id"])
                 row["prediction_id"] = None
                 await queries.update_generation(job.generation_id, prediction_id=None)
                 raise TransientError(f"prediction {pid} stayed starting", kind="stuck_starting")
@@ -196,7 +241,7 @@ class GenerationRunner:
         # Replicate deletes outputs after about an hour: copy it before anything else.
         try:
             await self.storage.put_stream(
-                key, self.video.open_output(prediction), "video/mp4", self.config.max_video_bytes
+                key, provider.open_output(prediction), "video/mp4", self.config.max_video_bytes
             )
         except ValueError as exc:
             raise FinalError(str(exc), kind="video_too_large", user_reason="video_failed") from exc
@@ -231,8 +276,9 @@ class GenerationRunner:
         await status.delete_or_done()
 
     async def _cancel_prediction(self, pid: str) -> None:
+        provider, raw_id = self._provider_for(pid)
         try:
-            await self.video.cancel(pid)
+            await provider.cancel(raw_id)
         except Exception as exc:  # noqa: BLE001 - cancelling is best effort
             logger.warning("could not cancel prediction {}: {}", pid, exc)
 

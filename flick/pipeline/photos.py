@@ -57,6 +57,18 @@ def _normalize(data: bytes, limits: PhotoLimits) -> bytes:
         raise PhotoRejected("photo_not_image") from None
 
 
+def _to_jpeg(data: bytes) -> bytes:
+    with Image.open(io.BytesIO(data)) as img:
+        out = io.BytesIO()
+        img.convert("RGB").save(out, "JPEG", quality=92)
+        return out.getvalue()
+
+
+async def to_jpeg(data: bytes) -> bytes:
+    """The combined image as JPEG, as the storage layout promises (`combined/….jpg`)."""
+    return await asyncio.to_thread(_to_jpeg, data)
+
+
 async def normalize(data: bytes, limits: PhotoLimits) -> bytes:
     """A JPEG of the photo with its EXIF rotation applied (and the rest of EXIF dropped)."""
     return await asyncio.to_thread(_normalize, data, limits)

@@ -61,15 +61,26 @@ class EngineHarness:
         self._own_video = video is None
         self.video = video or LocalVideoProvider(data_dir / "videos")
         self.image = image or LocalImageProvider()
-        base = {"data_dir": data_dir, "image_provider": "local", "video_provider": "local",
-                "actor_idle_seconds": 30.0}
+        base = {
+            "data_dir": data_dir,
+            "image_provider": "local",
+            "video_provider": "local",
+            "actor_idle_seconds": 30.0,
+        }
         base.update(settings)
         self.settings = Settings(_env_file=None, **base)  # type: ignore[call-arg]
         self.app = Flick(
-            self.settings, self.outbox, image=self.image, video=self.video,
-            pipeline=pipeline or PipelineConfig(poll_interval=0.02, compose_budget=20,
-                                                 animate_budget=30, deliver_budget=20),
-            database_url=database_url, storage=storage, lock=False,
+            self.settings,
+            self.outbox,
+            image=self.image,
+            video=self.video,
+            pipeline=pipeline
+            or PipelineConfig(
+                poll_interval=0.02, compose_budget=20, animate_budget=30, deliver_budget=20
+            ),
+            database_url=database_url,
+            storage=storage,
+            lock=False,
         )
         self._ids = itertools.count(1)
         self._fresh = fresh
@@ -112,12 +123,19 @@ class EngineHarness:
     async def text(self, uid: int, text: str) -> ev.Event:
         return await self.send(ev.Text(self.user(uid), self.next_id(), text))
 
-    async def photo(self, uid: int, data: bytes | None = None, *, document: bool = False,
-                    media_group: str | None = None) -> ev.Event:
+    async def photo(
+        self,
+        uid: int,
+        data: bytes | None = None,
+        *,
+        document: bool = False,
+        media_group: str | None = None,
+    ) -> ev.Event:
         file_id = self.next_id("file")
         self.outbox.files[file_id] = make_jpeg() if data is None else data
-        ref = ev.PhotoRef(file_id, f"u{file_id}", len(self.outbox.files[file_id]),
-                          as_document=document)
+        ref = ev.PhotoRef(
+            file_id, f"u{file_id}", len(self.outbox.files[file_id]), as_document=document
+        )
         return await self.send(ev.Photo(self.user(uid), self.next_id(), ref, media_group))
 
     async def press(self, uid: int, data: str, message_id: int | None = None) -> ev.Event:
@@ -132,8 +150,11 @@ class EngineHarness:
         return [s for s in self.outbox.to(uid) if s.keyboard][-1]
 
     async def pick_style(self, uid: int, style: str = "hug") -> None:
-        picker = [s for s in self.outbox.to(uid) if any(
-            (d or "").startswith("style:") for _, d in s.buttons())][-1]
+        picker = [
+            s
+            for s in self.outbox.to(uid)
+            if any((d or "").startswith("style:") for _, d in s.buttons())
+        ][-1]
         await self.press(uid, f"style:{style}", picker.message_id)
 
     async def settle(self, timeout: float = 30.0, generations: bool = True) -> None:
@@ -172,6 +193,7 @@ class EngineHarness:
         return int(value)
 
     async def ledger_sum(self, uid: int) -> int:
-        value = await pool().fetchval('SELECT COALESCE(SUM(delta), 0) FROM ledger WHERE "user" = $1',
-                                      uid)
+        value = await pool().fetchval(
+            'SELECT COALESCE(SUM(delta), 0) FROM ledger WHERE "user" = $1', uid
+        )
         return int(value)
