@@ -21,6 +21,7 @@ from flick.errors import BudgetExceeded, FinalError, TransientError
 from flick.i18n import t
 from flick.models import queries
 from flick.pipeline import photos
+from flick.pipeline.classify import classify_prediction
 from flick.pipeline.retry import with_retries
 from flick.ports import (
     Button,
@@ -223,9 +224,8 @@ class GenerationRunner:
             if prediction.status == "succeeded":
                 break
             if prediction.status in ("failed", "canceled"):
-                raise FinalError(
-                    f"prediction {pid} {prediction.status}: {prediction.error or ''}".strip(),
-                    kind=f"prediction_{prediction.status}",
+                raise classify_prediction(prediction) or FinalError(
+                    f"prediction {pid} {prediction.status}", kind="prediction_failed",
                     user_reason="video_failed",
                 )
             if (

@@ -1,0 +1,297 @@
+"""A local Replicate: official-model predictions, polling, cancel, account and output files.
+
+    async with FakeReplicate(run_time=0.1) as fake:
+        client = replicate.Client(api_token="test", base_url=fake.base_url)
+        fake.script("predictions.create", Fault.prediction_fails("NSFW content detected"))
+        fake.script("output", Fault.output_404())
+        ...
+        assert fake.violations == []
+
+Every API request is checked against the spec (`flick.testing.specs`). A prediction is
+`starting` for `start_delay` seconds, `processing` for `run_time`, then `succeeded` with an output
+URL served by the fake itself: a tiny real MP4, made once per process with imageio-ffmpeg's
+ffmpeg. States are computed from the clock when asked, so no background task runs. Like
+replicate.delivery, the output route is not part of the API spec: it is recorded (op "output"),
+not validated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import math
+import secrets
+import string
+import subprocess
+import tempfile
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any, ClassVar
+
+import imageio_ffmpeg
+from aiohttp import web
+
+from flick.testing.specs import Call, Fault, Route, SpecFake, header_seconds
+
+__all__ = ["FakePrediction", "FakeReplicate", "Fault", "sample_mp4"]
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+_CHUNK = 64 * 1024
+_TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+
+
+@functools.cache
+def sample_mp4() -> bytes:
+    """A tiny real MP4 (H.264, 64x64, half a second): a few KB, starting with an `ftyp` box."""
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "sample.mp4"  # the mp4 muxer cannot write to a pipe
+        source = "testsrc=size=64x64:rate=8:duration=0.5"
+        subprocess.run(
+            [ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", source,
+             "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(path)],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        return path.read_bytes()
+
+
+@dataclass
+class FakePrediction:
+    id: str
+    model: str
+    input: dict[str, Any]
+    created: float  # time.monotonic()
+    created_at: datetime
+    start_delay: float
+    run_time: float
+    fails: str | None = None  # the error it ends with
+    never_finishes: bool = False
+    canceled_at: float | None = None
+
+    @property
+    def started(self) -> float:
+        return self.created + self.start_delay
+
+    @property
+    def done(self) -> float:
+        return math.inf if self.never_finishes else self.started + self.run_time
+
+    @property
+    def ended(self) -> float:
+        """When it stopped running (inf: it has not)."""
+        return self.done if self.canceled_at is None else min(self.done, self.canceled_at)
+
+    def status(self, now: float) -> str:
+        if self.canceled_at is not None and self.canceled_at < self.done:
+            return "canceled"
+        if now < self.started:
+            return "starting"
+        if now < self.done:
+            return "processing"
+        return "failed" if self.fails is not None else "succeeded"
+
+
+class FakeReplicate(SpecFake):
+    """Replicate's API on 127.0.0.1. Operations to script: "predictions.create" (also takes
+    prediction_fails, never_finishes), "predictions.get", "predictions.cancel", "account.get",
+    "output" (also takes output_404, output_html, output_large)."""
+
+    spec_name = "replicate"
+    fault_kinds: ClassVar[Mapping[str, frozenset[str]]] = {
+        "predictions.create": frozenset({"prediction_fails", "never_finishes"}),
+        "output": frozenset({"output_404", "output_html", "output_large"}),
+    }
+
+    def __init__(
+        self,
+        *,
+        api_token: str | None = None,
+        start_delay: float = 0.05,
+        run_time: float = 0.15,
+        models: Collection[str] | None = None,
+    ) -> None:
+        super().__init__(api_key=api_token)
+        self.start_delay = start_delay
+        self.run_time = run_time
+        self.models = set(models) if models is not None else None  # None: every model exists
+        self.predictions: dict[str, FakePrediction] = {}
+
+    @property
+    def base_url(self) -> str:
+        """What to give `replicate.Client(base_url=...)`: the SDK adds /v1 to its paths itself."""
+        return self.origin
+
+    @property
+    def predictions_created(self) -> int:
+        return len(self.predictions)
+
+    def running(self, at: float | None = None) -> int:
+        """Predictions starting or processing at `at` (time.monotonic(); default: now)."""
+        now = time.monotonic() if at is None else at
+        return sum(1 for p in self.predictions.values() if p.created <= now < p.ended)
+
+    @property
+    def max_running(self) -> int:
+        """The most predictions that were ever starting or processing at once."""
+        events = sorted(
+            [(p.created, 1) for p in self.predictions.values()]
+            + [(p.ended, -1) for p in self.predictions.values()]
+        )  # at equal times the end (-1) sorts first: back-to-back runs do not overlap
+        most = current = 0
+        for _, delta in events:
+            current += delta
+            most = max(most, current)
+        return most
+
+    async def __aenter__(self) -> FakeReplicate:
+        await asyncio.to_thread(sample_mp4)  # make it now, not inside the first download
+        await super().__aenter__()
+        return self
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(
+                "POST", "/v1/models/{owner}/{name}/predictions", "predictions.create", self._create
+            ),
+            Route("GET", "/v1/predictions/{id}", "predictions.get", self._get),
+            Route("POST", "/v1/predictions/{id}/cancel", "predictions.cancel", self._cancel),
+            Route("GET", "/v1/account", "account.get", self._account),
+            Route("GET", "/delivery/{id}/output.mp4", "output", self._output, checked=False),
+        ]
+
+    def error_response(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> web.Response:
+        # Replicate answers errors as RFC 7807 problem details.
+        body = {"title": _reason(status), "detail": message, "status": status}
+        headers = {} if retry_after is None else {"Retry-After": header_seconds(retry_after)}
+        return web.json_response(body, status=status, headers=headers)
+
+    async def _create(self, call: Call) -> web.StreamResponse:
+        model = f"{call.request.match_info['owner']}/{call.request.match_info['name']}"
+        if self.models is not None and model not in self.models:
+            return self.error_response(404, "The requested resource could not be found.")
+        fault = call.fault
+        prediction = FakePrediction(
+            id="".join(secrets.choice(_ID_ALPHABET) for _ in range(26)),
+            model=model,
+            input=dict(call.record.json["input"]),
+            created=time.monotonic(),
+            created_at=datetime.now(UTC),
+            start_delay=self.start_delay,
+            run_time=self.run_time,
+            fails=fault.message if fault is not None and fault.kind == "prediction_fails" else None,
+            never_finishes=fault is not None and fault.kind == "never_finishes",
+        )
+        self.predictions[prediction.id] = prediction
+        return self.reply(call, self._json(prediction), status=201)
+
+    async def _get(self, call: Call) -> web.StreamResponse:
+        prediction = self.predictions.get(call.request.match_info["id"])
+        if prediction is None:
+            return self.error_response(404, "Not found.")
+        return self.reply(call, self._json(prediction))
+
+    async def _cancel(self, call: Call) -> web.StreamResponse:
+        prediction = self.predictions.get(call.request.match_info["id"])
+        if prediction is None:
+            return self.error_response(404, "Not found.")
+        now = time.monotonic()
+        if prediction.status(now) not in _TERMINAL:  # canceling a finished one changes nothing
+            prediction.canceled_at = now
+        return self.reply(call, self._json(prediction))
+
+    async def _account(self, call: Call) -> web.StreamResponse:
+        return self.reply(call, {"type": "user", "username": "flick-test", "name": "Flick Test"})
+
+    async def _output(self, call: Call) -> web.StreamResponse:
+        prediction = self.predictions.get(call.request.match_info["id"])
+        kind = call.fault.kind if call.fault is not None else None
+        if (
+            kind == "output_404"
+            or prediction is None
+            or prediction.status(time.monotonic()) != "succeeded"
+        ):
+            return web.Response(status=404, text="<html><h1>404 Not Found</h1></html>",
+                                content_type="text/html")  # fmt: skip
+        if kind == "output_html":
+            page = "<!doctype html><html><body><h1>Sign in to continue</h1></body></html>"
+            return web.Response(text=page, content_type="text/html")
+        if kind == "output_large" and call.fault is not None:
+            return await self._large(call, call.fault.n_bytes, call.fault.chunked)
+        return web.Response(body=sample_mp4(), content_type="video/mp4")
+
+    async def _large(self, call: Call, n_bytes: int, chunked: bool) -> web.StreamResponse:
+        """A real MP4 head padded to `n_bytes`, streamed so the fake never holds it whole."""
+        response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+        if chunked:
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = n_bytes
+        await response.prepare(call.request)
+        head = sample_mp4()[:n_bytes]
+        await response.write(head)
+        left = n_bytes - len(head)
+        zeros = bytes(_CHUNK)
+        try:
+            while left > 0:
+                await response.write(zeros[: min(left, _CHUNK)])
+                left -= min(left, _CHUNK)
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client stopped reading: what a size limit is supposed to do
+        return response
+
+    def _json(self, prediction: FakePrediction) -> dict[str, Any]:
+        status = prediction.status(time.monotonic())
+        url = f"{self.origin}/v1/predictions/{prediction.id}"
+        body: dict[str, Any] = {
+            "id": prediction.id,
+            "model": prediction.model,
+            "version": hashlib.sha256(prediction.model.encode()).hexdigest(),
+            "input": prediction.input,
+            "logs": "",
+            "output": None,
+            "error": prediction.fails if status == "failed" else None,
+            "status": status,
+            "source": "api",
+            "data_removed": False,
+            "created_at": _iso(prediction.created_at),
+            "urls": {
+                "get": url,
+                "cancel": f"{url}/cancel",
+                "web": f"https://replicate.com/p/{prediction.id}",
+            },
+            "metrics": {},
+        }
+        if status == "succeeded":
+            body["output"] = f"{self.origin}/delivery/{prediction.id}/output.mp4"
+        if status != "starting":
+            body["started_at"] = _iso(prediction.created_at, prediction.start_delay)
+        if status in _TERMINAL:
+            total = prediction.ended - prediction.created
+            body["completed_at"] = _iso(prediction.created_at, total)
+            predict = max(0.0, prediction.ended - prediction.started)
+            body["metrics"] = {"predict_time": round(predict, 6), "total_time": round(total, 6)}
+        return body
+
+
+def _iso(at: datetime, plus: float = 0.0) -> str:
+    return (at + timedelta(seconds=plus)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"

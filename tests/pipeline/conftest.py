@@ -1,0 +1,94 @@
+"""Fakes of OpenAI and Replicate, and the real providers pointed at them.
+
+Every fake checks, when its test ends, that no request broke the provider's spec: a test that sends
+an invalid request on purpose asserts on `fake.violations` and then clears it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from flick.pipeline.openai_images import OpenAIImageProvider
+from flick.pipeline.replicate_video import ReplicateVideoProvider
+from flick.testing.fake_openai import FakeOpenAI, sample_photo
+from flick.testing.fake_replicate import FakeReplicate
+
+OPENAI_KEY = "sk-test-not-a-real-key"
+REPLICATE_TOKEN = "r8_test-not-a-real-token"
+MAX_VIDEO_BYTES = 256 * 1024
+
+
+@pytest.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI(api_key=OPENAI_KEY, models={"gpt-image-1"}) as fake:
+        yield fake
+        assert [str(v) for v in fake.violations] == []
+
+
+@pytest.fixture
+async def fake_replicate() -> AsyncIterator[FakeReplicate]:
+    async with FakeReplicate(api_token=REPLICATE_TOKEN, start_delay=0.03, run_time=0.1) as fake:
+        yield fake
+        assert [str(v) for v in fake.violations] == []
+
+
+ImagesFactory = Callable[..., OpenAIImageProvider]
+VideosFactory = Callable[..., ReplicateVideoProvider]
+
+
+@pytest.fixture
+async def make_images(fake_openai: FakeOpenAI) -> AsyncIterator[ImagesFactory]:
+    """OpenAIImageProvider on the fake; keyword arguments override the test defaults."""
+    made: list[OpenAIImageProvider] = []
+
+    def make(**overrides: Any) -> OpenAIImageProvider:
+        options: dict[str, Any] = {
+            "api_key": OPENAI_KEY,
+            "base_url": fake_openai.base_url,
+            "timeout": 5.0,
+        }
+        made.append(OpenAIImageProvider(**(options | overrides)))
+        return made[-1]
+
+    yield make
+    for provider in made:
+        await provider.aclose()
+
+
+@pytest.fixture
+async def make_videos(fake_replicate: FakeReplicate) -> AsyncIterator[VideosFactory]:
+    """ReplicateVideoProvider on the fake; keyword arguments override the test defaults."""
+    made: list[ReplicateVideoProvider] = []
+
+    def make(**overrides: Any) -> ReplicateVideoProvider:
+        options: dict[str, Any] = {
+            "api_token": REPLICATE_TOKEN,
+            "model": "wan-video/wan-2.2-i2v-fast",
+            "base_url": fake_replicate.base_url,
+            "max_bytes": MAX_VIDEO_BYTES,
+            "timeout": 5.0,
+        }
+        made.append(ReplicateVideoProvider(**(options | overrides)))
+        return made[-1]
+
+    yield make
+    for provider in made:
+        await provider.aclose()
+
+
+@pytest.fixture
+def images(make_images: ImagesFactory) -> OpenAIImageProvider:
+    return make_images()
+
+
+@pytest.fixture
+def videos(make_videos: VideosFactory) -> ReplicateVideoProvider:
+    return make_videos()
+
+
+@pytest.fixture
+def photos() -> list[bytes]:
+    return [sample_photo((220, 90, 90)), sample_photo((90, 90, 220), size=(48, 64))]
