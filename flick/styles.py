@@ -55,7 +55,7 @@ def load_styles(path: Path | None = None) -> dict[str, Style]:
     problems: list[tuple[str, str, str]] = []
     styles: dict[str, Style] = {}
     for key, spec in table.items():
-        line = _line_of(text, f"[styles.{key}]")
+        line = _line_of(text, f"[styles.{key}]") if _KEY.match(key) else _line_of(text, key)
         at = f"{where}, line {line}"
         if not _KEY.match(key):
             problems.append((at, f"style key {key!r} may use only letters, digits, _ and -", ""))

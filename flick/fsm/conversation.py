@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Container
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from transitions import EventData, Machine
 
@@ -71,7 +71,7 @@ TRANSITIONS: list[dict[str, Any]] = [
 ]
 
 
-@dataclass
+@dataclass(eq=False)
 class Conversation:
     """One user's conversation: what the machine reads and what `user_sessions` stores."""
 
@@ -132,9 +132,10 @@ class Conversation:
         self.picker_message_id = None
         self.generation_id = None
 
-    if TYPE_CHECKING:  # set by the machine in add_model
-
-        def trigger(self, name: str, **kwargs: Any) -> bool: ...
+    def trigger(self, name: str, **kwargs: Any) -> bool:
+        """Fire a trigger on the shared machine; False when the machine refuses it."""
+        event = MACHINE.events.get(name)
+        return bool(event and event.trigger(self, **kwargs))
 
 
 MACHINE = Machine(
@@ -150,10 +151,13 @@ MACHINE = Machine(
 
 
 def attach(conversation: Conversation) -> Conversation:
-    """Bind the shared machine to a conversation (keeping its restored state)."""
-    MACHINE.add_model(conversation, initial=conversation.state)
+    """Nothing to bind: the one shared machine works on any Conversation passed to it.
+
+    (transitions' add_model would keep every live conversation in a list, which costs memory
+    and an O(n) removal per actor at 100,000 users.)
+    """
     return conversation
 
 
 def detach(conversation: Conversation) -> None:
-    MACHINE.remove_model(conversation)
+    """The counterpart of attach, kept so the actor's lifecycle reads symmetrically."""

@@ -55,6 +55,7 @@ class EngineHarness:
         outbox: RecordingOutbox | None = None,
         pipeline: PipelineConfig | None = None,
         fresh: bool = True,
+        resume: bool = True,
         **settings: Any,
     ) -> None:
         self.outbox = outbox or RecordingOutbox()
@@ -81,6 +82,7 @@ class EngineHarness:
             database_url=database_url,
             storage=storage,
             lock=False,
+            resume=resume,
         )
         self._ids = itertools.count(1)
         self._fresh = fresh

@@ -1,0 +1,68 @@
+"""`flick chat` driven through its standard input, from /start to a saved MP4, fully offline."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from flick.testing.engine import make_jpeg
+
+
+def test_chat_from_start_to_saved_video(tmp_path: Path) -> None:
+    photo_a, photo_b = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    photo_a.write_bytes(make_jpeg("red"))
+    photo_b.write_bytes(make_jpeg("blue"))
+    script = (
+        "\n".join(
+            [
+                "/start",
+                "/create",
+                "1",
+                "2",  # consent, then the second style (hug)
+                f"/photo {photo_a}",
+                f"/photo {photo_b}",
+                "/balance",
+                "/buy",
+                "1",
+                "pay",
+                "/balance",
+                "quit",
+            ]
+        )
+        + "\n"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI", "REPLICATE", "DATABASE_URL", "S3_"))
+    }
+    env.update(DATA_DIR=str(tmp_path / "var"), LOG_LEVEL="WARNING")
+    out_dir = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "flick", "chat", "--out", str(out_dir)],
+        input=script,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    videos = list(out_dir.glob("*_hug.mp4"))
+    assert len(videos) == 1
+    assert videos[0].read_bytes()[4:8] == b"ftyp"
+    assert list(out_dir.glob("*_hug.jpg"))
+    assert f"video saved: {videos[0].resolve()}" in done.stdout
+    assert "[TEST PAYMENT" in done.stdout
+    assert "Balance: 1." in done.stdout  # 0 after the video, +1 from the test payment
+    # The embedded servers stopped with it.
+    leftovers = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if str(tmp_path / "var") in " ".join(p.info["cmdline"] or [])
+    ]
+    assert leftovers == []
