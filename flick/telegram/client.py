@@ -1,0 +1,96 @@
+"""Build the kurigram client from Settings."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+from pyrogram import Client, enums
+
+from flick.settings import Settings
+
+#: Options shared by the production client and the offline one in `flick.testing.telegram`, so
+#: tests parse updates exactly as production does.
+CLIENT_OPTIONS: Final[dict[str, Any]] = {
+    # One handler worker: kurigram's workers take updates from one queue concurrently, so with
+    # more than one a user's "/create" and the photo right after it could reach the engine in
+    # the wrong order. The adapter only parses and hands over to a mailbox, so one is plenty.
+    "workers": 1,
+    # We send plain text: "*" or "<b>" in a user's name must not become formatting.
+    "parse_mode": enums.ParseMode.DISABLED,
+    # FloodWait goes to the outbox, which delays only the chat concerned; kurigram's own sleep
+    # would hold whichever task happened to send.
+    "sleep_threshold": 0,
+    # Each of these costs an extra request per update (a reply's original, a sticker's set
+    # name, …) and the engine uses none of them.
+    "fetch_replies": False,
+    "fetch_topics": False,
+    "fetch_stories": False,
+    "fetch_stickers": False,
+    # Photo downloads and video uploads share this; with the default of 1 a 200 MB upload
+    # would hold every user's photo download behind it.
+    "max_concurrent_transmissions": 3,
+}
+
+
+def session_name(bot_token: str) -> str:
+    """The session file's name: per bot, so a new token never reuses another bot's session.
+
+    The part before ":" is the bot's public user id, not a secret.
+    """
+    bot_id = bot_token.partition(":")[0]
+    return f"flick-bot-{bot_id}" if bot_id.isdigit() else "flick-bot"
+
+
+class _Redact(logging.Filter):
+    """Blanks secrets out of kurigram's log records.
+
+    At DEBUG its session logs every MTProto message it sends, the bot's login included
+    (`auth.importBotAuthorization` carries the token and the api_hash).
+    """
+
+    def __init__(self) -> None:
+        super().__init__("flick-redact")
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if any(secret in text for secret in self.secrets):
+            for secret in self.secrets:
+                text = text.replace(secret, "[redacted]")
+            record.msg, record.args = text, None
+        return True
+
+
+_REDACT = _Redact()
+# A logger's filters see only that logger's own records, so each one that can print a request.
+_KURIGRAM_LOGGERS: Final = ("pyrogram.session.session", "pyrogram.session.auth", "pyrogram.client")
+
+
+def redact_in_kurigram_logs(*secrets: str) -> None:
+    _REDACT.secrets.update(s for s in secrets if s)
+    for name in _KURIGRAM_LOGGERS:
+        target = logging.getLogger(name)
+        if _REDACT not in target.filters:
+            target.addFilter(_REDACT)
+
+
+def build_client(settings: Settings) -> Client:
+    """A kurigram client for the bot, its session file kept in `settings.data_dir`."""
+    settings.require_telegram()
+    assert settings.api_hash is not None and settings.bot_token is not None  # require_telegram
+    token = settings.bot_token.get_secret_value()
+    api_hash = settings.api_hash.get_secret_value()
+    redact_in_kurigram_logs(token, api_hash)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return Client(
+        session_name(token),
+        api_id=settings.api_id,
+        api_hash=api_hash,
+        bot_token=token,
+        workdir=settings.data_dir,
+        # Fetch what arrived while the bot was down (a restart, a deploy): a user's photo or a
+        # successful payment must not be lost. The engine recognises redeliveries by event_id.
+        skip_updates=False,
+        **CLIENT_OPTIONS,
+    )

@@ -1,0 +1,273 @@
+"""The engine's Outbox on kurigram: what the bot says, paced within Telegram's limits."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, TypeVar
+
+from loguru import logger
+from pyrogram import Client, types
+from pyrogram.errors.rpc_error import RPCError
+
+from flick.events import PhotoRef
+from flick.ports import Keyboard, RecipientGone, Storage
+from flick.telegram.files import inline_markup, spool
+from flick.telegram.pacing import ChatPacer, TokenBucket
+
+T = TypeVar("T")
+
+#: Errors that mean "this chat will not take messages from us any more".
+GONE: Final = frozenset(
+    {"USER_IS_BLOCKED", "INPUT_USER_DEACTIVATED", "PEER_ID_INVALID", "CHAT_WRITE_FORBIDDEN"}
+)
+#: A file id Telegram no longer takes (expired reference, another bot's id): upload instead.
+_STALE_FILE: Final = frozenset(
+    {"FILE_REFERENCE_EXPIRED", "FILE_REFERENCE_INVALID", "FILE_ID_INVALID", "MEDIA_EMPTY"}
+)
+#: Telegram drops a pre-checkout query that is not answered within 10 seconds.
+PRE_CHECKOUT_BUDGET: Final = 8.0
+ANSWER_BUDGET: Final = 15.0
+REFUND_BUDGET: Final = 60.0
+
+
+def error_id(exc: BaseException) -> str | None:
+    return getattr(exc, "ID", None) if isinstance(exc, RPCError) else None
+
+
+class TelegramOutbox:
+    """flick.ports.Outbox over a kurigram client. Use `async with` (or start()/stop())."""
+
+    def __init__(
+        self,
+        client: Client,
+        storage: Storage,
+        *,
+        rate: float = 30.0,
+        tmp_dir: Path | None = None,
+        drain_seconds: float = 10.0,
+    ) -> None:
+        self.client = client
+        self.storage = storage
+        self.tmp_dir = tmp_dir
+        self.drain_seconds = drain_seconds
+        self.pacer = ChatPacer(TokenBucket(rate))
+        self.gone = 0
+        self._open = False
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        self._open = True
+
+    async def stop(self) -> None:
+        """Refuse new sends and give the ones under way `drain_seconds` to finish."""
+        self._open = False
+        if not await self.pacer.drain(self.drain_seconds):
+            logger.warning("outbox stopped with {} sends unfinished", self.pacer.in_flight)
+
+    async def __aenter__(self) -> TelegramOutbox:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # ---- the Outbox port -------------------------------------------------------------------
+    async def send_text(self, chat_id: int, text: str, keyboard: Keyboard | None = None) -> int:
+        markup = inline_markup(keyboard)
+        no_preview = types.LinkPreviewOptions(is_disabled=True)
+        message = await self._in_lane(
+            chat_id,
+            "message",
+            lambda: self.client.send_message(
+                chat_id, text, reply_markup=markup, link_preview_options=no_preview
+            ),
+        )
+        return _message_id(message)
+
+    async def edit_text(
+        self, chat_id: int, message_id: int, text: str, keyboard: Keyboard | None = None
+    ) -> None:
+        markup = inline_markup(keyboard)
+        try:
+            await self._in_lane(
+                chat_id,
+                "edit",
+                lambda: self.client.edit_message_text(
+                    chat_id, message_id, text, reply_markup=markup
+                ),
+            )
+        except RPCError as exc:
+            # Same text again (a repeated progress step), or the user deleted the message:
+            # either way there is nothing left to change.
+            if error_id(exc) not in ("MESSAGE_NOT_MODIFIED", "MESSAGE_ID_INVALID"):
+                raise
+            logger.debug("edit of message {} in chat {}: {}", message_id, chat_id, error_id(exc))
+
+    async def answer_button(
+        self, callback_id: str, text: str | None = None, alert: bool = False
+    ) -> None:
+        self._check_open()
+        try:
+            await self.pacer.direct(
+                lambda: self.client.answer_callback_query(
+                    callback_id, text=text or None, show_alert=alert or None
+                ),
+                "button answer",
+                budget=ANSWER_BUDGET,
+            )
+        except RPCError as exc:
+            # Telegram forgets a callback query after a while; a late answer changes nothing.
+            if error_id(exc) != "QUERY_ID_INVALID":
+                raise
+            logger.debug("callback {} expired before it was answered", callback_id)
+
+    async def send_video(
+        self,
+        chat_id: int,
+        storage_key: str,
+        caption: str,
+        keyboard: Keyboard | None = None,
+        file_id: str | None = None,
+    ) -> str:
+        markup = inline_markup(keyboard)
+        if file_id:
+            try:
+                message = await self._in_lane(
+                    chat_id,
+                    "video",
+                    lambda: self.client.send_video(
+                        chat_id, file_id, caption=caption, reply_markup=markup
+                    ),
+                )
+                return _video_file_id(message)
+            except (RPCError, ValueError) as exc:
+                if isinstance(exc, RPCError) and error_id(exc) not in _STALE_FILE:
+                    raise
+                logger.info("file id of {} not usable ({}); uploading it", storage_key, exc)
+        path = await spool(self.storage, storage_key, self.tmp_dir)
+        try:
+            message = await self._in_lane(
+                chat_id,
+                "video",
+                lambda: self.client.send_video(
+                    chat_id,
+                    str(path),
+                    caption=caption,
+                    reply_markup=markup,
+                    supports_streaming=True,
+                    file_name=Path(storage_key).name,
+                ),
+            )
+        finally:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+        return _video_file_id(message)
+
+    async def send_invoice(
+        self,
+        chat_id: int,
+        *,
+        title: str,
+        description: str,
+        payload: str,
+        currency: str,
+        amount: int,
+        label: str,
+    ) -> int:
+        # Telegram Stars: currency XTR, an empty provider token and exactly one price.
+        prices = [types.LabeledPrice(label=label, amount=amount)]
+        message = await self._in_lane(
+            chat_id,
+            "invoice",
+            lambda: self.client.send_invoice(
+                chat_id,
+                title=title,
+                description=description,
+                payload=payload,
+                currency=currency,
+                prices=prices,
+                provider_token="",
+            ),
+        )
+        return _message_id(message)
+
+    async def answer_pre_checkout(self, query_id: str, ok: bool, error: str | None = None) -> None:
+        self._check_open()
+        # Telegram requires a reason with a refusal; the engine normally gives one.
+        reason = None if ok else (error or "This purchase cannot be completed right now.")
+        try:
+            await self.pacer.direct(
+                lambda: self.client.answer_pre_checkout_query(
+                    query_id, ok=ok, error_message=reason
+                ),
+                "pre-checkout answer",
+                budget=PRE_CHECKOUT_BUDGET,
+            )
+        except RPCError as exc:
+            # Too late (e.g. a query fetched after a restart): Telegram already cancelled the
+            # payment, and no money moved.
+            if error_id(exc) != "QUERY_ID_INVALID":
+                raise
+            logger.warning("pre-checkout query {} expired before it was answered", query_id)
+
+    async def download(self, photo: PhotoRef) -> AsyncIterator[bytes]:
+        self._check_open()
+        # Chunks of up to 1 MB straight from Telegram's media DC, never the whole file.
+        async for chunk in self.client.stream_media(photo.file_id):
+            if chunk:
+                yield chunk
+
+    async def refund_star_payment(self, user_id: int, charge_id: str) -> bool:
+        self._check_open()
+        try:
+            await self.pacer.direct(
+                lambda: self.client.refund_star_payment(user_id, charge_id),
+                "refund",
+                budget=REFUND_BUDGET,
+            )
+        except RPCError as exc:
+            if error_id(exc) == "CHARGE_ALREADY_REFUNDED":
+                return False
+            raise
+        return True
+
+    # ---- internals -------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if not self._open:
+            raise RuntimeError("the Telegram outbox is not running (use `async with` or start())")
+
+    async def _in_lane(self, chat_id: int, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        self._check_open()
+        try:
+            return await self.pacer.send(chat_id, call, what)
+        except RPCError as exc:
+            if error_id(exc) not in GONE:
+                raise
+            # Expected in a bot's life, not a failure: the engine marks the user and moves on.
+            self.gone += 1
+            logger.info("chat {} no longer takes messages ({})", chat_id, error_id(exc))
+            raise RecipientGone(f"chat {chat_id}: {error_id(exc)}") from exc
+
+
+def _message_id(message: Any) -> int:
+    if message is None or not isinstance(getattr(message, "id", None), int):
+        raise RuntimeError("Telegram did not return the sent message")
+    message_id: int = message.id
+    return message_id
+
+
+def _video_file_id(message: Any) -> str:
+    # Telegram may file a silent clip as an animation or keep it a document: take whichever.
+    for kind in ("video", "animation", "document"):
+        media = getattr(message, kind, None)
+        if media is not None and media.file_id:
+            file_id: str = media.file_id
+            return file_id
+    raise RuntimeError("Telegram did not return the sent video")
