@@ -207,11 +207,8 @@ class Flick:
         ctx.broadcaster = self.broadcaster
         stack.push_async_callback(self.broadcaster.stop)
         self.supervisor = await stack.enter_async_context(Supervisor(ctx))
-        resumed = await self.supervisor.resume_unfinished() if self.resume else 0
-        if resumed:
-            logger.info("resuming {} unfinished generation(s)", resumed)
-        if self.resume and await self.broadcaster.resume_all():
-            logger.info("resuming unfinished broadcasts")
+        if self.resume:
+            await self.resume_work()
         logger.info(
             "engine ready: image={} video={} ai_concurrency={} styles={}",
             image.name,
@@ -219,6 +216,14 @@ class Flick:
             s.ai_concurrency,
             ",".join(styles),
         )
+
+    async def resume_work(self) -> None:
+        """Hand unfinished generations and broadcasts back to their owners (after a restart)."""
+        resumed = await self.supervisor.resume_unfinished()
+        if resumed:
+            logger.info("resuming {} unfinished generation(s)", resumed)
+        if await self.broadcaster.resume_all():
+            logger.info("resuming unfinished broadcasts")
 
     def _fallbacks(self, image: ImageProvider, video: VideoProvider) -> dict[str, Any]:
         """LOCAL_FALLBACK: the offline providers stand in when a remote one is down."""

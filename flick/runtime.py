@@ -34,7 +34,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             await app.dispatch(event)
 
     gateway = TelegramGateway.from_settings(settings, dispatch, storage=None)  # type: ignore[arg-type]
-    async with Flick(settings, gateway.outbox, instruments=instruments) as app:
+    async with Flick(settings, gateway.outbox, instruments=instruments, resume=False) as app:
         assert app.storage is not None
         gateway.outbox.storage = app.storage
 
@@ -52,6 +52,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         ):
             await gateway.start()
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, app.reload_styles)
+            # Only now: resumed work sends messages, and Telegram is connected.
+            await app.resume_work()
             logger.info(
                 "Flick is running (data dir {}, health {}); SIGINT or SIGTERM stops it",
                 settings.data_dir,

@@ -7,7 +7,7 @@ is credited through the same exactly-once path as a live payment: the unique cha
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from loguru import logger
@@ -15,23 +15,15 @@ from loguru import logger
 from flick.models import ledger, queries
 from flick.payments.flow import order_id_of
 from flick.payments.packages import CURRENCY, Package
-
-
-@dataclass(frozen=True, slots=True)
-class Charge:
-    charge_id: str
-    user_id: int
-    stars: int
-    payload: str
-    refunded: bool
+from flick.telegram.stars import StarTransaction, star_transactions
 
 
 @dataclass
 class Report:
     seen: int = 0
-    credited: list[Charge] = field(default_factory=list)
+    credited: list[StarTransaction] = field(default_factory=list)
     already: int = 0
-    skipped: list[tuple[Charge, str]] = field(default_factory=list)
+    skipped: list[tuple[StarTransaction, str]] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [f"Stars transactions read: {self.seen}; already credited: {self.already}"]
@@ -40,33 +32,19 @@ class Report:
         return out
 
 
-async def fetch_charges(client: Any, page: int = 100) -> list[Charge]:
-    """All inbound Stars charges from users, newest first, following Telegram's pagination."""
-    from pyrogram import raw
-
-    charges: list[Charge] = []
-    offset = ""
-    while True:
-        status = await client.invoke(
-            raw.functions.payments.GetStarsTransactions(
-                peer=raw.types.InputPeerSelf(), offset=offset, limit=page, inbound=True
-            )
-        )
-        for tx in status.history or []:
-            peer = getattr(tx.peer, "peer", None)
-            user_id = getattr(peer, "user_id", None)
-            if user_id is None:
-                continue  # not a user's purchase (ads revenue, Fragment, …)
-            payload = tx.bot_payload.decode("utf-8", "replace") if tx.bot_payload else ""
-            charges.append(
-                Charge(str(tx.id), int(user_id), int(tx.amount.amount), payload, bool(tx.refund))
-            )
-        offset = status.next_offset or ""
-        if not offset:
-            return charges
+def charges_from(transactions: list[StarTransaction]) -> list[StarTransaction]:
+    """Users' purchases, each marked refunded when Telegram also lists its refund."""
+    refunded = {tx.charge_id for tx in transactions if tx.refund or tx.stars < 0}
+    return [
+        replace(tx, refund=tx.refund or tx.charge_id in refunded)
+        for tx in transactions
+        if tx.stars > 0
+    ]
 
 
-def credits_for(charge: Charge, order: dict[str, Any] | None, packages: tuple[Package, ...]) -> int:
+def credits_for(
+    charge: StarTransaction, order: dict[str, Any] | None, packages: tuple[Package, ...]
+) -> int:
     if order is not None and order["user_id"] == charge.user_id:
         return int(order["package_credits"])
     best = max((p.credits for p in packages if p.stars <= charge.stars), default=0)
@@ -74,11 +52,11 @@ def credits_for(charge: Charge, order: dict[str, Any] | None, packages: tuple[Pa
 
 
 async def reconcile(
-    charges: list[Charge], packages: tuple[Package, ...], free_credits: int
+    charges: list[StarTransaction], packages: tuple[Package, ...], free_credits: int
 ) -> Report:
     report = Report(seen=len(charges))
     for charge in charges:
-        if charge.refunded:
+        if charge.refund:
             report.skipped.append((charge, "refunded at Telegram"))
             continue
         order_id = order_id_of(charge.payload)
@@ -117,7 +95,7 @@ async def reconcile_command(settings: Any) -> int:
     client = build_client(settings)
     await connect(client, 30.0)
     try:
-        charges = await fetch_charges(client)
+        charges = charges_from(await star_transactions(client, inbound=True, outbound=True))
         # The engine's services (database, migrations), without Telegram updates.
         async with Flick(
             settings,
