@@ -137,6 +137,13 @@ async def connect(client: Client, within: float) -> None:
             f"Telegram refused the bot's login: {code}",
             setting=_LOGIN_SETTINGS.get(code, "API_ID, API_HASH and BOT_TOKEN"),
         ) from None
+    except Exception as exc:  # noqa: BLE001 - e.g. garbage from a proxy during the handshake
+        await _abandon(client, before)
+        raise ServiceError(
+            f"cannot connect to Telegram: the connection broke during the handshake "
+            f"({type(exc).__name__})",
+            setting=_NETWORK,
+        ) from None
     except BaseException:
         await _abandon(client, before)
         raise
