@@ -1,4 +1,4 @@
-"""Piccolo CLI entry point (`piccolo migrations forwards all`); the real configuration is in the package."""
+"""Piccolo CLI entry point (`piccolo migrations forwards all`); the configuration is in flick."""
 
 from flick.models.piccolo_conf import APP_REGISTRY, DB
 

@@ -165,7 +165,7 @@ class Flick:
             else:
                 storage = S3Storage.from_settings(s)
                 logger.info("storage: S3 at {} bucket {}", s.s3_endpoint, s.s3_bucket)
-            await stack.enter_async_context(storage)  # type: ignore[arg-type]
+            await stack.enter_async_context(storage)
         self.storage = storage
 
         image = self.image or build_image_provider(s)

@@ -1,4 +1,4 @@
-"""The exception root. Transient errors are retried; final ones are told to the user and refunded."""
+"""The exception root. Transient errors are retried; final ones are told to the user, refunded."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ class FinalError(ProviderError):
         self.user_reason = user_reason
 
 
-class BudgetExceeded(FinalError):
+class BudgetExceededError(FinalError):
     """A step ran out of its time budget while retrying."""
 
     kind = "timeout"

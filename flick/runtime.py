@@ -26,17 +26,18 @@ from flick.telegram.gateway import TelegramGateway
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     setup_sentry(settings)
     instruments = Instruments(METRICS)
-    app: Flick | None = None
+    engine: list[Flick] = []  # set once the engine runs; updates before that are dropped
 
     async def dispatch(event: Any) -> None:
-        if app is not None:
+        if engine:
             instruments.on_metric("update", {"kind": type(event).__name__}, 1)
-            await app.dispatch(event)
+            await engine[0].dispatch(event)
 
     gateway = TelegramGateway.from_settings(settings, dispatch, storage=None)  # type: ignore[arg-type]
     async with Flick(settings, gateway.outbox, instruments=instruments, resume=False) as app:
         assert app.storage is not None
         gateway.outbox.storage = app.storage
+        engine.append(app)
 
         async def database() -> None:
             await pool().fetchval("SELECT 1")

@@ -7,11 +7,10 @@ lists every problem and how to fix it; secrets are `SecretStr`, so they never re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 from flick.errors import ConfigError
 
@@ -162,9 +161,7 @@ class Settings(BaseSettings):
     def require_telegram(self) -> None:
         missing = self.missing_for_telegram()
         if missing:
-            raise ConfigError(
-                [(name.upper(), "is not set", HINTS[name]) for name in missing]
-            )
+            raise ConfigError([(name.upper(), "is not set", HINTS[name]) for name in missing])
 
 
 def load_settings(**overrides: object) -> Settings:

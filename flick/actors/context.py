@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from flick.payments.packages import Package
 from flick.admin.broadcast import Broadcaster
+from flick.payments.packages import Package
 from flick.pipeline.generation import GenerationRunner, Job
 from flick.pipeline.photos import PhotoLimits
 from flick.ports import Outbox, Storage

@@ -31,12 +31,12 @@ class Mailbox:
         self._items.append((False, message))
         self._ready.set()
 
-    async def get(self, timeout: float) -> object | None:
-        """The next message, or None after `timeout` seconds of silence."""
+    async def get(self, idle_seconds: float) -> object | None:
+        """The next message, or None after `idle_seconds` of silence."""
         while not self._items:
             self._ready.clear()
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
+                await asyncio.wait_for(self._ready.wait(), idle_seconds)
             except TimeoutError:
                 return None
         external, message = self._items.popleft()

@@ -1,4 +1,4 @@
-"""What an actor receives besides the outside events: small frozen dataclasses from its own tasks."""
+"""What an actor receives besides outside events: small frozen dataclasses from its own tasks."""
 
 from __future__ import annotations
 

@@ -36,6 +36,7 @@ class Supervisor:
         self._groups_told: set[int] = set()
         self.accepting = False
         self.crashes = 0
+        self._side_tasks: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> Supervisor:
@@ -62,7 +63,7 @@ class Supervisor:
         self.accepting = False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain_seconds
-        while loop.time() < deadline and (
+        while loop.time() < deadline and (  # noqa: ASYNC110 - a few flags, once, at shutdown
             any(len(m) for m in self._mailboxes.values())
             or any(a.busy for a in self.actors.values())
         ):
@@ -132,7 +133,9 @@ class Supervisor:
             return
         self.crashes += 1
         logger.opt(exception=exc).bind(user_id=uid).error("actor crashed; restarting it")
-        asyncio.create_task(self._apologise(actor))
+        apology = asyncio.create_task(self._apologise(actor))
+        self._side_tasks.add(apology)
+        apology.add_done_callback(self._side_tasks.discard)
         if self.accepting or (mailbox is not None and len(mailbox)):
             self._ensure_running(uid)
 

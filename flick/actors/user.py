@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from datetime import UTC, datetime
+from typing import Any
 
 from loguru import logger
 
 from flick import events as ev
 from flick.actors import messages as msg
-from flick.admin import commands as admin
 from flick.actors.context import Context
 from flick.actors.mailbox import Mailbox
+from flick.admin import commands as admin
 from flick.errors import FinalError
 from flick.fsm.conversation import Conversation, State, attach, detach
 from flick.i18n import pick_language, t
@@ -118,7 +119,7 @@ class UserActor:
                 # They wrote to us again, so they unblocked the bot.
                 self.blocked = False
                 await queries.set_blocked(self.uid, False)
-        handler = _HANDLERS.get(type(message))
+        handler: Any = _HANDLERS.get(type(message))
         if handler is None:
             self.log.warning("no handler for {}", type(message).__name__)
             return

@@ -15,7 +15,7 @@ from flick.models.db import DB
 
 
 def pool() -> asyncpg.Pool:
-    return DB.pool  # type: ignore[no-any-return]
+    return DB.pool
 
 
 async def _apply(

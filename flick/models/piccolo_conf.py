@@ -1,4 +1,4 @@
-"""Piccolo's configuration: `piccolo migrations forwards all` reads DATABASE_URL from the environment."""
+"""Piccolo's configuration; `piccolo migrations forwards all` reads DATABASE_URL from the env."""
 
 from piccolo.conf.apps import AppRegistry
 

@@ -1,4 +1,4 @@
-"""The tables. A user's balance changes only together with a row that explains it (see ledger.py)."""
+"""The tables. A balance changes only together with a row that explains it (see ledger.py)."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 from flick.errors import ConfigError
 from flick.settings import Settings
@@ -31,8 +32,9 @@ async def doctor(settings: Settings, telegram: bool = True) -> int:
         check_providers(settings)
         line(True, "settings", "loaded")
     except ConfigError as exc:
-        line(False, "settings", "; ".join(f"{n} {p}" for n, p, _ in exc.problems),
-             "see .env.example")
+        line(
+            False, "settings", "; ".join(f"{n} {p}" for n, p, _ in exc.problems), "see .env.example"
+        )
 
     async with AsyncExitStack() as stack:
         data_dir = prepare_data_dir(Path(settings.data_dir))
@@ -45,20 +47,32 @@ async def doctor(settings: Settings, telegram: bool = True) -> int:
             await stack.enter_async_context(db.connection_pool(url, 1, 2))
             todo = await migrations.pending()
             if todo and settings.database_url is not None:
-                line(False, "database", f"reachable, {len(todo)} migration(s) pending",
-                     f"run `{migrations.COMMAND}`")
+                line(
+                    False,
+                    "database",
+                    f"reachable, {len(todo)} migration(s) pending",
+                    f"run `{migrations.COMMAND}`",
+                )
             else:
-                line(True, "database", "reachable, schema current" if not todo
-                     else f"embedded; Flick applies {len(todo)} migration(s) at start")
+                line(
+                    True,
+                    "database",
+                    "reachable, schema current"
+                    if not todo
+                    else f"embedded; Flick applies {len(todo)} migration(s) at start",
+                )
         except Exception as exc:  # noqa: BLE001 - doctor reports, never crashes
             line(False, "database", str(exc), "check DATABASE_URL")
 
         try:
             if settings.s3_endpoint is None:
                 weed = await stack.enter_async_context(EmbeddedSeaweed(data_dir))
-                storage = S3Storage.from_settings(settings, endpoint=weed.endpoint,
-                                                  access_key=weed.access_key,
-                                                  secret_key=weed.secret_key)
+                storage = S3Storage.from_settings(
+                    settings,
+                    endpoint=weed.endpoint,
+                    access_key=weed.access_key,
+                    secret_key=weed.secret_key,
+                )
             else:
                 storage = S3Storage.from_settings(settings)
             await stack.enter_async_context(storage)
@@ -69,11 +83,14 @@ async def doctor(settings: Settings, telegram: bool = True) -> int:
 
         for name, build, fix in (
             ("image provider", build_image_provider, "check OPENAI_API_KEY / OPENAI_BASE_URL"),
-            ("video provider", build_video_provider,
-             "check REPLICATE_API_TOKEN / REPLICATE_BASE_URL"),
+            (
+                "video provider",
+                build_video_provider,
+                "check REPLICATE_API_TOKEN / REPLICATE_BASE_URL",
+            ),
         ):
             try:
-                provider = build(settings)  # type: ignore[operator]
+                provider: Any = build(settings)
                 if hasattr(provider, "__aexit__"):
                     await stack.enter_async_context(provider)
                 await provider.check()

@@ -17,7 +17,7 @@ from typing import Any
 from loguru import logger
 
 from flick.actors.limiter import AILimiter
-from flick.errors import BudgetExceeded, FinalError, TransientError
+from flick.errors import BudgetExceededError, FinalError, TransientError
 from flick.i18n import t
 from flick.models import queries
 from flick.pipeline import photos
@@ -139,7 +139,7 @@ class GenerationRunner:
                     budget=self.config.compose_budget,
                     what=f"compose (generation {job.generation_id})",
                 )
-            except BudgetExceeded:
+            except BudgetExceededError:
                 if self.fallback_image is None:
                     raise
                 logger.warning("{} is down; composing with the local fallback", self.image.name)
@@ -192,7 +192,7 @@ class GenerationRunner:
                     budget=self.config.animate_budget,
                     what=f"animate (generation {job.generation_id})",
                 )
-            except BudgetExceeded:
+            except BudgetExceededError:
                 if self.fallback_video is None or _is_fallback(row.get("prediction_id")):
                     raise
                 logger.warning("{} is down; animating with the local fallback", self.video.name)
@@ -225,7 +225,8 @@ class GenerationRunner:
                 break
             if prediction.status in ("failed", "canceled"):
                 raise classify_prediction(prediction) or FinalError(
-                    f"prediction {pid} {prediction.status}", kind="prediction_failed",
+                    f"prediction {pid} {prediction.status}",
+                    kind="prediction_failed",
                     user_reason="video_failed",
                 )
             if (
@@ -315,4 +316,4 @@ class _Status:
         self.last = None
 
 
-__all__ = ["BudgetExceeded", "GenerationRunner", "Job", "PipelineConfig"]
+__all__ = ["BudgetExceededError", "GenerationRunner", "Job", "PipelineConfig"]

@@ -274,7 +274,7 @@ class LocalVideoProvider:
             _unlink(part)
             logger.info("local video {} canceled", prediction_id)
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure ends the prediction as failed
             _unlink(part)
             if isinstance(exc, TimeoutError):
                 error = f"render took longer than {self._timeout:g}s"

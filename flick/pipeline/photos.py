@@ -47,9 +47,9 @@ def _normalize(data: bytes, limits: PhotoLimits) -> bytes:
             raise PhotoRejected("photo_too_small")
         with Image.open(io.BytesIO(data)) as img:
             img.load()  # a truncated file fails here, not later at the provider
-            img = ImageOps.exif_transpose(img).convert("RGB")
+            upright = ImageOps.exif_transpose(img).convert("RGB")
             out = io.BytesIO()
-            img.save(out, "JPEG", quality=92)
+            upright.save(out, "JPEG", quality=92)
             return out.getvalue()
     except PhotoRejected:
         raise

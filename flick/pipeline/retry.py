@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from loguru import logger
 
-from flick.errors import BudgetExceeded, TransientError
+from flick.errors import BudgetExceededError, TransientError
 
 T = TypeVar("T")
 
@@ -33,12 +33,14 @@ async def with_retries(
     while True:
         remaining = deadline - loop.time()
         if remaining <= 0:
-            raise BudgetExceeded(f"{what}: no answer within {budget:.0f}s", user_reason="timeout")
+            raise BudgetExceededError(
+                f"{what}: no answer within {budget:.0f}s", user_reason="timeout"
+            )
         try:
             async with asyncio.timeout(remaining):
                 return await call()
         except TimeoutError:
-            raise BudgetExceeded(
+            raise BudgetExceededError(
                 f"{what}: no answer within {budget:.0f}s", user_reason="timeout"
             ) from None
         except TransientError as exc:
@@ -47,7 +49,7 @@ async def with_retries(
             if delay is None:
                 delay = random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1)))
             if loop.time() + delay >= deadline:
-                raise BudgetExceeded(
+                raise BudgetExceededError(
                     f"{what}: still failing after {attempt} attempt(s): {exc}",
                     kind="timeout",
                     user_reason="timeout",

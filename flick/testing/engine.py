@@ -69,7 +69,7 @@ class EngineHarness:
             "actor_idle_seconds": 30.0,
         }
         base.update(settings)
-        self.settings = Settings(_env_file=None, **base)  # type: ignore[call-arg]
+        self.settings = Settings(_env_file=None, **base)  # type: ignore[arg-type,call-arg]
         self.app = Flick(
             self.settings,
             self.outbox,
@@ -159,7 +159,7 @@ class EngineHarness:
         ][-1]
         await self.press(uid, f"style:{style}", picker.message_id)
 
-    async def settle(self, timeout: float = 30.0, generations: bool = True) -> None:
+    async def settle(self, timeout: float = 30.0, generations: bool = True) -> None:  # noqa: ASYNC109
         """Wait until every mailbox is empty, no actor is busy and (optionally) no video runs."""
         sup = self.app.supervisor
         loop = asyncio.get_running_loop()
