@@ -206,9 +206,11 @@ class UserActor:
             if self.ctx.services is not None:
                 self.ctx.services.cancel_generation(gen_id)
             balance = await ledger.refund_generation(gen_id, "canceled", "canceled", "by the user")
-            if balance is not None:
+            if balance is None:  # it was delivered (or ended) a moment before: nothing to refund
+                await self.say("canceled")
+            else:
                 self.conv.balance = balance
-            await self.say("canceled_refunded", balance=self.conv.balance)
+                await self.say("canceled_refunded", balance=balance)
         else:
             await self.say("canceled")
 

@@ -194,6 +194,9 @@ class GenerationRunner:
                 )
             except BudgetExceededError:
                 if self.fallback_video is None or _is_fallback(row.get("prediction_id")):
+                    # Given up on: stop it, or Replicate keeps running (and billing) it.
+                    if row.get("prediction_id"):
+                        await asyncio.shield(self._cancel_prediction(row["prediction_id"]))
                     raise
                 logger.warning("{} is down; animating with the local fallback", self.video.name)
                 if row.get("prediction_id"):
