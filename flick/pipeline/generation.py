@@ -8,6 +8,7 @@ a stored combined image is reused, an existing prediction is polled instead of c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -107,6 +108,11 @@ class GenerationRunner:
                     job, row, status, combined, video_key(job.user_id, ts, job.style.key)
                 )
             await self._deliver(job, status, video)
+        except FinalError:
+            # The status message must not keep saying "animating…" after a failure.
+            with contextlib.suppress(Exception):
+                await status.show("status_failed")
+            raise
         except asyncio.CancelledError:
             if job.user_canceled and row.get("prediction_id") is None:
                 fresh = await queries.get_generation(job.generation_id)
