@@ -1,0 +1,345 @@
+"""Fixtures for the engine tests: the whole engine (real PostgreSQL, real S3) behind a harness.
+
+`harness(**settings)` starts an EngineHarness on the session's database and the test's fresh bucket
+and stops it at the end of the test. Test modules cannot import a conftest (importlib mode), so the
+helpers they share come as fixtures too: `tools` (reading the conversation back, making events, and
+the provider wrappers CountingImage/CountingVideo, which implement the ports' Protocols themselves)
+and `video_factory` (a CountingVideo over a LocalVideoProvider the test owns).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from flick import events as ev
+from flick.fsm.conversation import State
+from flick.i18n import LANGUAGES, catalog, t
+from flick.models.ledger import pool
+from flick.pipeline.local import LocalImageProvider, LocalVideoProvider
+from flick.ports import ComposedImage, Prediction
+from flick.testing.engine import EngineHarness, make_jpeg
+from flick.testing.memory import RecordingOutbox, Sent
+
+HarnessFactory = Callable[..., Awaitable[EngineHarness]]
+
+
+# ---- providers: real implementations of the ports that also count or hold ----------------------
+class CountingImage:
+    """An ImageProvider around another one that records how many compose calls are in flight."""
+
+    def __init__(self, inner: Any, meter: InFlight) -> None:
+        self.inner, self.meter = inner, meter
+        self.name = inner.name
+        self.calls = 0
+
+    async def compose(self, photos: Sequence[bytes], prompt: str, style: str) -> ComposedImage:
+        self.calls += 1
+        with self.meter:
+            return await self.inner.compose(photos, prompt, style)
+
+    async def check(self) -> None:
+        await self.inner.check()
+
+
+class InFlight:
+    """A shared counter of provider work in progress and its highest value."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.peak = 0
+
+    def __enter__(self) -> InFlight:
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.now -= 1
+
+
+class CountingVideo:
+    """A VideoProvider around another one. A prediction is "in flight" from `start` until a poll
+    reports it finished (or it is cancelled); `gate`, while clear, keeps every prediction
+    "processing", the way a slow Replicate model would. No __aexit__: the app never closes it, so it
+    outlives an engine restart like a real provider's predictions do."""
+
+    def __init__(self, inner: LocalVideoProvider, meter: InFlight | None = None) -> None:
+        self.inner = inner
+        self.meter = meter or InFlight()
+        self.name = inner.name
+        self.started: list[str] = []
+        self._open: set[str] = set()
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def start(self, image: bytes, content_type: str, inputs: Mapping[str, Any]) -> str:
+        self.meter.__enter__()
+        try:
+            pid = await self.inner.start(image, content_type, inputs)
+        except BaseException:
+            self.meter.__exit__()
+            raise
+        self.started.append(pid)
+        self._open.add(pid)
+        return pid
+
+    def _end(self, pid: str) -> None:
+        if pid in self._open:
+            self._open.discard(pid)
+            self.meter.__exit__()
+
+    async def poll(self, prediction_id: str) -> Prediction:
+        if not self.gate.is_set():
+            return Prediction(id=prediction_id, status="processing")
+        prediction = await self.inner.poll(prediction_id)
+        if prediction.status in ("succeeded", "failed", "canceled"):
+            self._end(prediction_id)
+        return prediction
+
+    def open_output(self, prediction: Prediction) -> AsyncIterator[bytes]:
+        return self.inner.open_output(prediction)
+
+    async def cancel(self, prediction_id: str) -> None:
+        self._end(prediction_id)
+        await self.inner.cancel(prediction_id)
+
+    async def check(self) -> None:
+        await self.inner.check()
+
+
+class HeldOutbox(RecordingOutbox):
+    """The recording outbox, where a test can hold the download of chosen files (a slow network)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holds: dict[str, asyncio.Event] = {}
+
+    def hold(self, file_id: str) -> asyncio.Event:
+        gate = self.holds[file_id] = asyncio.Event()
+        return gate
+
+    async def download(self, photo: ev.PhotoRef) -> AsyncIterator[bytes]:
+        gate = self.holds.get(photo.file_id)
+        if gate is not None:
+            await gate.wait()
+        async for chunk in super().download(photo):
+            yield chunk
+
+
+# ---- fixtures ------------------------------------------------------------------------------------
+@pytest_asyncio.fixture
+async def harness(database_url: str, storage: Any, tmp_path: Path) -> AsyncIterator[HarnessFactory]:
+    """`h = await harness(**settings)`: a running engine, stopped when the test ends.
+
+    Keyword arguments go to EngineHarness (settings, image=, video=, outbox=, fresh=...).
+    """
+    numbers = itertools.count()
+    # SeaweedFS allocates a new bucket's volumes on its first write (~0.2 s, and ~1 s when two
+    # writes race for it): do that once, while the first engine starts.
+    warm = asyncio.ensure_future(storage.put("warm-up", b"warm", "text/plain"))
+    async with AsyncExitStack() as stack:
+
+        async def make(**kwargs: Any) -> EngineHarness:
+            data_dir = kwargs.pop("data_dir", None) or tmp_path / f"engine{next(numbers)}"
+            if "video" not in kwargs:  # real ffmpeg renders, only short and small
+                kwargs["video"] = LocalVideoProvider(
+                    data_dir / "videos", duration=0.25, fps=4, width=64
+                )
+            h = EngineHarness(database_url, storage, data_dir, **kwargs)
+            entered, _ = await asyncio.gather(stack.enter_async_context(h), warm)
+            return entered
+
+        try:
+            yield make
+        finally:
+            await asyncio.gather(warm, return_exceptions=True)
+
+
+@pytest_asyncio.fixture
+async def video_factory(tmp_path: Path) -> AsyncIterator[Callable[..., CountingVideo]]:
+    """`video_factory(meter=None, **options)`: a CountingVideo over a LocalVideoProvider that the
+    test owns (closed at the end of the test). Small, short renders unless told otherwise."""
+    made: list[LocalVideoProvider] = []
+    numbers = itertools.count()
+
+    def make(meter: InFlight | None = None, **options: Any) -> CountingVideo:
+        options.setdefault("duration", 0.25)
+        options.setdefault("fps", 4)
+        options.setdefault("width", 64)
+        inner = LocalVideoProvider(tmp_path / f"videos{next(numbers)}", **options)
+        made.append(inner)
+        return CountingVideo(inner, meter)
+
+    yield make
+    for inner in made:
+        await inner.close()
+
+
+# ---- reading the conversation back ----------------------------------------------------------
+async def session(uid: int) -> tuple[str, dict[str, Any]] | None:
+    row = await pool().fetchrow('SELECT state, data FROM user_sessions WHERE "user" = $1', uid)
+    return None if row is None else (row["state"], json.loads(row["data"]))
+
+
+async def snapshot(h: EngineHarness, uid: int) -> tuple[Any, ...]:
+    """What must not change when the user sends something the bot refuses."""
+    saved = await session(uid)
+    actor = h.app.supervisor.actors.get(uid)
+    live = None if actor is None else (actor.conv.state, list(actor.conv.photos), actor.conv.style)
+    gens = await pool().fetchval('SELECT count(*) FROM generations WHERE "user" = $1', uid)
+    return saved, live, await h.balance(uid), await h.ledger_sum(uid), gens
+
+
+def _status_patterns() -> list[re.Pattern[str]]:
+    patterns = []
+    for lang in LANGUAGES:
+        for key, text in catalog(lang).items():
+            if key.startswith("status_"):
+                parts = re.split(r"\{[a-z_]+\}", text)
+                patterns.append(re.compile(".*".join(map(re.escape, parts)) + r"\Z", re.S))
+    return patterns
+
+
+STATUS = _status_patterns()
+
+
+def is_status(text: str) -> bool:
+    """A generation's progress message (composing, animating, ...), edited as it moves."""
+    return any(p.match(text) for p in STATUS)
+
+
+def texts(h: EngineHarness, uid: int) -> list[str]:
+    """The messages the user got from the conversation (not the generation's status messages)."""
+    return [s.text for s in h.outbox.to(uid) if s.method == "send_text" and not is_status(s.text)]
+
+
+def calls(h: EngineHarness, method: str, uid: int | None = None) -> list[Sent]:
+    return [s for s in h.outbox.sent if s.method == method and (uid is None or s.chat_id == uid)]
+
+
+def answers(h: EngineHarness, callback_id: str) -> list[Sent]:
+    return [
+        s
+        for s in h.outbox.sent
+        if s.method == "answer_button" and s.extra.get("callback_id") == callback_id
+    ]
+
+
+def photo_event(
+    h: EngineHarness,
+    uid: int,
+    data: bytes | None = None,
+    *,
+    size: int | str | None = "real",
+    document: bool = False,
+    media_group: str | None = None,
+) -> ev.Photo:
+    """A photo event (not yet sent) whose bytes the outbox will serve."""
+    file_id = h.next_id("file")
+    h.outbox.files[file_id] = make_jpeg() if data is None else data
+    real = len(h.outbox.files[file_id])
+    ref = ev.PhotoRef(
+        file_id,
+        f"u{file_id}",
+        real if size == "real" else size,  # type: ignore[arg-type]
+        as_document=document,
+    )
+    return ev.Photo(h.user(uid), h.next_id(), ref, media_group)
+
+
+async def to_photos(h: EngineHarness, uid: int, style: str = "hug") -> None:
+    """/create (with consent when asked) and a style: the user is WAITING_FOR_PHOTOS."""
+    await h.command(uid, "create")
+    await h.settle()
+    if any(d == "consent" for _, d in h.last_keyboard(uid).buttons()):
+        await h.press(uid, "consent", h.last_keyboard(uid).message_id)
+        await h.settle()
+    await h.pick_style(uid, style)
+    await h.settle()
+    assert (await session(uid))[0] == State.WAITING_FOR_PHOTOS.value  # type: ignore[index]
+
+
+async def wait_for(predicate: Callable[[], Awaitable[bool]], what: str, limit: float = 30) -> None:
+    """Poll until `predicate()` holds; the limit only turns a hang into a failure."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not await predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        await asyncio.sleep(0.01)
+
+
+async def quiet(h: EngineHarness, limit: float = 30) -> None:
+    """Wait until every mailbox is empty and no actor is busy, ignoring photo downloads and
+    generations in progress (for tests that hold those on purpose)."""
+    sup = h.app.supervisor
+
+    async def idle() -> bool:
+        if sup.mailbox_depth() or any(a.busy for a in sup.actors.values()):
+            return False
+        await asyncio.sleep(0)
+        return not sup.mailbox_depth() and not any(a.busy for a in sup.actors.values())
+
+    await wait_for(idle, "the mailboxes drained", limit)
+
+
+class Barrier:
+    """A message no actor has a handler for: actors ignore it. It is only consumed once the actor
+    has loaded its user, so an empty mailbox after it means the actor is ready."""
+
+
+async def settle_all(h: EngineHarness, *uids: int, generations: bool = True) -> None:
+    """h.settle(), and also wait for actors that are still loading their user (a restarted
+    actor is neither busy nor holding mail while it reads the database)."""
+    sup = h.app.supervisor
+    for uid in uids or list(sup.actors):
+        if uid in sup.actors:
+            sup.post(uid, Barrier())
+    await h.settle(generations=generations)
+
+
+async def generation_status(gen_id: int) -> str:
+    return str(await pool().fetchval("SELECT status FROM generations WHERE id = $1", gen_id))
+
+
+async def ledger(uid: int) -> list[dict[str, Any]]:
+    rows = await pool().fetch('SELECT * FROM ledger WHERE "user" = $1 ORDER BY id', uid)
+    return [dict(r) for r in rows]
+
+
+@pytest.fixture
+def tools() -> SimpleNamespace:
+    return SimpleNamespace(
+        session=session,
+        snapshot=snapshot,
+        is_status=is_status,
+        texts=texts,
+        calls=calls,
+        answers=answers,
+        photo_event=photo_event,
+        to_photos=to_photos,
+        wait_for=wait_for,
+        quiet=quiet,
+        settle_all=settle_all,
+        t=t,
+        State=State,
+        generation_status=generation_status,
+        ledger=ledger,
+        jpeg=make_jpeg,
+        CountingImage=CountingImage,
+        CountingVideo=CountingVideo,
+        InFlight=InFlight,
+        HeldOutbox=HeldOutbox,
+        LocalImageProvider=LocalImageProvider,
+    )
