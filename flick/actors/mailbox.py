@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
+RECENT_IDS = 64
+
 
 class Mailbox:
     def __init__(self, capacity: int) -> None:
@@ -13,6 +15,20 @@ class Mailbox:
         self._external = 0
         self._ready = asyncio.Event()
         self.flood_warned = False
+        # Update ids already handled: Telegram redelivers after reconnects, and a crashed actor's
+        # successor must recognise them too, so they live here rather than in the actor.
+        self._seen: deque[str] = deque(maxlen=RECENT_IDS)
+        self._seen_set: set[str] = set()
+
+    def first_time(self, event_id: str) -> bool:
+        """True the first time an update id is seen (within the last RECENT_IDS)."""
+        if event_id in self._seen_set:
+            return False
+        if len(self._seen) == self._seen.maxlen:
+            self._seen_set.discard(self._seen[0])
+        self._seen.append(event_id)
+        self._seen_set.add(event_id)
+        return True
 
     def __len__(self) -> int:
         return len(self._items)

@@ -10,11 +10,13 @@ from flick.errors import FinalError
 @dataclass(frozen=True, slots=True)
 class PhotoStored:
     key: str
+    epoch: int = 0  # which conversation it belongs to (see Conversation.epoch)
 
 
 @dataclass(frozen=True, slots=True)
 class PhotoRejected:
     reason: str  # a catalog key
+    epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True)

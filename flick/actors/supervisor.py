@@ -24,6 +24,9 @@ from flick.pipeline.generation import Job
 from flick.ports import RecipientGone
 
 
+_MONEY = (ev.PreCheckout, ev.PaymentSucceeded, ev.PaymentRefunded)
+
+
 class Supervisor:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -65,7 +68,7 @@ class Supervisor:
         deadline = loop.time() + drain_seconds
         while loop.time() < deadline and (  # noqa: ASYNC110 - a few flags, once, at shutdown
             any(len(m) for m in self._mailboxes.values())
-            or any(a.busy for a in self.actors.values())
+            or any(a.busy or a.pending_photos for a in self.actors.values())
         ):
             await asyncio.sleep(0.01)
         for job, task in list(self._generations.values()):
@@ -89,7 +92,9 @@ class Supervisor:
         uid = event.user.user_id
         self._users[uid] = event.user
         mailbox = self._mailbox(uid)
-        if not mailbox.offer(event):
+        if isinstance(event, _MONEY):
+            mailbox.post(event)  # a payment is never dropped by the flood guard
+        elif not mailbox.offer(event):
             await self._flooded(event.user, mailbox)
             return
         self._ensure_running(uid)

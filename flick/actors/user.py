@@ -8,7 +8,6 @@ mailbox; the loop itself only waits on the database and on sending replies.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,8 +28,7 @@ from flick.pipeline import photos
 from flick.pipeline.generation import Job
 from flick.ports import Button, Keyboard, RecipientGone
 from flick.storage import photo_key
-
-RECENT_EVENTS = 64
+from flick.untrusted import parse_int
 
 
 class UserActor:
@@ -43,7 +41,7 @@ class UserActor:
         self.blocked = False
         self.pending_photos = 0
         self.busy = False
-        self._recent: deque[str] = deque(maxlen=RECENT_EVENTS)
+        self.loaded = False
         self._intakes: set[asyncio.Task[None]] = set()
         self.log = logger.bind(user_id=user.user_id)
 
@@ -65,6 +63,7 @@ class UserActor:
     async def run(self) -> None:
         """Handle messages until idle; an exception escapes to the supervisor (crash → restart)."""
         await self.load()
+        self.loaded = True
         try:
             while True:
                 message = await self.mailbox.get(self.ctx.settings.actor_idle_seconds)
@@ -78,9 +77,9 @@ class UserActor:
                 finally:
                     self.busy = False
         finally:
+            # Photo downloads in flight are not cancelled: they report into the mailbox, which
+            # outlives this actor (a crash restarts it on the same mailbox).
             detach(self.conv)
-            for task in self._intakes:
-                task.cancel()
 
     @property
     def uid(self) -> int:
@@ -105,16 +104,20 @@ class UserActor:
             self.log.info("user blocked the bot; no more messages to them")
             await queries.set_blocked(self.uid)
 
+    def new_conversation(self) -> None:
+        """Forget the collected photos; downloads still in flight will report as stale."""
+        self.conv.clear()
+        self.pending_photos = 0
+
     async def save(self) -> None:
         await queries.save_session(self.uid, self.conv.state.value, self.conv.snapshot())
 
     # ---- dispatch --------------------------------------------------------------------------
     async def handle(self, message: object) -> None:
         if isinstance(message, ev.Event):
-            if message.event_id in self._recent:
+            if not self.mailbox.first_time(message.event_id):
                 self.log.debug("ignoring redelivered update {}", message.event_id)
                 return
-            self._recent.append(message.event_id)
             if self.blocked and not isinstance(message, ev.PreCheckout | ev.PaymentRefunded):
                 # They wrote to us again, so they unblocked the bot.
                 self.blocked = False
@@ -178,7 +181,7 @@ class UserActor:
         if not self.conv.trigger("create"):
             await self.offer_packages("no_credits")
             return
-        self.conv.clear()
+        self.new_conversation()
         if self.conv.state is State.CONSENT:
             await self.say(
                 "consent_ask",
@@ -200,7 +203,7 @@ class UserActor:
             await self.say("nothing_to_cancel")
             return
         self.conv.trigger("cancel")
-        self.conv.clear()
+        self.new_conversation()
         await self.save()
         if state is State.PROCESSING and gen_id is not None:
             if self.ctx.services is not None:
@@ -309,7 +312,8 @@ class UserActor:
 
     async def btn_video(self, e: ev.ButtonPress, arg: str) -> None:
         await self.ctx.outbox.answer_button(e.callback_id)
-        row = await queries.get_generation(int(arg)) if arg.isdigit() and len(arg) < 19 else None
+        gen_id = parse_int(arg)
+        row = await queries.get_generation(gen_id) if gen_id is not None else None
         if row is None or row["user_id"] != self.uid or row["status"] != "done":
             await self.say("video_gone")
             return
@@ -337,21 +341,27 @@ class UserActor:
             await self.say("busy")
             return
         if state is not State.WAITING_FOR_PHOTOS:
-            await self.say("hint_create")
+            await self.say(_EXPECT.get(state, "hint_create"))
+            return
+        if len(self.conv.photos) == 2 and self.conv.balance < 1:
+            await self.offer_packages("no_credits_photos_kept")
             return
         if len(self.conv.photos) + self.pending_photos >= 2:
             await self.say("photos_enough")
             return
         size = e.photo.size or 0
         if size > self.ctx.photo_limits.max_bytes:
-            await self.say("photo_too_big", mb=self.ctx.photo_limits.max_bytes // 2**20)
+            await self.say("photo_too_big", mb=self._limit_mb())
             return
         self.pending_photos += 1
-        task = asyncio.create_task(self._intake(e.photo))
+        task = asyncio.create_task(self._intake(e.photo, self.conv.epoch))
         self._intakes.add(task)
         task.add_done_callback(self._intakes.discard)
 
-    async def _intake(self, photo: ev.PhotoRef) -> None:
+    def _limit_mb(self) -> str:
+        return f"{round(self.ctx.photo_limits.max_bytes / 2**20, 1):g}"
+
+    async def _intake(self, photo: ev.PhotoRef, epoch: int) -> None:
         """Download, check and store one photo; report to the mailbox. Runs beside the loop."""
         report: object
         try:
@@ -361,15 +371,17 @@ class UserActor:
             jpeg = await photos.normalize(data, self.ctx.photo_limits)
             key = photo_key(self.uid, datetime.now(UTC), photo.file_unique_id)
             await self.ctx.storage.put(key, jpeg, "image/jpeg")
-            report = msg.PhotoStored(key)
+            report = msg.PhotoStored(key, epoch)
         except photos.PhotoRejected as exc:
-            report = msg.PhotoRejected(exc.reason)
+            report = msg.PhotoRejected(exc.reason, epoch)
         except Exception:
             self.log.exception("photo intake failed")
-            report = msg.PhotoRejected("photo_failed")
+            report = msg.PhotoRejected("photo_failed", epoch)
         self.mailbox.post(report)
 
     async def on_photo_stored(self, m: msg.PhotoStored) -> None:
+        if m.epoch != self.conv.epoch:
+            return  # from a conversation the user cancelled; the file stays as a record
         self.pending_photos = max(0, self.pending_photos - 1)
         if not self.conv.trigger("photo_stored"):
             return  # the user cancelled or moved on meanwhile; the file stays as a record
@@ -381,10 +393,12 @@ class UserActor:
         await self.start_generation()
 
     async def on_photo_rejected(self, m: msg.PhotoRejected) -> None:
+        if m.epoch != self.conv.epoch:
+            return
         self.pending_photos = max(0, self.pending_photos - 1)
         await self.say(
             m.reason,
-            mb=self.ctx.photo_limits.max_bytes // 2**20,
+            mb=self._limit_mb(),
             side=self.ctx.photo_limits.max_side,
         )
 
@@ -392,7 +406,8 @@ class UserActor:
     async def start_generation(self) -> None:
         style = self.conv.style or ""
         if not self.conv.trigger("generate"):
-            await self.offer_packages("no_credits")
+            # Keep the two photos: the generation starts as soon as a payment arrives.
+            await self.offer_packages("no_credits_photos_kept")
             return
         started = await ledger.start_generation(
             self.uid,
@@ -403,13 +418,19 @@ class UserActor:
         )
         if started is None:  # the database disagrees with memory: the database wins
             self.conv.trigger("cancel")
+            self.conv.state = State.WAITING_FOR_PHOTOS  # back to waiting, photos kept
             await self.save()
-            await self.offer_packages("no_credits")
+            await self.offer_packages("no_credits_photos_kept")
             return
         self.conv.generation_id, self.conv.balance = started
         await self.save()
         self.ctx.on_metric("credits_spent", {}, 1)
         self._launch(self.conv.generation_id)
+
+    async def continue_after_top_up(self) -> None:
+        """Two photos were waiting for credit: now that there is some, make the video."""
+        if self.conv.state is State.WAITING_FOR_PHOTOS and len(self.conv.photos) == 2:
+            await self.start_generation()
 
     def _launch(self, gen_id: int) -> None:
         style = self.ctx.styles.get(self.conv.style or "")
@@ -435,7 +456,7 @@ class UserActor:
     async def on_generation_ended(self, m: msg.GenerationEnded) -> None:
         current = self.conv.trigger("finish", generation_id=m.generation_id)
         if current:
-            self.conv.clear()
+            self.new_conversation()
             await self.save()
         if m.error is None:
             self.ctx.on_metric("generation", {"outcome": "done", "error_class": ""}, 1)
@@ -461,6 +482,7 @@ class UserActor:
         self.conv.balance = await ledger.grant(self.uid, m.credits, m.note)
         if m.credits > 0:
             await self.say("granted", credits=m.credits, balance=self.conv.balance)
+            await self.continue_after_top_up()
 
     async def on_balance_changed(self, m: msg.BalanceChanged) -> None:
         self.conv.balance = m.balance
@@ -474,6 +496,11 @@ class UserActor:
 def _lost(reason: str) -> FinalError:
     return FinalError(reason, kind="lost", user_reason="generic")
 
+
+_EXPECT = {
+    State.CHOOSING_STYLE: "expect_style",
+    State.CONSENT: "expect_consent",
+}
 
 _KINDS = {
     "kind_sticker",

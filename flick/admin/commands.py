@@ -13,6 +13,7 @@ from flick.actors import messages as msg
 from flick.admin import queries
 from flick.i18n import t
 from flick.models import ledger
+from flick.untrusted import parse_int
 
 if TYPE_CHECKING:
     from flick.actors.user import UserActor
@@ -29,7 +30,8 @@ async def handle(actor: UserActor, e: ev.Command) -> None:
 
 
 async def stats(actor: UserActor, args: str) -> None:
-    days = int(args) if args.isdigit() and 0 < int(args) <= 3650 else 30
+    asked = parse_int(args, max_digits=4)
+    days = asked if asked is not None and 0 < asked <= 3650 else 30
     s = await queries.stats(days)
     outcomes = ", ".join(f"{k}: {v}" for k, v in s["outcomes"].items()) or "—"
     income = s["stars"] * actor.ctx.settings.star_usd
@@ -79,14 +81,15 @@ async def user(actor: UserActor, args: str) -> None:
 
 async def grant(actor: UserActor, args: str) -> None:
     parts = args.split(maxsplit=2)
-    if len(parts) < 3 or not parts[1].lstrip("-").isdigit() or abs(int(parts[1])) > 100_000:
+    amount = parse_int(parts[1], max_digits=6, signed=True) if len(parts) == 3 else None
+    if amount is None or abs(amount) > 100_000:
         await actor.say("admin_grant_usage")
         return
     uid = await queries.find_user(parts[0])
     if uid is None:
         await actor.say("admin_no_user", ref=parts[0])
         return
-    credits, reason = int(parts[1]), parts[2]
+    credits, reason = amount, parts[2]
     note = f"by admin {actor.uid}: {reason}"
     if uid == actor.uid:
         await actor.on_grant(msg.Grant(credits, note))

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flick.models.ledger import pool
+from flick.untrusted import parse_int
 
 
 async def stats(days: int) -> dict[str, Any]:
@@ -42,9 +43,10 @@ async def stats(days: int) -> dict[str, Any]:
 
 async def find_user(ref: str) -> int | None:
     ref = ref.strip()
-    if ref.lstrip("-").isdigit() and len(ref) < 20:
+    number = parse_int(ref, signed=True)
+    if number is not None:
         found = await pool().fetchval(
-            "SELECT telegram_id FROM users WHERE telegram_id = $1", int(ref)
+            "SELECT telegram_id FROM users WHERE telegram_id = $1", number
         )
     else:
         found = await pool().fetchval(

@@ -81,6 +81,7 @@ class Conversation:
     photos: list[str] = field(default_factory=list)  # storage keys, in arrival order
     picker_message_id: int | None = None
     generation_id: int | None = None
+    epoch: int = 0  # bumped whenever the collected photos are forgotten
     state: State = S.IDLE
     styles: Container[str] = frozenset()  # live view of the configured styles
 
@@ -114,6 +115,7 @@ class Conversation:
             "photos": list(self.photos),
             "picker_message_id": self.picker_message_id,
             "generation_id": self.generation_id,
+            "epoch": self.epoch,
         }
 
     def restore(self, state: str, data: dict[str, Any]) -> None:
@@ -125,12 +127,14 @@ class Conversation:
         self.photos = [str(p) for p in data.get("photos", [])][:2]
         self.picker_message_id = data.get("picker_message_id")
         self.generation_id = data.get("generation_id")
+        self.epoch = int(data.get("epoch", 0))
 
     def clear(self) -> None:
         self.style = None
         self.photos = []
         self.picker_message_id = None
         self.generation_id = None
+        self.epoch += 1
 
     def trigger(self, name: str, **kwargs: Any) -> bool:
         """Fire a trigger on the shared machine; False when the machine refuses it."""

@@ -112,6 +112,7 @@ async def succeeded(actor: UserActor, e: ev.PaymentSucceeded) -> None:
     actor.ctx.on_metric("payment", {}, e.total_amount)
     actor.ctx.on_metric("credits_granted", {"reason": "purchase"}, credits)
     await actor.say("payment_thanks", credits=credits, balance=credited.balance)
+    await actor.continue_after_top_up()
 
 
 def credits_for_stars(actor: UserActor, stars: int) -> int:

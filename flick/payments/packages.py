@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flick.i18n import t
+from flick.untrusted import parse_int
 from flick.ports import Button, Keyboard
 
 CURRENCY = "XTR"  # Telegram Stars
@@ -30,9 +31,9 @@ def build_packages(pairs: list[tuple[int, int]]) -> tuple[Package, ...]:
 def find(packages: tuple[Package, ...], data: str) -> Package | None:
     """The package a `buy:<index>` button names, or None for anything a client made up."""
     _, _, index = data.partition(":")
-    if not index.isdigit() or len(index) > 3:
+    number = parse_int(index, max_digits=3)
+    if number is None:
         return None
-    number = int(index)
     return packages[number] if number < len(packages) else None
 
 

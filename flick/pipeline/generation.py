@@ -271,7 +271,8 @@ class GenerationRunner:
         async def send() -> str | None:
             try:
                 return await self.outbox.send_video(job.chat_id, video, caption, keyboard)
-            except RecipientGone:
+            except RecipientGone:  # they blocked the bot meanwhile: stop messaging them
+                await queries.set_blocked(job.user_id)
                 return None
             except (OSError, TimeoutError) as exc:
                 raise TransientError(f"sending the video: {exc}", kind="telegram") from exc

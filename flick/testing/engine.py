@@ -166,7 +166,7 @@ class EngineHarness:
         deadline = loop.time() + timeout
         while loop.time() < deadline:
             busy = sup.mailbox_depth() or any(
-                a.busy or a.pending_photos for a in sup.actors.values()
+                a.busy or a.pending_photos or not a.loaded for a in sup.actors.values()
             )
             if generations:
                 busy = busy or sup.generations_running

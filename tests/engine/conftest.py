@@ -188,8 +188,13 @@ async def video_factory(tmp_path: Path) -> AsyncIterator[Callable[..., CountingV
 
 # ---- reading the conversation back ----------------------------------------------------------
 async def session(uid: int) -> tuple[str, dict[str, Any]] | None:
+    """The saved state and data, without the internal conversation counter (`epoch`)."""
     row = await pool().fetchrow('SELECT state, data FROM user_sessions WHERE "user" = $1', uid)
-    return None if row is None else (row["state"], json.loads(row["data"]))
+    if row is None:
+        return None
+    data = json.loads(row["data"])
+    data.pop("epoch", None)
+    return row["state"], data
 
 
 async def snapshot(h: EngineHarness, uid: int) -> tuple[Any, ...]:

@@ -305,12 +305,6 @@ async def test_made_up_callback_data_is_refused(harness, tools) -> None:
 
 
 @pytest.mark.parametrize("data", ["video:²", "buy:²", "video:¹²", "buy:³"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: str.isdigit() accepts superscript digits that int() rejects; "
-    "btn_video (flick/actors/user.py) and packages.find (flick/payments/packages.py) "
-    "raise ValueError and crash the actor",
-)
 async def test_superscript_digits_in_callback_data_do_not_crash_the_actor(
     harness, tools, data: str
 ) -> None:
@@ -414,12 +408,6 @@ async def test_photo_before_the_style_is_picked(harness, tools) -> None:
     assert tools.texts(h, UID)[-1] in (t("en", "hint_create"), t("en", "expect_style"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: on_photo answers every state but WAITING_FOR_PHOTOS/PROCESSING with "
-    "'hint_create' (\"Send /create\"), although the user is mid-/create and must pick a style "
-    "(on_text says 'expect_style' there)",
-)
 async def test_photo_before_the_style_is_picked_asks_for_the_style(harness, tools) -> None:
     h = await harness()
     await h.command(UID, "create")
@@ -431,12 +419,6 @@ async def test_photo_before_the_style_is_picked_asks_for_the_style(harness, tool
     assert tools.texts(h, UID)[-1] == t("en", "expect_style")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: /cancel leaves the photo intakes of the cancelled conversation running and "
-    "pending_photos counting them; their PhotoStored lands in the next conversation "
-    "(flick/actors/user.py cmd_cancel / on_photo_stored)",
-)
 async def test_photo_sent_before_a_cancel_does_not_count_in_the_next_conversation(
     harness, tools
 ) -> None:

@@ -209,13 +209,6 @@ async def test_generation_interrupted_by_an_abrupt_stop_is_resumed(
         assert [r["reason"] for r in await tools.ledger(UID)] == ["free", "generation"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Supervisor.stop drains mailboxes and busy actors but not photo intakes in "
-    "progress; it then cancels the actor, whose run() cancels the intake: a photo the user sent "
-    "before the stop is dropped, and after the restart the bot waits silently for a photo it "
-    "already got (flick/actors/supervisor.py stop)",
-)
 async def test_a_photo_being_stored_during_a_clean_stop_is_not_lost(engine, tools) -> None:
     first = await engine(outbox=tools.HeldOutbox()).__aenter__()
     try:

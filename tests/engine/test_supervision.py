@@ -109,11 +109,6 @@ async def test_repeated_crashes_each_restart_the_actor(harness, tools) -> None:
     assert len(tools.calls(h, "send_video", UID)) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: UserActor.run's finally cancels the photo intakes of a crashed actor; the photo "
-    "the user just sent is dropped without a word (flick/actors/user.py run)",
-)
 async def test_a_photo_being_stored_when_the_actor_crashes_is_not_lost(harness, tools) -> None:
     h = await harness()
     await tools.to_photos(h, UID)
@@ -188,12 +183,6 @@ async def test_a_language_choice_survives_an_idle_stop(harness, tools) -> None:
     assert tools.texts(h, UID)[-1] == t("ru", "balance", balance=1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the ids of handled updates live only in the actor (UserActor._recent); a "
-    "restarted actor handles a redelivered update again, so a repeated photo becomes the second "
-    "photo and a credit is spent on a video of one photo (flick/actors/user.py handle)",
-)
 async def test_an_update_redelivered_after_a_crash_is_handled_once(harness, tools) -> None:
     h = await harness()
     await tools.to_photos(h, UID)

@@ -72,6 +72,7 @@ async def test_stats_and_user_card(harness: Start) -> None:
     await h.command(USER, "start")
     await h.settle()
     await h.send(ev.PaymentSucceeded(h.user(USER), "pay:c1", "c1", "p1", "XTR", 225, "nope"))
+    await h.settle()
     await h.command(ADMIN, "stats", "7")
     await h.command(ADMIN, "user", "901")
     await h.command(ADMIN, "user", "@nobody")

@@ -218,13 +218,6 @@ async def test_paying_lets_an_out_of_credit_user_create(harness, shop) -> None:
     assert money.reasons == ["free", "generation", "purchase", "generation"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Supervisor.dispatch drops any event once the user's mailbox holds mailbox_size "
-    "outside events, payments included: a PaymentSucceeded behind a burst of messages is "
-    "thrown away (the user paid, nothing is credited, the update is gone) "
-    "(flick/actors/supervisor.py dispatch / flick/actors/mailbox.py offer)",
-)
 async def test_a_payment_behind_a_flood_of_messages_is_still_credited(harness, shop) -> None:
     h = await harness(mailbox_size=8)
     invoice = await shop.buy(h, UID, 0)
@@ -236,12 +229,6 @@ async def test_a_payment_behind_a_flood_of_messages_is_still_credited(harness, s
     assert await h.balance(UID) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a PreCheckout behind a burst of messages is dropped by the mailbox's flood "
-    "guard and never answered; Telegram fails the payment after 10 s "
-    "(flick/actors/supervisor.py dispatch)",
-)
 async def test_a_pre_checkout_behind_a_flood_of_messages_is_answered(harness, shop) -> None:
     from flick import events as ev
 
@@ -255,13 +242,6 @@ async def test_a_pre_checkout_behind_a_flood_of_messages_is_answered(harness, sh
     assert len(shop.answers_to(h, "q-flood")) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when the second photo arrives and the balance is 0 (a payment was refunded "
-    "meanwhile), start_generation offers packages but leaves the session in WAITING_FOR_PHOTOS "
-    "holding two photos; after paying, every photo is answered 'I already have two photos. "
-    "Wait for your video' and no video ever comes (flick/actors/user.py start_generation)",
-)
 async def test_out_of_credit_at_the_second_photo_does_not_leave_the_user_stuck(
     harness, shop
 ) -> None:
@@ -279,8 +259,8 @@ async def test_out_of_credit_at_the_second_photo_does_not_leave_the_user_stuck(
     await h.photo(UID)
     await h.photo(UID)
     await h.settle()
-    assert shop.texts(h, UID)[-1] == t("en", "no_credits", balance=0)
-    # They buy a credit, as offered, and carry on.
+    assert shop.texts(h, UID)[-1] == t("en", "no_credits_photos_kept", balance=0)
+    # They buy a credit, as offered, and the video starts from the photos they already sent.
     again = await shop.buy(h, UID, 0)
     await shop.pay(h, UID, again.extra["payload"], "charge-again", 50)
     await h.photo(UID)
