@@ -23,7 +23,6 @@ from flick.models import queries
 from flick.pipeline.generation import Job
 from flick.ports import RecipientGone
 
-
 _MONEY = (ev.PreCheckout, ev.PaymentSucceeded, ev.PaymentRefunded)
 
 

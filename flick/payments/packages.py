@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flick.i18n import t
-from flick.untrusted import parse_int
 from flick.ports import Button, Keyboard
+from flick.untrusted import parse_int
 
 CURRENCY = "XTR"  # Telegram Stars
 
