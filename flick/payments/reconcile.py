@@ -95,7 +95,8 @@ async def reconcile_command(settings: Any) -> int:
     client = build_client(settings)
     await connect(client, 30.0)
     try:
-        charges = charges_from(await star_transactions(client, inbound=True, outbound=True))
+        # Neither flag: Telegram lists purchases and refunds alike.
+        charges = charges_from(await star_transactions(client, inbound=False, outbound=False))
         # The engine's services (database, migrations), without Telegram updates.
         async with Flick(
             settings,

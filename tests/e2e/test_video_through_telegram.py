@@ -7,7 +7,7 @@ from flick.models.ledger import pool
 from flick.testing.engine import make_jpeg
 from flick.testing.telegram import raw
 
-from .conftest import Bot  # noqa: TID252 - the fixture's type
+from .conftest import Bot
 
 
 async def test_start_to_video_through_the_offline_telegram(bot: Bot) -> None:
