@@ -7,12 +7,20 @@ Helpers for more fixtures live in `flick.testing.services`, not here (pytest's i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from flick.embedded import EmbeddedSeaweed
+from flick.pipeline.local import LocalVideoProvider
 from flick.storage import S3Storage
+from flick.testing.engine import EngineHarness
 from flick.testing.services import make_storage, test_postgres, test_seaweed
 
 
@@ -32,3 +40,30 @@ async def seaweed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Emb
 async def storage(seaweed: EmbeddedSeaweed) -> AsyncIterator[S3Storage]:
     async with make_storage(seaweed) as fresh:
         yield fresh
+
+
+HarnessFactory = Callable[..., Awaitable[EngineHarness]]
+
+
+@pytest_asyncio.fixture
+async def harness(database_url: str, storage: Any, tmp_path: Path) -> AsyncIterator[HarnessFactory]:
+    """`h = await harness(**options)`: a running engine (EngineHarness), stopped after the test."""
+    numbers = itertools.count()
+    # SeaweedFS allocates a new bucket's volumes on its first write: do it while the engine starts.
+    warm = asyncio.ensure_future(storage.put("warm-up", b"warm", "text/plain"))
+    async with AsyncExitStack() as stack:
+
+        async def make(**kwargs: Any) -> EngineHarness:
+            data_dir = kwargs.pop("data_dir", None) or tmp_path / f"engine{next(numbers)}"
+            if "video" not in kwargs:  # real ffmpeg renders, only short and small
+                kwargs["video"] = LocalVideoProvider(
+                    data_dir / "videos", duration=0.25, fps=4, width=64
+                )
+            h = EngineHarness(database_url, storage, data_dir, **kwargs)
+            entered, _ = await asyncio.gather(stack.enter_async_context(h), warm)
+            return entered
+
+        try:
+            yield make
+        finally:
+            await asyncio.gather(warm, return_exceptions=True)

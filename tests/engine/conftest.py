@@ -14,7 +14,6 @@ import itertools
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -30,8 +29,6 @@ from flick.pipeline.local import LocalImageProvider, LocalVideoProvider
 from flick.ports import ComposedImage, Prediction
 from flick.testing.engine import EngineHarness, make_jpeg
 from flick.testing.memory import RecordingOutbox, Sent
-
-HarnessFactory = Callable[..., Awaitable[EngineHarness]]
 
 
 # ---- providers: real implementations of the ports that also count or hold ----------------------
@@ -138,34 +135,6 @@ class HeldOutbox(RecordingOutbox):
 
 
 # ---- fixtures ------------------------------------------------------------------------------------
-@pytest_asyncio.fixture
-async def harness(database_url: str, storage: Any, tmp_path: Path) -> AsyncIterator[HarnessFactory]:
-    """`h = await harness(**settings)`: a running engine, stopped when the test ends.
-
-    Keyword arguments go to EngineHarness (settings, image=, video=, outbox=, fresh=...).
-    """
-    numbers = itertools.count()
-    # SeaweedFS allocates a new bucket's volumes on its first write (~0.2 s, and ~1 s when two
-    # writes race for it): do that once, while the first engine starts.
-    warm = asyncio.ensure_future(storage.put("warm-up", b"warm", "text/plain"))
-    async with AsyncExitStack() as stack:
-
-        async def make(**kwargs: Any) -> EngineHarness:
-            data_dir = kwargs.pop("data_dir", None) or tmp_path / f"engine{next(numbers)}"
-            if "video" not in kwargs:  # real ffmpeg renders, only short and small
-                kwargs["video"] = LocalVideoProvider(
-                    data_dir / "videos", duration=0.25, fps=4, width=64
-                )
-            h = EngineHarness(database_url, storage, data_dir, **kwargs)
-            entered, _ = await asyncio.gather(stack.enter_async_context(h), warm)
-            return entered
-
-        try:
-            yield make
-        finally:
-            await asyncio.gather(warm, return_exceptions=True)
-
-
 @pytest_asyncio.fixture
 async def video_factory(tmp_path: Path) -> AsyncIterator[Callable[..., CountingVideo]]:
     """`video_factory(meter=None, **options)`: a CountingVideo over a LocalVideoProvider that the

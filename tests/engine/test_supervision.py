@@ -3,8 +3,6 @@ apology; an idle actor goes away and the next event brings the user's state back
 
 from __future__ import annotations
 
-import pytest
-
 from flick import events as ev
 from flick.actors.messages import Crash
 from flick.fsm.conversation import State

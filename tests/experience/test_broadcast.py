@@ -26,7 +26,7 @@ async def test_broadcast_reaches_everyone_not_blocked_and_resumes(
         await h.command(ADMIN, "broadcast", "New styles are here!")
         await h.settle()
         # Stop in the middle: the pacing (10 messages/s here) keeps it running for ~3 s.
-        while await pool().fetchval("SELECT sent FROM broadcasts") < 8:
+        while await pool().fetchval("SELECT sent FROM broadcasts") < 8:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
     async with EngineHarness(

@@ -76,12 +76,11 @@ async def test_same_behaviour_on_embedded_and_external_postgresql(tmp_path: Path
         pytest.skip("no external PostgreSQL answers here")
     results = {}
     for kind in ("embedded", "external"):
-        async with server(kind, tmp_path / kind) as url:
-            async with db.connection_pool(url, 1, 2):
-                assert await migrations.apply()  # an empty database gets the whole schema
-                assert await migrations.pending() == []
-                version = await ledger.pool().fetchval("SHOW server_version")
-                results[kind] = await story()
+        async with server(kind, tmp_path / kind) as url, db.connection_pool(url, 1, 2):
+            assert await migrations.apply()  # an empty database gets the whole schema
+            assert await migrations.pending() == []
+            version = await ledger.pool().fetchval("SHOW server_version")
+            results[kind] = await story()
         print(kind, version, results[kind])
     assert results["embedded"] == results["external"]
     assert results["embedded"] == [(1, True), (1, False), 6, None, 5, 6, None, (1, 5), 1]

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from flick.actors import messages as msg
 from flick.errors import FinalError
 from flick.fsm.conversation import State
