@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
+import asyncpg
 from piccolo.engine.postgres import PostgresEngine
+
+from flick.errors import ServiceError
 
 # Piccolo looks the conf module up by this name; point it at ours whatever the working directory.
 os.environ.setdefault("PICCOLO_CONF", "flick.models.piccolo_conf")
@@ -22,10 +26,27 @@ def configure(url: str) -> None:
     DB.config["dsn"] = url
 
 
+def describe(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if not parts.scheme:
+        return "DATABASE_URL (not a postgresql:// URL)"
+    where = parts.hostname or "local socket"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{where}{port}{parts.path or ''}"
+
+
 @asynccontextmanager
 async def connection_pool(url: str, min_size: int, max_size: int) -> AsyncIterator[PostgresEngine]:
     configure(url)
-    await DB.start_connection_pool(min_size=min_size, max_size=max_size)
+    try:
+        await DB.start_connection_pool(min_size=min_size, max_size=max_size, timeout=10)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ServiceError(
+            f"cannot use the database at {describe(url)}: {reason or type(exc).__name__}",
+            setting="DATABASE_URL",
+        ) from None
     try:
         yield DB
     finally:
