@@ -23,6 +23,7 @@ from PIL import Image
 
 from flick import events as ev
 from flick.app import Flick
+from flick.ops.instruments import Instruments
 from flick.models.ledger import pool
 from flick.pipeline.generation import PipelineConfig
 from flick.pipeline.local import LocalImageProvider, LocalVideoProvider
@@ -56,6 +57,7 @@ class EngineHarness:
         pipeline: PipelineConfig | None = None,
         fresh: bool = True,
         resume: bool = True,
+        instruments: Instruments | None = None,
         **settings: Any,
     ) -> None:
         self.outbox = outbox or RecordingOutbox()
@@ -83,6 +85,7 @@ class EngineHarness:
             storage=storage,
             lock=False,
             resume=resume,
+            instruments=instruments,
         )
         self._ids = itertools.count(1)
         self._fresh = fresh
