@@ -36,12 +36,22 @@ def describe(url: str) -> str:
     return f"{where}{port}{parts.path or ''}"
 
 
+# What a wrong URL, a down server or a wrong password raise while connecting.
+_UNUSABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError)
+
+
 @asynccontextmanager
 async def connection_pool(url: str, min_size: int, max_size: int) -> AsyncIterator[PostgresEngine]:
     configure(url)
     try:
         await DB.start_connection_pool(min_size=min_size, max_size=max_size, timeout=10)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+    except (
+        OSError,
+        TimeoutError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        ValueError,
+    ) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ServiceError(
             f"cannot use the database at {describe(url)}: {reason or type(exc).__name__}",

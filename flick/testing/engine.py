@@ -23,8 +23,8 @@ from PIL import Image
 
 from flick import events as ev
 from flick.app import Flick
-from flick.ops.instruments import Instruments
 from flick.models.ledger import pool
+from flick.ops.instruments import Instruments
 from flick.pipeline.generation import PipelineConfig
 from flick.pipeline.local import LocalImageProvider, LocalVideoProvider
 from flick.ports import ImageProvider, Storage, VideoProvider
