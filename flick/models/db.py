@@ -45,13 +45,7 @@ async def connection_pool(url: str, min_size: int, max_size: int) -> AsyncIterat
     configure(url)
     try:
         await DB.start_connection_pool(min_size=min_size, max_size=max_size, timeout=10)
-    except (
-        OSError,
-        TimeoutError,
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        ValueError,
-    ) as exc:
+    except _UNUSABLE as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ServiceError(
             f"cannot use the database at {describe(url)}: {reason or type(exc).__name__}",
