@@ -23,11 +23,15 @@ async def test_broadcast_reaches_everyone_not_blocked_and_resumes(
         await h.settle()
         h.outbox.blocked.add(users[3])  # blocked the bot meanwhile
         await pool().execute("UPDATE users SET blocked = true WHERE telegram_id = $1", users[4])
+        started = asyncio.get_running_loop().time()
         await h.command(ADMIN, "broadcast", "New styles are here!")
         await h.settle()
         # Stop in the middle: the pacing (10 messages/s here) keeps it running for ~3 s.
         while await pool().fetchval("SELECT sent FROM broadcasts") < 8:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
+        # Paced: half the send rate (10/s here), so 8 messages take at least 0.7 s. A lower
+        # bound only: a slow machine makes it longer, never shorter.
+        assert asyncio.get_running_loop().time() - started >= 0.7
 
     async with EngineHarness(
         database_url, storage, tmp_path, admin_ids=[ADMIN], send_rate=200, fresh=False, resume=False
