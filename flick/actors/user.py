@@ -58,7 +58,20 @@ class UserActor:
         saved = await queries.load_session(u.user_id)
         if saved is not None:
             self.conv.restore(*saved)
+            await self._settle_stale_processing()
         attach(self.conv)
+
+    async def _settle_stale_processing(self) -> None:
+        """A stop between "delivered" and the actor hearing of it leaves the session PROCESSING
+        with a generation that has ended: the user would be "busy" for good. Settle it here."""
+        gen_id = self.conv.generation_id
+        if self.conv.state is not State.PROCESSING:
+            return
+        row = await queries.get_generation(gen_id) if gen_id is not None else None
+        if row is None or row["refunded"] or row["status"] in ("done", "failed", "canceled"):
+            self.conv.trigger("cancel")
+            self.new_conversation()
+            await self.save()
 
     async def run(self) -> None:
         """Handle messages until idle; an exception escapes to the supervisor (crash → restart)."""

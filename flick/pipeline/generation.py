@@ -114,6 +114,10 @@ class GenerationRunner:
                 await status.show("status_failed")
             raise
         except asyncio.CancelledError:
+            creating = row.get("_creating")
+            if creating is not None and not creating.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(creating)
             if job.user_canceled and row.get("prediction_id") is None:
                 fresh = await queries.get_generation(job.generation_id)
                 row["prediction_id"] = fresh and fresh.get("prediction_id")
@@ -182,12 +186,21 @@ class GenerationRunner:
             if row.get("prediction_id") is None:
                 provider = self.fallback_video if fallback else self.video
                 assert provider is not None
-                pid = await provider.start(image, "image/jpeg", inputs)
-                if fallback:
-                    pid = FALLBACK_PREFIX + pid
-                # Saved before waiting on it: after a restart we poll this one, never pay again.
-                row["prediction_id"] = pid
-                await queries.update_generation(job.generation_id, prediction_id=pid)
+
+                async def create_and_save() -> None:
+                    pid = await provider.start(image, "image/jpeg", inputs)
+                    if fallback:
+                        pid = FALLBACK_PREFIX + pid
+                    # Saved before waiting on it: after a restart we poll this one, never pay
+                    # again.
+                    row["prediction_id"] = pid
+                    await queries.update_generation(job.generation_id, prediction_id=pid)
+
+                # Replicate bills a prediction once it accepts it: a stop or a /cancel arriving
+                # meanwhile must not lose its id (the cancel handler in `run` waits for this).
+                creating = asyncio.ensure_future(create_and_save())
+                row["_creating"] = creating
+                await asyncio.shield(creating)
             return await self._collect(job, row, key)
 
         async with self.limiter.slot(await self._queued(status)):

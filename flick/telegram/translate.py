@@ -172,7 +172,9 @@ def callback_event(query: types.CallbackQuery) -> Translated:
     chat = getattr(message, "chat", None)
     if chat is not None and chat.type not in _PRIVATE:
         return None  # the bot puts buttons in private chats only
-    chat_id = chat.id if chat is not None else sender.id
+    # In a private chat the chat id is the user's id. Never take it from the message the query
+    # names: kurigram may fetch that by id, and a stale id can name another user's message.
+    chat_id = sender.id
     return ButtonPress(
         user=user_info(sender, chat_id),
         event_id=f"c{query.id}",

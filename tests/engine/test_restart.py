@@ -230,3 +230,40 @@ async def test_a_photo_being_stored_during_a_clean_stop_is_not_lost(engine, tool
         told = t("en", "photo_failed") in tools.texts(second, UID)
         gens = await pool().fetchval("SELECT count(*) FROM generations")
         assert gens == 1 or len(photos) == 2 or told, "the second photo vanished"
+
+
+async def test_a_stop_between_delivery_and_the_actor_hearing_of_it_leaves_no_user_busy(
+    harness,
+) -> None:
+    """Found by bench/faults.py: the row said 'done' while the session still said PROCESSING."""
+    import json
+
+    import asyncpg
+
+    from flick.i18n import t
+    from flick.models.ledger import pool
+
+    uid = 7771
+    h = await harness()
+    await h.make_video(uid)
+    gen_id = await pool().fetchval('SELECT id FROM generations WHERE "user" = $1', uid)
+    assert await pool().fetchval("SELECT status FROM generations WHERE id = $1", gen_id) == "done"
+    await h.app.__aexit__(None, None, None)
+    # What a SIGKILL right after the delivery leaves behind.
+    conn = await asyncpg.connect(h._url)
+    try:
+        await conn.execute(
+            'UPDATE user_sessions SET state = $2, data = $3 WHERE "user" = $1',
+            uid,
+            "processing",
+            json.dumps({"generation_id": gen_id, "photos": ["a", "b"]}),
+        )
+    finally:
+        await conn.close()
+    h2 = await harness(fresh=False)
+    await h2.command(uid, "create")
+    await h2.settle()
+    replies = [s.text for s in h2.outbox.to(uid) if s.method == "send_text"]
+    assert replies == [t("en", "no_credits", balance=0)]  # not "busy": the free credit was spent
+    state = await pool().fetchval('SELECT state FROM user_sessions WHERE "user" = $1', uid)
+    assert state == "idle"
