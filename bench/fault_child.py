@@ -1,0 +1,204 @@
+"""Flick as a real process for the fault campaign (`bench.faults` starts, kills and restarts it).
+
+The child runs Flick wired as `flick run` wires it (TelegramGateway on a kurigram client, the
+engine resuming unfinished work after Telegram is up), with the offline Telegram in place of the
+network. Its PostgreSQL, SeaweedFS, OpenAI and Replicate all live in the parent and survive the
+kills. Protocol, one JSON object a line:
+
+  stdin  (parent → child): what users do, e.g. {"op": "cmd", "uid": 5, "name": "create"},
+         {"op": "tap", "uid": 5, "data": "style:hug", "mid": 12}, {"op": "photo", "uid": 5},
+         {"op": "precheckout", "uid": 5, "payload": "order:…", "amount": 50},
+         {"op": "pay", "uid": 5, "payload": "order:…", "amount": 50, "charge": "ch-5-1"}
+  stdout (child → parent): what Telegram received, written and flushed before the bot hears
+         Telegram's answer, so a kill can never hide something Telegram already has:
+         {"ev": "ready"}, {"ev": "text", "chat": 5, "text": "…"}, {"ev": "video", "chat": 5},
+         {"ev": "invoice", "chat": 5}, {"ev": "precheckout", "uid": 5, "ok": true}
+
+End of stdin or SIGTERM: a graceful stop (drain, park generations at a resumable point).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import random
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.common import bench_settings, jpeg, quiet_logging
+from bench.offline import inject
+from flick.app import Flick
+from flick.pipeline.generation import PipelineConfig
+from flick.pipeline.openai_images import OpenAIImageProvider
+from flick.pipeline.replicate_video import ReplicateVideoProvider
+from flick.storage import S3Storage
+from flick.telegram.gateway import TelegramGateway
+from flick.testing.telegram import Incoming, OfflineTelegram, raw
+from flick.testing.tg_wire import chat_of
+
+
+def emit(event: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+class Telegram:
+    """The offline Telegram, slowed to a network's round trip, reporting what it receives."""
+
+    def __init__(self, tg: OfflineTelegram, latency: float) -> None:
+        self.tg = tg
+        self.latency = latency
+        self.users: dict[int, Any] = {}
+        self.queries: dict[int, int] = {}  # pre-checkout query id → user id
+        self._inner = tg.server.invoke
+        tg.server.invoke = self.invoke  # type: ignore[method-assign]
+
+    async def invoke(self, query: Any) -> Any:
+        if self.latency:
+            # Half there: the request reaches Telegram after this, the answer half later.
+            await asyncio.sleep(self.latency / 2)
+        result = await self._inner(query)
+        self.tg.server.exchanges.clear()  # a long campaign must not grow the recorder
+        self._report(query)
+        if self.latency:
+            await asyncio.sleep(self.latency / 2)
+        return result
+
+    def _report(self, query: Any) -> None:
+        functions = raw.functions
+        if isinstance(query, functions.messages.SendMessage):
+            emit({"ev": "text", "chat": chat_of(query), "text": query.message[:200]})
+        elif isinstance(query, functions.messages.SendMedia):
+            kind = "invoice" if isinstance(query.media, raw.types.InputMediaInvoice) else "video"
+            emit({"ev": kind, "chat": chat_of(query)})
+        elif isinstance(query, functions.messages.SetBotPrecheckoutResults):
+            uid = self.queries.pop(query.query_id, None)
+            emit({"ev": "precheckout", "uid": uid, "ok": bool(query.success)})
+
+    def user(self, uid: int) -> Any:
+        user = self.users.get(uid)
+        if user is None:
+            user = self.users[uid] = self.tg.user(uid, f"User{uid}", language_code="en")
+        return user
+
+    def incoming(self, cmd: dict[str, Any], photo: bytes) -> Incoming | None:
+        tg, user = self.tg, self.user(int(cmd["uid"]))
+        op = cmd["op"]
+        if op == "cmd":
+            return tg.command(user, str(cmd["name"]))
+        if op == "tap":
+            return tg.callback(user, str(cmd["data"]), message_id=cmd.get("mid") or 1)
+        if op == "photo":
+            return tg.photo(user, photo, size=(96, 96))
+        if op == "precheckout":
+            item = tg.pre_checkout(user, payload=cmd["payload"], total_amount=cmd["amount"])
+            self.queries[item.update.query_id] = user.id
+            return item
+        if op == "pay":
+            return tg.payment(
+                user, payload=cmd["payload"], total_amount=cmd["amount"], charge_id=cmd["charge"]
+            )
+        return None
+
+
+async def serve(cfg: dict[str, Any]) -> None:
+    quiet_logging(cfg.get("log_level", "WARNING"))
+    data_dir = Path(cfg["data_dir"])
+    settings = bench_settings(
+        data_dir,
+        ai_concurrency=cfg["ai_concurrency"],
+        send_rate=1000.0,
+        free_credits=cfg["free_credits"],
+        actor_idle_seconds=cfg.get("actor_idle_seconds", 300.0),
+    )
+    pipeline = PipelineConfig(
+        poll_interval=cfg["poll_interval"],
+        compose_budget=cfg["budget"],
+        animate_budget=cfg["budget"],
+        deliver_budget=cfg["budget"],
+        starting_timeout=cfg["budget"],
+    )
+    storage = S3Storage(cfg["s3_endpoint"], cfg["s3_access_key"], cfg["s3_secret_key"],
+                        cfg["s3_bucket"])  # fmt: skip
+    image = OpenAIImageProvider(cfg["openai_key"], base_url=cfg["openai_url"], timeout=30.0)
+    video = ReplicateVideoProvider(
+        cfg["replicate_token"], model=cfg["video_model"], base_url=cfg["replicate_url"]
+    )
+    rng = random.Random(os.getpid())
+    photos = [jpeg((rng.randrange(256), rng.randrange(256), 90), (96, 96)) for _ in range(8)]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+
+    async with storage, OfflineTelegram() as tg:
+        # Telegram's message ids outlive a restart of the bot: each incarnation of the offline
+        # Telegram continues where the last left off, so an id saved in a session (the style
+        # picker) never names another chat's message in the new one.
+        tg.server.message_ids = itertools.count(1 + int(cfg.get("incarnation", 0)) * 50_000)
+        telegram = Telegram(tg, cfg["telegram_latency"])
+        # Production keeps kurigram's session (and its peer cache) in a file across restarts;
+        # the offline client's is in memory, so it is told about the users again, as the file
+        # would have. Without it a resumed video meets PEER_ID_INVALID: "the user is gone".
+        known = [telegram.user(uid) for uid in cfg.get("uids", [])]
+        if known:
+            await tg.client.fetch_peers(known)
+        gateway = TelegramGateway(
+            tg.client, _not_yet, storage, send_rate=settings.send_rate,
+            tmp_dir=data_dir / "tmp", publish_commands=False,
+        )  # fmt: skip
+        async with Flick(
+            settings,
+            gateway.outbox,
+            image=image,
+            video=video,
+            pipeline=pipeline,
+            database_url=cfg["database_url"],
+            storage=storage,
+            lock=True,  # the data-dir flock: a killed child's lock goes with its process
+            resume=False,
+        ) as app:
+            gateway.adapter.dispatch = app.dispatch
+            await gateway.start()
+            # As `flick run` does: resume only once Telegram is up (resumed work sends messages).
+            await app.resume_work()
+            emit({"ev": "ready", "pid": os.getpid()})
+            reader = asyncio.create_task(_read_commands(telegram, photos, stop))
+            await stop.wait()
+            reader.cancel()
+            gateway.adapter.uninstall()
+            await app.supervisor.stop(drain_seconds=5)
+            await gateway.stop()
+    emit({"ev": "stopped"})
+
+
+async def _not_yet(event: Any) -> None:
+    raise RuntimeError("the adapter is wired to Flick once the engine is up")
+
+
+async def _read_commands(telegram: Telegram, photos: list[bytes], stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    n = 0
+    try:
+        while line := await reader.readline():
+            cmd = json.loads(line)
+            n += 1
+            incoming = telegram.incoming(cmd, photos[n % len(photos)])
+            if incoming is not None:
+                await inject(telegram.tg, incoming)
+    finally:
+        stop.set()  # the parent is gone (or said so): stop
+
+
+def main() -> None:
+    cfg = json.loads(os.environ["FLICK_FAULT_CHILD"])
+    asyncio.run(serve(cfg))
+
+
+if __name__ == "__main__":
+    main()

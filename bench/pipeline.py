@@ -1,0 +1,414 @@
+"""Provider saturation, Flick's own time per generation, and memory against the video's size.
+
+The whole engine (real PostgreSQL, real SeaweedFS, the offline Telegram through kurigram, the
+real openai and replicate SDKs) against the fake providers, which run in a process of their own
+(`bench.fakes`) with scripted latency. Three measurements:
+
+1. Saturation: G generations at once through a limiter of K with provider time L per generation
+   (image + prediction): generations/s against the theoretical K/L. Target ≥ 95 %.
+2. Flick's own time: one generation at a time with a 10.5 MB video (over 10 MiB, so kurigram
+   uploads it with upload.saveBigFilePart): time from the generation row to the video reaching
+   Telegram, minus the providers' time (and the wait for the next poll, shown apart).
+   Target < 150 ms.
+3. Memory: peak RSS while generations with 1, 10 and 50 MB videos run; it must not grow with the
+   video's size beyond a buffer (storage parts of 5 MB, upload parts of 512 KB).
+
+    .venv/bin/python -m bench.pipeline                       # ~1.5 minutes
+    .venv/bin/python -m bench.pipeline --k 16 --generations 160
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from bench.common import (
+    Report,
+    RssSampler,
+    Services,
+    add_common_args,
+    bench_settings,
+    header,
+    jpeg,
+    peak_rss_mb,
+    profiled,
+    quiet_logging,
+    reset_peak_rss,
+    rss_mb,
+    run,
+    services,
+)
+from bench.fakes import OPENAI_KEY, REPLICATE_TOKEN, VIDEO_MODEL, FakeProviders
+from bench.offline import ReplyTap, use_lean_files
+from flick.app import Flick
+from flick.pipeline.generation import PipelineConfig
+from flick.pipeline.openai_images import OpenAIImageProvider
+from flick.pipeline.replicate_video import ReplicateVideoProvider
+from flick.telegram.gateway import TelegramGateway
+from flick.testing.telegram import OfflineTelegram
+
+MB = 1024 * 1024
+TARGET_EFFICIENCY = 0.95
+TARGET_OWN_MS = 150.0
+
+
+class Chats:
+    """The bot's messages and videos per chat, as they reach the offline Telegram."""
+
+    def __init__(self, tap: ReplyTap) -> None:
+        self.replies: dict[int, asyncio.Queue[int | None]] = {}
+        self.videos: dict[int, list[float]] = {}
+        self.video_sent = asyncio.Event()
+        tap.on_reply = self._reply
+        tap.on_media = self._media
+
+    def _reply(self, chat: int, message_id: int | None, at: float) -> None:
+        self.queue(chat).put_nowait(message_id)
+
+    def _media(self, chat: int, message_id: int | None, at: float) -> None:
+        self.videos.setdefault(chat, []).append(at)
+        self.video_sent.set()
+
+    def queue(self, chat: int) -> asyncio.Queue[int | None]:
+        return self.replies.setdefault(chat, asyncio.Queue())
+
+    async def next_message(self, chat: int, within: float = 20.0) -> int | None:
+        return await asyncio.wait_for(self.queue(chat).get(), within)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, tg: OfflineTelegram, chats: Chats) -> None:
+        self.args = args
+        self.tg = tg
+        self.chats = chats
+        self.next_uid = 5_000_000
+        self.photos = [jpeg((30 * i, 120, 90), (256, 320)) for i in range(2)]
+        self.db: asyncpg.Pool | None = None
+
+    async def start_generation(self) -> int:
+        """One new user, from /create to their second photo; returns their id."""
+        uid = await self.prepare()
+        await self.send_photos(uid)
+        return uid
+
+    async def prepare(self) -> int:
+        """One new user, from /create to the style: the bot waits for their photos."""
+        uid = self.next_uid
+        self.next_uid += 1
+        tg, chats = self.tg, self.chats
+        user = tg.user(uid, f"User{uid}")
+        await tg.push(tg.command(user, "create"))
+        consent = await chats.next_message(uid)
+        await tg.push(tg.callback(user, "consent", message_id=consent or 1))
+        picker = await chats.next_message(uid)
+        await tg.push(tg.callback(user, "style:hug", message_id=picker or 1))
+        await chats.next_message(uid)
+        return uid
+
+    async def send_photos(self, uid: int) -> None:
+        tg, user = self.tg, self.tg.server.users[uid]
+        await tg.push(tg.photo(user, self.photos[0], size=(256, 320)))
+        await tg.push(tg.photo(user, self.photos[1], size=(256, 320)))
+
+    async def wait_videos(self, uids: list[int], within: float) -> None:
+        deadline = time.monotonic() + within
+        while not all(u in self.chats.videos for u in uids) and time.monotonic() < deadline:
+            self.chats.video_sent.clear()
+            await self._ended_or_sent(deadline - time.monotonic())
+
+    async def _ended_or_sent(self, left: float) -> None:
+        # A failed generation sends no video: look at the database now and then too.
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self.chats.video_sent.wait(), min(1.0, max(0.01, left)))
+
+    async def recorded(self, uids: list[int], within: float = 10.0) -> list[asyncpg.Record]:
+        """The users' generation rows, once each has ended (the video reaches Telegram a moment
+        before its row says done)."""
+        deadline = time.monotonic() + within
+        while True:
+            rows = await self.rows(uids)
+            ended = all(r["status"] == "done" or r["refunded"] for r in rows)
+            if (ended and len(rows) >= len(uids)) or time.monotonic() > deadline:
+                return rows
+            await asyncio.sleep(0.02)
+
+    async def rows(self, uids: list[int]) -> list[asyncpg.Record]:
+        assert self.db is not None
+        return list(
+            await self.db.fetch(
+                'SELECT id, "user", status, refunded, prediction_id, created_at, finished_at '
+                'FROM generations WHERE "user" = ANY($1::bigint[]) ORDER BY id',
+                uids,
+            )
+        )
+
+
+@asynccontextmanager
+async def flick(
+    svc: Services, tg: OfflineTelegram, fakes: FakeProviders, args: argparse.Namespace
+) -> AsyncIterator[Flick]:
+    data_dir = svc.tmp / "flick"
+    settings = bench_settings(
+        data_dir,
+        ai_concurrency=args.k,
+        send_rate=1e9,  # measure the pipeline, not the outbox's pacing of 30 messages/s
+        image_provider="openai",
+        video_provider="replicate",
+    )
+    pipeline = PipelineConfig(poll_interval=args.poll_interval)
+    image = OpenAIImageProvider(OPENAI_KEY, base_url=fakes.openai_url)
+    video = ReplicateVideoProvider(
+        REPLICATE_TOKEN, model=VIDEO_MODEL, base_url=fakes.replicate_url
+    )
+    async with svc.storage() as storage:
+        gateway = TelegramGateway(
+            tg.client, _unwired, storage, send_rate=settings.send_rate,
+            tmp_dir=data_dir / "tmp", publish_commands=False,
+        )  # fmt: skip
+        async with Flick(
+            settings, gateway.outbox, image=image, video=video, pipeline=pipeline,
+            database_url=svc.database_url, storage=storage, lock=False, resume=False,
+        ) as app:  # fmt: skip
+            gateway.adapter.dispatch = app.dispatch
+            await storage.put("warm-up", b"warm", "text/plain")
+            await gateway.start()
+            try:
+                yield app
+            finally:
+                gateway.adapter.uninstall()
+                await app.supervisor.stop(drain_seconds=5)
+                await gateway.stop()
+
+
+async def _unwired(event: Any) -> None:
+    raise RuntimeError("the adapter is wired to Flick once the engine is up")
+
+
+# ---- 1. saturation -----------------------------------------------------------------------------
+async def saturation(b: Bench, fakes: FakeProviders, report: Report) -> None:
+    args = b.args
+    await fakes.set_output_bytes(args.saturation_video_mb * MB)
+    await fakes.set_latency(args.image_latency, args.start_delay, args.run_time)
+    g = args.generations
+    print(f"-- saturation: {g} generations, K={args.k}, image {args.image_latency:g} s + "
+          f"prediction {args.start_delay + args.run_time:g} s, poll every {args.poll_interval:g} s")
+    # Everyone is at "send your photos" first, then all photos go at once: the generations
+    # start together and the limiter's queue is full from the first second.
+    uids = list(await asyncio.gather(*(b.prepare() for _ in range(g))))
+    offset = time.time() - time.monotonic()
+    with profiled(args.profile, "pipeline-saturation"):
+        await asyncio.gather(*(b.send_photos(u) for u in uids))
+        await b.wait_videos(uids, within=g * 10.0 / args.k + 60)
+    rows = await b.recorded(uids)
+    done = sorted(t for u in uids for t in b.chats.videos.get(u, [])[:1])
+    stats = await fakes.stats()
+    edits = [f - s for s, f, _ in stats["edits"]]
+    lives = [d + r for _, d, r in stats["predictions"].values()]
+    provider = statistics.mean(edits) + statistics.mean(lives) if edits and lives else float("nan")
+    # Makespan: the first generation row to the last video. A limiter that never idles serves
+    # G generations of L seconds each with K slots in G·L/K.
+    first = min(r["created_at"].timestamp() for r in rows) - offset if rows else 0.0
+    makespan = done[-1] - first if done else float("inf")
+    rate = len(done) / makespan
+    ideal = args.k / provider
+    failed = sum(1 for r in rows if r["status"] != "done")
+    report.add("saturation: generations delivered", f"{len(done)} of {g} ({failed} not done)")
+    report.add("saturation: provider time per generation",
+               f"{provider:.2f} s (image {statistics.mean(edits):.2f} + prediction "
+               f"{statistics.mean(lives):.2f})")  # fmt: skip
+    report.add("saturation: generations/s (G / makespan)",
+               f"{rate:.2f} /s ({len(done)} in {makespan:.1f} s)")  # fmt: skip
+    report.add(
+        "saturation: vs theoretical K/L",
+        f"{rate / ideal * 100:.1f} % of {ideal:.2f} /s",
+        f"≥ {TARGET_EFFICIENCY * 100:.0f} %",
+        rate / ideal >= TARGET_EFFICIENCY,
+    )
+    print(f"  AI calls in flight at most: images {stats['max_edits_in_flight']}, predictions "
+          f"{stats['max_running_predictions']} (K={args.k}); polls {stats['polls']}")
+
+
+# ---- 2. Flick's own time -----------------------------------------------------------------------
+@dataclass
+class Timeline:
+    total: float
+    provider: float
+    poll_wait: float
+    before_image: float  # row written → images.edit sent
+    image_to_prediction: float  # image answered → prediction created
+    store: float  # prediction seen done → video copied to storage (download included)
+    deliver: float  # stored → the video at Telegram
+
+    @property
+    def own(self) -> float:
+        return self.total - self.provider - self.poll_wait
+
+
+async def own_time(b: Bench, fakes: FakeProviders, report: Report) -> None:
+    args = b.args
+    size = int(args.video_mb * MB)
+    await fakes.set_output_bytes(size)
+    await fakes.set_latency(0.3, 0.05, 0.3)
+    print(f"-- Flick's own time: {args.samples} generations one at a time, {size / MB:.1f} MB "
+          "video (upload.saveBigFilePart)")  # fmt: skip
+    offset = time.time() - time.monotonic()
+    timelines: list[Timeline] = []
+    with profiled(args.profile, "pipeline-own-time"):
+        for _ in range(args.samples):
+            uid = await b.start_generation()
+            await b.wait_videos([uid], within=60)
+            (row,) = await b.recorded([uid])
+            if row["status"] != "done" or uid not in b.chats.videos:
+                report.note(f"generation {row['id']} ended {row['status']}")
+                continue
+            stats = await fakes.stats()
+            timelines.append(_timeline(row, stats, b.chats.videos[uid][0], offset))
+    if not timelines:
+        report.add("own time per generation", "no generation finished", f"< {TARGET_OWN_MS:g} ms",
+                   False)  # fmt: skip
+        return
+
+    def ms(seconds: list[float]) -> float:
+        return statistics.median(seconds) * 1000
+
+    own = ms([t.own for t in timelines])
+    report.add(f"own time per generation ({size / MB:.1f} MB video)",
+               f"{own:.0f} ms median (max {max(t.own for t in timelines) * 1000:.0f})",
+               f"< {TARGET_OWN_MS:g} ms", own < TARGET_OWN_MS)  # fmt: skip
+    report.add("  of which: row → image request",
+               f"{ms([t.before_image for t in timelines]):.0f} ms")  # fmt: skip
+    report.add("  of which: image → prediction created",
+               f"{ms([t.image_to_prediction for t in timelines]):.0f} ms")  # fmt: skip
+    # Download, storage and upload overlap (the video streams through): one figure for them.
+    report.add("  of which: video download → storage → Telegram",
+               f"{ms([t.store + t.deliver for t in timelines]):.0f} ms")  # fmt: skip
+    report.add("waiting for the next poll (not counted above)",
+               f"{ms([t.poll_wait for t in timelines]):.0f} ms median; poll interval "
+               f"{args.poll_interval:g} s")  # fmt: skip
+    total, provider = ms([t.total for t in timelines]), ms([t.provider for t in timelines])
+    report.add("end to end / providers", f"{total:.0f} / {provider:.0f} ms")
+
+
+def _timeline(row: Any, stats: dict[str, Any], delivered: float, offset: float) -> Timeline:
+    start = row["created_at"].timestamp() - offset
+    pid = row["prediction_id"]
+    created, delay, run_time = stats["predictions"][pid]
+    done = created + delay + run_time
+    edit_s, edit_f, _ = max((e for e in stats["edits"] if e[0] >= start - 0.05), key=lambda e: e[0])
+    out = [o for o in stats["outputs"] if o[0] == pid]
+    out_start = out[-1][1] if out else done
+    finished = row["finished_at"].timestamp() - offset if row["finished_at"] else delivered
+    # The video is in storage when Flick moves on to deliver it; the fake's "finished" is when
+    # it wrote the last byte, close enough from the outside.
+    stored = out[-1][2] if out else done
+    # The poll that saw the prediction done came up to one poll interval after it was done;
+    # what Flick did from there on is its own.
+    poll_wait = max(0.0, out_start - done - 0.002)
+    return Timeline(
+        total=delivered - start,
+        provider=(edit_f - edit_s) + (done - created),
+        poll_wait=poll_wait,
+        before_image=edit_s - start,
+        image_to_prediction=created - edit_f,
+        store=stored - done - poll_wait,
+        deliver=min(delivered, finished) - stored,
+    )
+
+
+# ---- 3. memory against the video's size --------------------------------------------------------
+async def memory(b: Bench, fakes: FakeProviders, report: Report) -> None:
+    args = b.args
+    await fakes.set_latency(0.1, 0.05, 0.2)
+    peaks: dict[int, float] = {}
+    for mb in args.sizes:
+        await fakes.set_output_bytes(mb * MB)
+        # Settle the allocator first, so each size starts from the same floor.
+        await asyncio.sleep(0.5)
+        floor = rss_mb()
+        reset_peak_rss()
+        with RssSampler(0.02) as sampler:
+            uids = list(await asyncio.gather(*(b.start_generation() for _ in range(args.parallel))))
+            await b.wait_videos(uids, within=120)
+        peak = max(peak_rss_mb(), sampler.peak)
+        peaks[mb] = peak - floor
+        delivered = sum(1 for u in uids if u in b.chats.videos)
+        report.add(
+            f"memory: {args.parallel} × {mb} MB videos at once",
+            f"peak +{peak - floor:.0f} MB over {floor:.0f} MB ({delivered} delivered)",
+        )
+    small, large = peaks[min(peaks)], peaks[max(peaks)]
+    growth = large - small
+    per_video = growth / args.parallel
+    bound = args.buffer_mb
+    report.add(
+        f"memory growth {min(peaks)} → {max(peaks)} MB videos",
+        f"{growth:+.0f} MB ({per_video:+.0f} MB per video in flight)",
+        f"≤ {bound:g} MB per video",
+        per_video <= bound,
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    quiet_logging()
+    header("bench.pipeline", f"K={args.k}")
+    report = Report("bench.pipeline")
+    if args.profile is not None:
+        report.note("profiling: the profiler slows the measured phases; take the figures "
+                    "from a run without --profile")  # fmt: skip
+    async with (
+        services(args.database_url) as svc,
+        FakeProviders() as fakes,
+        OfflineTelegram() as tg,
+    ):
+        print(f"  database: {svc.database_kind}; storage: SeaweedFS {svc.seaweed.endpoint}")
+        use_lean_files(tg)
+        chats = Chats(ReplyTap(tg, last_only=False, clock=time.monotonic))
+        b = Bench(args, tg, chats)
+        async with flick(svc, tg, fakes, args) as _app:
+            b.db = await asyncpg.create_pool(svc.database_url, min_size=1, max_size=4)
+            try:
+                if "saturation" in args.parts:
+                    await saturation(b, fakes, report)
+                if "own" in args.parts:
+                    await own_time(b, fakes, report)
+                if "memory" in args.parts:
+                    await memory(b, fakes, report)
+            finally:
+                await b.db.close()
+    report.print_summary()
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench.pipeline", description=__doc__.split("\n")[0])
+    p.add_argument("--k", type=int, default=8, help="AI_CONCURRENCY (8)")
+    p.add_argument("--generations", type=int, default=64, help="saturation: generations (64)")
+    p.add_argument("--image-latency", type=float, default=1.0, help="saturation: images.edit s")
+    p.add_argument("--start-delay", type=float, default=0.3, help="saturation: starting s")
+    p.add_argument("--run-time", type=float, default=2.7, help="saturation: processing s")
+    p.add_argument("--saturation-video-mb", type=int, default=1)
+    p.add_argument("--poll-interval", type=float, default=0.1,
+                   help="seconds between prediction polls (production: 2)")  # fmt: skip
+    p.add_argument("--samples", type=int, default=5, help="own time: generations (5)")
+    p.add_argument("--video-mb", type=float, default=10.5, help="own time: video size (10.5)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 50], help="memory: MB")
+    p.add_argument("--parallel", type=int, default=3, help="memory: generations at once (3)")
+    p.add_argument("--buffer-mb", type=float, default=16.0,
+                   help="memory: MB allowed per video in flight (16)")  # fmt: skip
+    p.add_argument("--parts", nargs="+", default=["saturation", "own", "memory"],
+                   choices=["saturation", "own", "memory"])  # fmt: skip
+    p.add_argument("--limit", type=float, default=600.0, help="hard stop, seconds")
+    add_common_args(p)
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    arguments = parse()
+    run(main(arguments), arguments.limit)

@@ -1,0 +1,56 @@
+"""A smoke test of the benchmarks' own code (not a benchmark, and not in the test suite's paths):
+
+    .venv/bin/pytest bench/test_smoke.py -q
+
+It checks that every bench imports and parses its defaults, and the pieces that need no server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+
+import pytest
+
+from bench.common import percentile, summarize
+
+BENCHES = ("engine", "scale", "pipeline", "faults")
+
+
+@pytest.mark.parametrize("name", BENCHES)
+def test_bench_parses_its_defaults(name: str) -> None:
+    module = importlib.import_module(f"bench.{name}")
+    args = module.parse([])
+    assert args.limit > 0
+
+
+def test_percentiles() -> None:
+    values = [i / 1000 for i in range(1, 101)]  # 1..100 ms
+    assert percentile(values, 50) == 0.05
+    assert percentile(values, 99) == 0.099
+    summary = summarize(values)
+    assert round(summary.max_ms) == 100 and summary.count == 100
+
+
+async def test_inject_reaches_a_handler() -> None:
+    from pyrogram.handlers import MessageHandler
+
+    from bench.offline import ReplyTap, inject
+    from flick.testing.telegram import OfflineTelegram
+
+    async with OfflineTelegram() as tg:
+        seen = []
+
+        async def on_message(client, message) -> None:  # type: ignore[no-untyped-def]
+            seen.append(message.text)
+            await client.send_message(message.chat.id, "pong")
+
+        tg.client.add_handler(MessageHandler(on_message))
+        await asyncio.sleep(0.05)  # kurigram registers handlers in a task of its own
+        replies = []
+        tap = ReplyTap(tg)
+        tap.on_reply = lambda chat, mid, at: replies.append((chat, mid))
+        alice = tg.user(1001, "Alice")
+        await inject(tg, tg.text(alice, "ping"))
+        await tg.push()  # an empty push waits for the handler of the injected update too
+        assert seen == ["ping"] and replies and replies[0][0] == 1001
