@@ -52,7 +52,10 @@ class Mailbox:
         while not self._items:
             self._ready.clear()
             try:
-                await asyncio.wait_for(self._ready.wait(), idle_seconds)
+                # asyncio.timeout, not wait_for: in 3.11 wait_for wraps the wait in a Task of its
+                # own, which every idle actor keeps alive (memory) and makes anew at each wake-up.
+                async with asyncio.timeout(idle_seconds):
+                    await self._ready.wait()
             except TimeoutError:
                 return None
         external, message = self._items.popleft()
