@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import platform
-import secrets
 import shutil
 import sys
 import tempfile
@@ -40,7 +39,9 @@ from flick.testing.services import (
     make_storage,
     test_postgres,
     test_seaweed,
-    with_database,
+)
+from flick.testing.services import (
+    fresh_database as new_database_on,
 )
 
 MACHINE_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -86,20 +87,8 @@ async def fresh_database(server: str | None, tmp: Path) -> AsyncIterator[str]:
             if saved is not None:
                 os.environ[TEST_DATABASE_ENV] = saved
         return
-    name = f"flick_bench_{os.getpid()}_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(server)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield with_database(server, name)
-    finally:
-        conn = await asyncpg.connect(server)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+    async with new_database_on(server, "flick_bench") as url:
+        yield url
 
 
 @dataclass

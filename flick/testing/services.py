@@ -59,7 +59,14 @@ async def test_postgres(tmp_root: Path) -> AsyncIterator[str]:
             async with EmbeddedPostgres(root / "embedded-postgres") as pg:
                 yield pg.url
         return
-    name = f"flick_test_{os.getpid()}_{secrets.token_hex(4)}"
+    async with fresh_database(server, "flick_test") as url:
+        yield url
+
+
+@asynccontextmanager
+async def fresh_database(server: str, prefix: str) -> AsyncIterator[str]:
+    """A new, uniquely named database on `server`, dropped afterwards (even if still in use)."""
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
     conn = await asyncpg.connect(server)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
