@@ -23,9 +23,9 @@ from typing import Any
 
 from aiohttp import web
 
+from flick.testing.fake_http import Call
 from flick.testing.fake_openai import FakeOpenAI
 from flick.testing.fake_replicate import FakeReplicate
-from flick.testing.specs import Call
 
 OPENAI_KEY = "sk-bench-not-a-real-key"
 REPLICATE_TOKEN = "r8_bench-not-a-real-token"

@@ -37,9 +37,10 @@ import asyncpg
 from aiohttp import web
 
 from bench.common import Report, Services, add_common_args, header, quiet_logging, run, services
+from flick.testing.fake_http import Call
 from flick.testing.fake_openai import FakeOpenAI
 from flick.testing.fake_replicate import FakeReplicate
-from flick.testing.specs import Call, Fault
+from flick.testing.faults import Fault
 
 OPENAI_KEY = "sk-bench-not-a-real-key"
 REPLICATE_TOKEN = "r8_bench-not-a-real-token"

@@ -23,7 +23,8 @@ from typing import ClassVar
 from aiohttp import web
 from PIL import Image, UnidentifiedImageError
 
-from flick.testing.specs import Call, Fault, Route, SpecFake, header_seconds
+from flick.testing.fake_http import Call, Route, SpecFake, header_seconds
+from flick.testing.faults import Fault
 
 __all__ = ["FakeOpenAI", "Fault", "sample_photo"]
 

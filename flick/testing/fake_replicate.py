@@ -21,6 +21,7 @@ import asyncio
 import functools
 import hashlib
 import math
+import re
 import secrets
 import string
 import subprocess
@@ -32,17 +33,20 @@ from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 import imageio_ffmpeg
 from aiohttp import web
 
-from flick.testing.specs import Call, Fault, Route, SpecFake, header_seconds
+from flick.testing.fake_http import Call, Route, SpecFake, header_seconds
+from flick.testing.faults import Fault
 
 __all__ = ["FakePrediction", "FakeReplicate", "Fault", "sample_mp4"]
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _CHUNK = 64 * 1024
 _TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
 
 @functools.cache
@@ -98,12 +102,16 @@ class FakePrediction:
 
 class FakeReplicate(SpecFake):
     """Replicate's API on 127.0.0.1. Operations to script: "predictions.create" (also takes
-    prediction_fails, never_finishes), "predictions.get", "predictions.cancel", "account.get",
-    "output" (also takes output_404, output_html, output_large)."""
+    prediction_fails, never_finishes, lost_reply), "predictions.get", "predictions.list",
+    "predictions.cancel", "account.get", "output" (also takes output_404, output_html,
+    output_large).
+
+    `predictions.list` answers as Replicate does: newest first, `page_size` a page (100), `next`
+    a full URL carrying an opaque cursor, filtered by `created_after` / `created_before`."""
 
     spec_name = "replicate"
     fault_kinds: ClassVar[Mapping[str, frozenset[str]]] = {
-        "predictions.create": frozenset({"prediction_fails", "never_finishes"}),
+        "predictions.create": frozenset({"prediction_fails", "never_finishes", "lost_reply"}),
         "output": frozenset({"output_404", "output_html", "output_large"}),
     }
 
@@ -114,10 +122,12 @@ class FakeReplicate(SpecFake):
         start_delay: float = 0.05,
         run_time: float = 0.15,
         models: Collection[str] | None = None,
+        page_size: int = 100,
     ) -> None:
         super().__init__(api_key=api_token)
         self.start_delay = start_delay
         self.run_time = run_time
+        self.page_size = page_size
         self.models = set(models) if models is not None else None  # None: every model exists
         self.predictions: dict[str, FakePrediction] = {}
 
@@ -158,6 +168,7 @@ class FakeReplicate(SpecFake):
             Route(
                 "POST", "/v1/models/{owner}/{name}/predictions", "predictions.create", self._create
             ),
+            Route("GET", "/v1/predictions", "predictions.list", self._list),
             Route("GET", "/v1/predictions/{id}", "predictions.get", self._get),
             Route("POST", "/v1/predictions/{id}/cancel", "predictions.cancel", self._cancel),
             Route("GET", "/v1/account", "account.get", self._account),
@@ -194,7 +205,55 @@ class FakeReplicate(SpecFake):
             never_finishes=fault is not None and fault.kind == "never_finishes",
         )
         self.predictions[prediction.id] = prediction
+        if fault is not None and fault.kind == "lost_reply":
+            # Accepted and billed; the client never hears of it.
+            await asyncio.sleep(fault.hold)
+            if call.request.transport is not None:
+                call.request.transport.close()
+            return web.Response(status=499)
         return self.reply(call, self._json(prediction), status=201)
+
+    async def _list(self, call: Call) -> web.StreamResponse:
+        query = call.request.query
+        bounds: dict[str, datetime] = {}
+        for name in ("created_after", "created_before"):
+            if name in query:
+                try:
+                    bounds[name] = _parse_time(query[name])
+                except ValueError:
+                    problem = f"query parameter {name}: {query[name]!r} is not a date-time"
+                    self._violate(call.record, problem)  # the spec's format: date-time
+                    return self.error_response(400, problem)
+        after = bounds.get("created_after")
+        before = bounds.get("created_before")
+        found = sorted(
+            (
+                p
+                for p in self.predictions.values()
+                if (after is None or p.created_at >= after)
+                and (before is None or p.created_at < before)
+            ),
+            key=lambda p: (p.created_at, p.created),
+            reverse=True,
+        )
+        try:
+            offset = int(query.get("cursor", "0"))
+        except ValueError:
+            return self.error_response(400, "Invalid cursor.")
+        page = found[offset : offset + self.page_size]
+
+        kept = {key: query[key] for key in ("created_after", "created_before") if key in query}
+
+        def link(at: int) -> str:
+            return f"{self.origin}/v1/predictions?{urlencode({**kept, 'cursor': str(at)})}"
+
+        more = offset + self.page_size < len(found)
+        body = {
+            "next": link(offset + self.page_size) if more else None,
+            "previous": link(max(0, offset - self.page_size)) if offset > 0 else None,
+            "results": [self._json(p) for p in page],
+        }
+        return self.reply(call, body)
 
     async def _get(self, call: Call) -> web.StreamResponse:
         prediction = self.predictions.get(call.request.match_info["id"])
@@ -284,6 +343,13 @@ class FakeReplicate(SpecFake):
             predict = max(0.0, prediction.ended - prediction.started)
             body["metrics"] = {"predict_time": round(predict, 6), "total_time": round(total, 6)}
         return body
+
+
+def _parse_time(text: str) -> datetime:
+    """An RFC 3339 date-time (OpenAPI's `format: date-time`); ValueError if it is not one."""
+    if not _DATE_TIME.fullmatch(text):
+        raise ValueError(text)
+    return datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
 
 
 def _iso(at: datetime, plus: float = 0.0) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from flick.fsm.conversation import State
-from flick.testing.specs import Fault
+from flick.testing.faults import Fault
 
 UID = 7401
 OTHER = 7402

@@ -11,7 +11,7 @@ import pytest
 
 from flick.fsm.conversation import State
 from flick.pipeline.generation import PipelineConfig
-from flick.testing.specs import Fault
+from flick.testing.faults import Fault
 
 UID = 7101
 
