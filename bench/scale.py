@@ -26,6 +26,7 @@ import gc
 import itertools
 import time
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from bench.common import (
@@ -101,6 +102,8 @@ class CountingOutbox:
         caption: str,
         keyboard: Keyboard | None = None,
         file_id: str | None = None,
+        *,
+        local_path: Path | None = None,
     ) -> str:
         self.sent += 1
         return file_id or f"video-{storage_key}"

@@ -26,6 +26,7 @@ from flick.ops.logging import register_secret
 from flick.payments.packages import build_packages
 from flick.pipeline.generation import GenerationRunner, PipelineConfig
 from flick.pipeline.photos import PhotoLimits
+from flick.pipeline.transfer import remove_leftovers
 from flick.ports import ImageProvider, Outbox, Storage, VideoProvider
 from flick.settings import Settings
 from flick.storage import S3Storage
@@ -129,6 +130,8 @@ class Flick:
         data_dir = prepare_data_dir(Path(s.data_dir))
         if self.lock:
             stack.enter_context(DataDirLock(data_dir))
+            if removed := remove_leftovers(data_dir / "tmp"):
+                logger.info("removed {} temporary video file(s) left by a killed run", removed)
 
         url = self.database_url
         embedded = url is None and s.database_url is None
@@ -189,6 +192,7 @@ class Flick:
             outbox=self.outbox,
             config=config,
             observe=self.instruments.observe if self.instruments else None,
+            tmp_dir=data_dir / "tmp",
             **self._fallbacks(image, video),
         )
         ctx = Context(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -67,13 +68,18 @@ class TerminalOutbox:
         caption: str,
         keyboard: Keyboard | None = None,
         file_id: str | None = None,
+        *,
+        local_path: Path | None = None,
     ) -> str:
         assert self.storage is not None
         self.out_dir.mkdir(parents=True, exist_ok=True)
         video = self.out_dir / Path(storage_key).name
-        with video.open("wb") as fh:
-            async for chunk in self.storage.stream(storage_key):
-                fh.write(chunk)
+        if local_path is not None:  # the engine's own copy; it deletes that one afterwards
+            await asyncio.to_thread(shutil.copyfile, local_path, video)
+        else:
+            with video.open("wb") as fh:
+                async for chunk in self.storage.stream(storage_key):
+                    fh.write(chunk)
         combined_key = storage_key.replace("videos/", "combined/").replace(".mp4", ".jpg")
         lines = [caption, f"video saved: {video.resolve()}"]
         try:

@@ -6,8 +6,10 @@ Each is a `Protocol`; production implementations live in `flick/telegram`, `flic
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from flick.events import PhotoRef
@@ -25,6 +27,15 @@ Keyboard = tuple[tuple[Button, ...], ...]
 
 class RecipientGone(Exception):  # noqa: N818 - a condition, not a failure
     """The user blocked the bot or deleted their account: stop messaging them."""
+
+
+class RecipientUnreachable(Exception):  # noqa: N818 - a condition, not a failure
+    """Telegram's client cannot address this chat right now (`PEER_ID_INVALID`): it has no access
+    hash for the user, e.g. after its session file was lost, until the user writes again.
+
+    Not a block: the user is not marked blocked, and a send may be retried later. Deliberately
+    not a subclass of RecipientGone, so no `except RecipientGone` takes it for one.
+    """
 
 
 class Outbox(Protocol):
@@ -46,8 +57,14 @@ class Outbox(Protocol):
         caption: str,
         keyboard: Keyboard | None = None,
         file_id: str | None = None,
+        *,
+        local_path: Path | None = None,
     ) -> str:
-        """Send a stored video (or re-send by Telegram `file_id`); returns its Telegram file_id."""
+        """Send a stored video (or re-send by Telegram `file_id`); returns its Telegram file_id.
+
+        `local_path`: a local copy of the video to upload instead of reading the stored object
+        (it may not be in storage yet); the caller keeps and deletes the file.
+        """
 
     async def send_invoice(
         self,
@@ -79,6 +96,9 @@ class Storage(Protocol):
         self, key: str, chunks: AsyncIterator[bytes], content_type: str, max_bytes: int
     ) -> int:
         """Store a stream without holding it whole; returns its size. Over max_bytes: ValueError."""
+
+    async def put_file(self, key: str, path: Path, content_type: str) -> int:
+        """Store a local file, streamed in parts (never whole in memory); returns its size."""
 
     async def get(self, key: str) -> bytes: ...
 
@@ -129,6 +149,23 @@ class VideoProvider(Protocol):
 
     async def start(self, image: bytes, content_type: str, inputs: Mapping[str, Any]) -> str:
         """Create a prediction; returns its id as soon as the provider has one."""
+
+    async def find_accepted(
+        self,
+        image: bytes,
+        content_type: str,
+        inputs: Mapping[str, Any],
+        *,
+        since: datetime,
+        skip: Collection[str] = (),
+    ) -> str | None:
+        """The id of a prediction the provider already accepted for exactly this input (what
+        `start` would send), created around `since` (when a create was last asked for), or None.
+
+        For a create whose answer was lost (a kill, a timeout): adopt that prediction rather than
+        pay for a second one. Canceled predictions do not count, nor those whose id is in `skip`;
+        when several match, one is returned and the others are cancelled.
+        """
 
     async def poll(self, prediction_id: str) -> Prediction: ...
 

@@ -14,7 +14,7 @@ from loguru import logger
 from flick.i18n import t
 from flick.models.ledger import pool
 from flick.models.queries import set_blocked
-from flick.ports import Outbox, RecipientGone
+from flick.ports import Outbox, RecipientGone, RecipientUnreachable
 
 
 class Broadcaster:
@@ -109,7 +109,7 @@ class Broadcaster:
         total: int,
     ) -> int | None:
         text = t(self.lang, key, id=bid, sent=sent, failed=failed, total=total)
-        with contextlib.suppress(RecipientGone):
+        with contextlib.suppress(RecipientGone, RecipientUnreachable):
             if message_id is None:
                 message_id = await self.outbox.send_text(admin, text)
                 await pool().execute(

@@ -56,6 +56,9 @@ class Generation(Table, tablename="generations"):
     image_provider = Varchar(length=32, default="")
     video_provider = Varchar(length=32, default="")
     prediction_id = Varchar(length=128, null=True, default=None)
+    # When a prediction was last asked for: set before the create call, so a resumed step knows a
+    # prediction may exist whose id never reached this row (the provider is searched for it).
+    prediction_requested_at = Timestamptz(null=True, default=None)
     status_message_id = BigInt(null=True, default=None)
     error_class = Varchar(length=64, null=True, default=None)
     error_message = Text(null=True, default=None)

@@ -14,7 +14,8 @@ import io
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -178,6 +179,19 @@ class LocalVideoProvider:
             self._render(prediction_id, image), name=f"local-video-{prediction_id}"
         )
         return prediction_id
+
+    async def find_accepted(
+        self,
+        image: bytes,
+        content_type: str,
+        inputs: Mapping[str, Any],
+        *,
+        since: datetime,
+        skip: Collection[str] = (),
+    ) -> str | None:
+        """Always None: `start` answers at once, in process, so no answer is ever lost, and a
+        render whose process died is lost with it (polling reports it failed)."""
+        return None
 
     async def poll(self, prediction_id: str) -> Prediction:
         if prediction_id in self._tasks:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import importlib
 import json
 import time
 from collections.abc import Sequence
@@ -138,7 +140,16 @@ class OpenAIImageProvider:
         await self._client.close()
 
     async def __aenter__(self) -> Self:
+        self.warm()
         return self
+
+    def warm(self) -> None:
+        """Do the SDK's lazy set-up now, at start-up, rather than in the first user's
+        `images.edit`, on the event loop: resolving `client.images` imports every resource module
+        of the SDK (~0.5 s of CPU), and the first request imports anyio's asyncio backend."""
+        _ = self._client.images.edit
+        with contextlib.suppress(ImportError):  # what httpcore imports on its first request
+            importlib.import_module("anyio._backends._asyncio")
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()

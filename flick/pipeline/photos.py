@@ -72,3 +72,21 @@ async def to_jpeg(data: bytes) -> bytes:
 async def normalize(data: bytes, limits: PhotoLimits) -> bytes:
     """A JPEG of the photo with its EXIF rotation applied (and the rest of EXIF dropped)."""
     return await asyncio.to_thread(_normalize, data, limits)
+
+
+def with_comment(jpeg: bytes, text: str) -> bytes:
+    """`jpeg` with a comment segment (COM) holding `text` after its APPn segments: the same
+    pixels, other bytes. Not a JPEG, or one whose segments do not parse: returned as it is."""
+    payload = text.encode("utf-8")
+    if not jpeg.startswith(b"\xff\xd8") or len(payload) > 0xFFFF - 2:
+        return jpeg
+    at = 2
+    while at + 4 <= len(jpeg) and jpeg[at] == 0xFF and 0xE0 <= jpeg[at + 1] <= 0xEF:
+        length = int.from_bytes(jpeg[at + 2 : at + 4], "big")
+        if length < 2:
+            return jpeg
+        at += 2 + length
+    if at + 2 > len(jpeg) or jpeg[at] != 0xFF:
+        return jpeg
+    segment = b"\xff\xfe" + (len(payload) + 2).to_bytes(2, "big") + payload
+    return jpeg[:at] + segment + jpeg[at:]

@@ -6,12 +6,16 @@ time budget behind its back. `_Client` keeps the SDK's API and models but sends 
 through our own httpx client with no retries, and keeps the reply headers on errors so the
 classifier can honour Retry-After. The image goes inline as a data URI (Replicate cannot reach our
 storage, and a link would have to outlive the prediction); outputs are streamed with aiohttp.
+
+`find_accepted` adopts a prediction Replicate accepted but whose id never reached us (a kill or a
+lost answer between the create and its reply); `replicate_lookup` pages and matches for it.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
+from datetime import datetime
 from typing import Any, Self, cast
 from urllib.parse import urlsplit
 
@@ -22,13 +26,14 @@ from replicate.__about__ import __version__ as replicate_version
 from replicate.client import Client
 from replicate.exceptions import ReplicateError
 
-from flick.errors import ConfigError
+from flick.errors import ConfigError, ProviderError
 from flick.pipeline.classify import (
     classify_output,
     classify_prediction,
     classify_replicate,
     video_too_large,
 )
+from flick.pipeline.replicate_lookup import matching_predictions
 from flick.ports import Prediction, PredictionStatus
 from flick.settings import Settings
 
@@ -108,8 +113,7 @@ class ReplicateVideoProvider:
         )
 
     async def start(self, image: bytes, content_type: str, inputs: Mapping[str, Any]) -> str:
-        data_uri = f"data:{content_type};base64,{base64.b64encode(image).decode('ascii')}"
-        payload = {**inputs, "image": data_uri}  # our image wins over any "image" in the style
+        payload = _payload(image, content_type, inputs)
         try:
             created = await self._client.models.predictions.async_create(
                 model=self.model, input=payload
@@ -118,6 +122,47 @@ class ReplicateVideoProvider:
             raise self._failed("create", exc) from exc
         logger.info("replicate prediction {} created ({})", created.id, self.model)
         return str(created.id)
+
+    async def find_accepted(
+        self,
+        image: bytes,
+        content_type: str,
+        inputs: Mapping[str, Any],
+        *,
+        since: datetime,
+        skip: Collection[str] = (),
+    ) -> str | None:
+        """A prediction of our model, not canceled, with exactly the prompt and image `start`
+        would send, created in [since - skew, since + create window]; the others found are
+        cancelled. Callers make the image unique to their job, so a match is never someone
+        else's prediction."""
+        try:
+            found = await matching_predictions(
+                lambda url: self._client._async_request("GET", url),
+                api_host=self._api_host,
+                model=self.model,
+                prompt=inputs.get("prompt"),
+                image=image,
+                since=since,
+                skip=skip,
+            )
+        except _ERRORS as exc:  # a malformed page too: pydantic.ValidationError is a ValueError
+            raise self._failed("list", exc) from exc
+        if not found:
+            return None
+        adopted, *others = found
+        logger.warning(
+            "replicate prediction {} adopted: created for us, its id had not reached us",
+            adopted["id"],
+        )
+        for other in others:
+            if other["status"] in ("succeeded", "failed"):
+                continue  # ended: cancelling changes nothing
+            try:
+                await self.cancel(str(other["id"]))
+            except ProviderError as exc:
+                logger.warning("could not cancel duplicate prediction {}: {}", other["id"], exc)
+        return str(adopted["id"])
 
     async def poll(self, prediction_id: str) -> Prediction:
         try:
@@ -211,6 +256,11 @@ class ReplicateVideoProvider:
         trusted = host == self._api_host or name == "replicate.delivery"
         trusted = trusted or name.endswith(".replicate.delivery")
         return self._auth if trusted else {}
+
+
+def _payload(image: bytes, content_type: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    data_uri = f"data:{content_type};base64,{base64.b64encode(image).decode('ascii')}"
+    return {**inputs, "image": data_uri}  # our image wins over any "image" in the style
 
 
 def _output_url(output: Any) -> str | None:

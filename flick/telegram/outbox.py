@@ -13,16 +13,19 @@ from pyrogram import Client, types
 from pyrogram.errors.rpc_error import RPCError
 
 from flick.events import PhotoRef
-from flick.ports import Keyboard, RecipientGone, Storage
+from flick.ports import Keyboard, RecipientGone, RecipientUnreachable, Storage
 from flick.telegram.files import inline_markup, spool
 from flick.telegram.pacing import ChatPacer, TokenBucket
 
 T = TypeVar("T")
 
 #: Errors that mean "this chat will not take messages from us any more".
-GONE: Final = frozenset(
-    {"USER_IS_BLOCKED", "INPUT_USER_DEACTIVATED", "PEER_ID_INVALID", "CHAT_WRITE_FORBIDDEN"}
-)
+GONE: Final = frozenset({"USER_IS_BLOCKED", "INPUT_USER_DEACTIVATED", "CHAT_WRITE_FORBIDDEN"})
+#: "Telegram's client cannot address this chat": no access hash for it (a lost or new session
+#: file, a user who has not written since). Not a block: the user may be reachable again later.
+#: kurigram raises it as an RPC answer, or itself (`PeerIdInvalid`) when `resolve_peer` finds the
+#: id neither in its peer cache nor through `users.getUsers`.
+UNREACHABLE: Final = frozenset({"PEER_ID_INVALID"})
 #: A file id Telegram no longer takes (expired reference, another bot's id): upload instead.
 _STALE_FILE: Final = frozenset(
     {"FILE_REFERENCE_EXPIRED", "FILE_REFERENCE_INVALID", "FILE_ID_INVALID", "MEDIA_EMPTY"}
@@ -55,6 +58,7 @@ class TelegramOutbox:
         self.drain_seconds = drain_seconds
         self.pacer = ChatPacer(TokenBucket(rate))
         self.gone = 0
+        self.unreachable = 0
         self._open = False
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -136,6 +140,8 @@ class TelegramOutbox:
         caption: str,
         keyboard: Keyboard | None = None,
         file_id: str | None = None,
+        *,
+        local_path: Path | None = None,
     ) -> str:
         markup = inline_markup(keyboard)
         if file_id:
@@ -152,7 +158,8 @@ class TelegramOutbox:
                 if isinstance(exc, RPCError) and error_id(exc) not in _STALE_FILE:
                     raise
                 logger.info("file id of {} not usable ({}); uploading it", storage_key, exc)
-        path = await spool(self.storage, storage_key, self.tmp_dir)
+        # The caller's local copy is theirs to delete; a spooled one is ours.
+        path = local_path or await spool(self.storage, storage_key, self.tmp_dir)
         try:
             message = await self._in_lane(
                 chat_id,
@@ -167,7 +174,8 @@ class TelegramOutbox:
                 ),
             )
         finally:
-            await asyncio.to_thread(path.unlink, missing_ok=True)
+            if local_path is None:
+                await asyncio.to_thread(path.unlink, missing_ok=True)
         return _video_file_id(message)
 
     async def send_invoice(
@@ -248,12 +256,22 @@ class TelegramOutbox:
         try:
             return await self.pacer.send(chat_id, call, what)
         except RPCError as exc:
+            if error_id(exc) in UNREACHABLE:
+                self.unreachable += 1
+                logger.warning("chat {} cannot be addressed ({})", chat_id, error_id(exc))
+                raise RecipientUnreachable(f"chat {chat_id}: {error_id(exc)}") from exc
             if error_id(exc) not in GONE:
                 raise
             # Expected in a bot's life, not a failure: the engine marks the user and moves on.
             self.gone += 1
             logger.info("chat {} no longer takes messages ({})", chat_id, error_id(exc))
             raise RecipientGone(f"chat {chat_id}: {error_id(exc)}") from exc
+        except ValueError as exc:
+            # kurigram's check of the id's shape, before any request: no such chat can exist.
+            if not str(exc).startswith("Peer id invalid"):
+                raise
+            self.unreachable += 1
+            raise RecipientUnreachable(f"chat {chat_id}: {exc}") from exc
 
 
 def _message_id(message: Any) -> int:

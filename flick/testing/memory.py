@@ -6,9 +6,12 @@ the engine sent so a test can read the conversation back.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flick.events import PhotoRef
@@ -47,6 +50,11 @@ class MemoryStorage:
                 raise ValueError(f"object larger than {max_bytes} bytes")
         self.objects[key] = (bytes(buf), content_type)
         return len(buf)
+
+    async def put_file(self, key: str, path: Path, content_type: str) -> int:
+        data = await asyncio.to_thread(path.read_bytes)  # it keeps objects in memory anyway
+        await self.put(key, data, content_type)
+        return len(data)
 
     async def get(self, key: str) -> bytes:
         return self.objects[key][0]
@@ -106,17 +114,14 @@ class RecordingOutbox:
         caption: str,
         keyboard: Keyboard | None = None,
         file_id: str | None = None,
+        *,
+        local_path: Path | None = None,
     ) -> str:
         new_id = file_id or f"video-{storage_key}"
-        self._record(
-            Sent(
-                "send_video",
-                chat_id,
-                caption,
-                keyboard,
-                extra={"key": storage_key, "file_id": file_id},
-            )
-        )
+        extra: dict[str, Any] = {"key": storage_key, "file_id": file_id}
+        if local_path is not None and not file_id:  # uploaded from the caller's copy
+            extra["sha256"] = await asyncio.to_thread(_sha256, local_path)
+        self._record(Sent("send_video", chat_id, caption, keyboard, extra=extra))
         return new_id
 
     async def send_invoice(
@@ -161,3 +166,11 @@ class RecordingOutbox:
         self.refunded.add(charge_id)
         self._record(Sent("refund_star_payment", user_id, charge_id))
         return True
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()

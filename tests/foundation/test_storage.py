@@ -8,6 +8,7 @@ import socket
 import tracemalloc
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -88,6 +89,30 @@ async def test_put_stream_small_and_exact(storage: S3Storage) -> None:
     exact = storage.part_size  # one full part, then nothing: a one-part multipart upload
     assert await storage.put_stream("exact", generated(exact), "x/y", exact) == exact
     assert await storage.size("exact") == exact
+
+
+@pytest.mark.parametrize(
+    "total",
+    [0, 2 * MiB, 5 * MiB, 5 * MiB + 1, 30 * MiB + 17],
+    ids=["empty", "small", "one-part", "part-and-a-byte", "large"],
+)
+async def test_put_file_streams_a_local_file_in_parts(
+    storage: S3Storage, tmp_path: Path, total: int
+) -> None:
+    path = tmp_path / "video.mp4"
+    with path.open("wb") as out:
+        async for chunk in generated(total, chunk=MiB):
+            out.write(chunk)
+    tracemalloc.start()
+    try:
+        size = await storage.put_file("videos/local.mp4", path, "video/mp4")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert size == total == await storage.size("videos/local.mp4")
+    assert peak < 20 * MiB, f"peak {peak / MiB:.1f} MiB"  # about three parts, whatever the size
+    assert await storage.get("videos/local.mp4") == path.read_bytes()
+    assert path.exists()  # the caller's file stays
 
 
 @pytest.mark.parametrize("total", [2 * MiB, 12 * MiB], ids=["single-put", "multipart"])

@@ -70,6 +70,9 @@ async def test_a_generation_parked_before_its_prediction_is_resumed(
             return fake_openai.in_flight == 1
 
         await gen.wait_for(composing, "the image request is in flight")
+        # A stop waits for a paid image call within its drain time: here a shorter one than
+        # the call (and than its budget, which would end the generation as failed meanwhile).
+        await first.app.supervisor.stop(drain_seconds=0.5)
     assert (await gen.generation(gen_id))["status"] == "composing"
 
     fake_openai.latency = 0

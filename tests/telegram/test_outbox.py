@@ -6,11 +6,12 @@ import asyncio
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from flick.events import Photo
-from flick.ports import Button, Outbox, RecipientGone
+from flick.ports import Button, Outbox, RecipientGone, RecipientUnreachable
 from flick.telegram.adapter import TelegramAdapter
 from flick.telegram.outbox import TelegramOutbox
 from flick.testing.memory import MemoryStorage
@@ -173,6 +174,23 @@ async def test_send_video_uploads_the_stored_bytes_then_reuses_the_file_id(
     assert again == file_id and tg.sent_videos() == [video, video]
 
 
+async def test_send_video_uploads_a_local_copy_without_reading_storage(
+    tg: OfflineTelegram, outbox: TelegramOutbox, tmp_path: Path
+) -> None:
+    alice = tg.user(1001)
+    video = os.urandom(1_300_000)
+    local = tmp_path / "flick-video-1.mp4"
+    local.write_bytes(video)
+    # Nothing under this key in storage: the upload must come from the local file.
+    file_id = await outbox.send_video(alice.id, "videos/1001/2_kiss.mp4", "Kiss", local_path=local)
+
+    (sent,) = tg.sent(SendMedia, alice.id)
+    assert tg.uploaded_files[sent.request.media.file.id] == video
+    assert file_id and tg.sent_videos() == [video]
+    assert local.read_bytes() == video  # the caller's file: theirs to delete
+    assert not (tmp_path / "spool").exists() or not list((tmp_path / "spool").iterdir())
+
+
 async def test_big_video_goes_up_in_big_parts(
     tg: OfflineTelegram, outbox: TelegramOutbox, memory_storage: MemoryStorage
 ) -> None:
@@ -232,9 +250,7 @@ async def test_flood_wait_delays_only_that_chat(
     assert outbox.pacer.flood_waits == 1
 
 
-@pytest.mark.parametrize(
-    "error", [errors.UserIsBlocked, errors.InputUserDeactivated, errors.PeerIdInvalid]
-)
+@pytest.mark.parametrize("error", [errors.UserIsBlocked, errors.InputUserDeactivated])
 async def test_gone_recipients(
     tg: OfflineTelegram, outbox: TelegramOutbox, error: type[Exception]
 ) -> None:
@@ -252,8 +268,40 @@ async def test_blocked_user_and_unknown_user(tg: OfflineTelegram, outbox: Telegr
         await outbox.send_text(alice.id, "hello?")
     (failed,) = tg.sent(SendMessage, ok=False)
     assert type(failed.error).__name__ == "UserIsBlocked403"
-    with pytest.raises(RecipientGone):
+    with pytest.raises(RecipientUnreachable):
         await outbox.send_text(5555, "who?")  # never seen: Telegram does not know them either
+    assert outbox.gone == 1
+
+
+async def test_peer_id_invalid_is_unreachable_not_gone(
+    tg: OfflineTelegram, outbox: TelegramOutbox
+) -> None:
+    """PEER_ID_INVALID: the client cannot address the user (no access hash: a lost session
+    file), which says nothing about a block. Answered by Telegram or raised by kurigram itself
+    when `resolve_peer` finds the user neither in its peer cache nor through users.getUsers."""
+    alice = tg.user(1001)
+    tg.fail_next(SendMessage, errors.PeerIdInvalid, chat_id=alice.id)
+    with pytest.raises(RecipientUnreachable) as answered:
+        await outbox.send_text(alice.id, "hello?")
+    assert not isinstance(answered.value, RecipientGone)
+    assert await outbox.send_text(alice.id, "hello again") > 0  # nothing stuck on her chat
+
+    lost = tg.user(1002)
+    await outbox.send_text(lost.id, "hi")  # known to the client now
+    peers: Any = tg.client.storage  # a lost session file: kurigram forgets the access hash
+    peers.conn.execute("DELETE FROM peers WHERE id = ?", (lost.id,))
+    del tg.server.users[lost.id]  # and Telegram does not resolve it from a bare id either
+    with pytest.raises(RecipientUnreachable) as resolved:
+        await outbox.send_text(lost.id, "still there?")
+    assert isinstance(resolved.value.__cause__, errors.PeerIdInvalid)
+    assert not any(  # kurigram gave up before sending anything
+        isinstance(e.request, SendMessage) and e.chat_id == lost.id and e.error is not None
+        for e in tg.exchanges
+    )
+    with pytest.raises(RecipientUnreachable) as shapeless:
+        await outbox.send_text(0, "no such chat")  # an id of no possible shape: before any RPC
+    assert isinstance(shapeless.value.__cause__, ValueError)
+    assert (outbox.gone, outbox.unreachable) == (0, 3)
 
 
 async def test_network_errors_reach_the_caller(tg: OfflineTelegram, outbox: TelegramOutbox) -> None:

@@ -1,0 +1,42 @@
+"""What one generation's run works from: the `Job` a user's actor hands over, and the budgets.
+
+Apart from the runner so that its helpers (`status`, `predictions`) can name them without
+importing the runner that imports them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flick.styles import Style
+
+
+@dataclass
+class Job:
+    generation_id: int
+    user_id: int
+    chat_id: int
+    lang: str
+    style: Style
+    # Set before the task is cancelled: a user's /cancel also cancels the prediction, a shutdown
+    # leaves it running so the next start can collect it.
+    user_canceled: bool = False
+    #: The paid step under way whose result is not saved yet ("compose": the image model's call
+    #: and the saving of the combined image), else None. A graceful stop lets such a step finish
+    #: within its drain time instead of paying for it again after the restart.
+    paid_step: str | None = None
+    #: Set by a graceful stop while the paid step runs: park the generation once it is saved.
+    stop_after_step: bool = False
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    compose_budget: float = 180.0
+    animate_budget: float = 600.0
+    deliver_budget: float = 300.0
+    poll_interval: float = 2.0
+    starting_timeout: float = 300.0
+    max_video_bytes: int = 200 * 1024 * 1024
+    usd_per_second: float = 0.0
+    #: How long a step that gives up waits for a prediction still being created, to cancel it.
+    create_grace: float = 30.0
