@@ -47,6 +47,7 @@ from bench.common import (
 from bench.offline import ReplyTap, inject, use_lean_lookups
 from flick.app import Flick
 from flick.pipeline.local import LocalImageProvider, LocalVideoProvider
+from flick.runtime import settle_heap
 from flick.telegram.gateway import TelegramGateway
 from flick.testing.telegram import Incoming, OfflineTelegram
 
@@ -243,9 +244,7 @@ async def _unwired(event: Any) -> None:
 
 
 @asynccontextmanager
-async def baseline_bot(
-    svc: Services, tg: OfflineTelegram, pool_size: int
-) -> AsyncIterator[None]:
+async def baseline_bot(svc: Services, tg: OfflineTelegram, pool_size: int) -> AsyncIterator[None]:
     """A bare kurigram bot: per update one asyncpg round trip (none when pool_size is 0), then
     the reply (a callback is answered too, as Flick answers it). Handlers run in kurigram's
     worker, as a plain bot's do."""
@@ -339,8 +338,10 @@ def describe(report: Report, name: str, result: Result, rate: float, is_flick: b
         k = summarize(fixed.latencies(kind))
         parts.append(f"{kind} {k.p50_ms:.1f}/{k.p99_ms:.1f}")
     print(f"  {name}: p50/p99 ms by step at {rate:g}/s: " + ", ".join(parts))
-    print(f"  {name}: steps answered {dict(by_kind)}; generator fell behind by up to "
-          f"{fixed.late_sends * 1000:.1f} ms; unanswered {fixed.unanswered}")
+    print(
+        f"  {name}: steps answered {dict(by_kind)}; generator fell behind by up to "
+        f"{fixed.late_sends * 1000:.1f} ms; unanswered {fixed.unanswered}"
+    )
     s = summarize(sat.latencies())
     tput = sat.throughput()
     report.add(
@@ -370,18 +371,16 @@ async def main(args: argparse.Namespace) -> None:
     async with services(args.database_url) as svc:
         print(f"  database: {svc.database_kind}; storage: SeaweedFS {svc.seaweed.endpoint}")
         async with OfflineTelegram() as tg, flick_bot(svc, tg, args.db_pool_max) as app:
-            if args.gc_freeze:
-                # What `flick run` could do once started: move everything alive now (modules,
-                # pools, the engine) out of the collector's sight, so full collections scan
-                # only what the traffic makes.
-                gc.collect()
-                gc.freeze()
+            if not args.no_gc_freeze:
+                settle_heap()  # as `flick run` does once it is up
                 report.note(f"gc.freeze(): {gc.get_freeze_count():,} objects frozen")
             flick = await measure("flick", tg, args, first_uid=1_000_000)
             pool_size = app.settings.db_pool_max
             describe(report, "flick", flick, args.rate, True)
-            print(f"  flick: live actors {len(app.supervisor.actors)}, "
-                  f"crashes {app.supervisor.crashes}")
+            print(
+                f"  flick: live actors {len(app.supervisor.actors)}, "
+                f"crashes {app.supervisor.crashes}"
+            )
 
         gc.collect()
         async with OfflineTelegram() as tg, baseline_bot(svc, tg, pool_size):
@@ -417,7 +416,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="also measure kurigram parsing + reply alone (no database): the machine's ceiling",
     )
     parser.add_argument(
-        "--gc-freeze", action="store_true", help="gc.freeze() once Flick is up (an experiment)"
+        "--no-gc-freeze",
+        action="store_true",
+        help="skip the gc.freeze() that `flick run` does once it is up (to compare)",
     )
     parser.add_argument("--limit", type=float, default=600.0, help="hard stop, seconds")
     add_common_args(parser)

@@ -35,6 +35,7 @@ from flick.app import Flick
 from flick.pipeline.generation import PipelineConfig
 from flick.pipeline.openai_images import OpenAIImageProvider
 from flick.pipeline.replicate_video import ReplicateVideoProvider
+from flick.runtime import settle_heap
 from flick.storage import S3Storage
 from flick.telegram.gateway import TelegramGateway
 from flick.testing.telegram import Incoming, OfflineTelegram, raw
@@ -165,6 +166,7 @@ async def serve(cfg: dict[str, Any]) -> None:
             await gateway.start()
             # As `flick run` does: resume only once Telegram is up (resumed work sends messages).
             await app.resume_work()
+            settle_heap()
             emit({"ev": "ready", "pid": os.getpid()})
             reader = asyncio.create_task(_read_commands(telegram, photos, stop))
             await stop.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -25,6 +26,11 @@ class Services(Protocol):
     def cancel_generation(self, generation_id: int) -> bool: ...
 
     def generation_running(self, generation_id: int) -> bool: ...
+
+    def track_intake(self, user_id: int, task: asyncio.Task[None]) -> None:
+        """Own a photo download that reports into the user's mailbox (it outlives a crash)."""
+
+    def intakes_running(self, user_id: int) -> int: ...
 
 
 @dataclass

@@ -21,7 +21,7 @@ from flick.errors import FinalError
 from flick.i18n import pick_language, t
 from flick.models import queries
 from flick.pipeline.generation import Job
-from flick.ports import RecipientGone
+from flick.ports import RecipientGone, RecipientUnreachable
 
 _MONEY = (ev.PreCheckout, ev.PaymentSucceeded, ev.PaymentRefunded)
 
@@ -39,6 +39,9 @@ class Supervisor:
         self.accepting = False
         self.crashes = 0
         self._side_tasks: set[asyncio.Task[None]] = set()
+        # Photo downloads report into a mailbox, not to the actor that started them, so they
+        # are owned here: a crashed or idle-stopped actor's download must still land.
+        self._intakes: dict[int, set[asyncio.Task[None]]] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> Supervisor:
@@ -61,23 +64,50 @@ class Supervisor:
         return len(rows)
 
     async def stop(self, drain_seconds: float = 30.0) -> None:
-        """Stop taking events, drain every mailbox, then stop generations at a resumable point."""
+        """Stop taking events, drain every mailbox, then stop generations at a resumable point.
+
+        A generation inside a paid step whose result is not saved yet (the image model composing,
+        tens of seconds) may finish that step within what is left of `drain_seconds`: cancelled,
+        it would be paid again after the restart. The others (waiting for the limiter, animating:
+        resumable from the saved prediction id) are stopped at once, so none starts a paid step.
+        """
         self.accepting = False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain_seconds
-        while loop.time() < deadline and (  # noqa: ASYNC110 - a few flags, once, at shutdown
-            any(len(m) for m in self._mailboxes.values())
-            or any(a.busy or a.pending_photos for a in self.actors.values())
-        ):
-            await asyncio.sleep(0.01)
+
+        async def drain() -> None:
+            while loop.time() < deadline and (  # noqa: ASYNC110 - a few flags, at shutdown
+                any(len(m) for m in self._mailboxes.values())
+                or any(a.busy or a.pending_photos for a in self.actors.values())
+                or self._intakes
+            ):
+                await asyncio.sleep(0.01)
+
+        await drain()
+        finishing: list[asyncio.Task[None]] = []
         for job, task in list(self._generations.values()):
             job.user_canceled = False
+            if job.paid_step is None:
+                task.cancel()
+            else:  # it parks itself once the step's result is saved (or ends if the step fails)
+                job.stop_after_step = True
+                finishing.append(task)
+        if finishing:
+            logger.info("letting {} paid step(s) finish before stopping", len(finishing))
+            await asyncio.wait(finishing, timeout=max(0.0, deadline - loop.time()))
+        for _, task in list(self._generations.values()):
             task.cancel()
         gens = [task for _, task in self._generations.values()]
         await asyncio.gather(*gens, return_exceptions=True)
+        if finishing:
+            await drain()  # a step that failed meanwhile reported it: its refund is made now
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        intakes = [task for tasks in self._intakes.values() for task in tasks]
+        for task in intakes:  # still downloading after the drain: the user sends it again
+            task.cancel()
+        await asyncio.gather(*intakes, return_exceptions=True)
         self._tasks.clear()
         self.actors.clear()
 
@@ -129,7 +159,7 @@ class Supervisor:
         mailbox = self._mailboxes.get(uid)
         if exc is None:
             # Idle stop. A message that arrived in the last instant still gets an actor.
-            if mailbox is not None and len(mailbox):
+            if mailbox is not None and (len(mailbox) or uid in self._intakes):
                 self._ensure_running(uid)
             elif mailbox is not None:
                 del self._mailboxes[uid]
@@ -152,7 +182,7 @@ class Supervisor:
             return
         mailbox.flood_warned = True
         lang = pick_language(None, user.language_code)
-        with contextlib.suppress(RecipientGone):
+        with contextlib.suppress(RecipientGone, RecipientUnreachable):
             await self.ctx.outbox.send_text(user.chat_id, t(lang, "slow_down"))
 
     async def _tell_group(self, event: ev.GroupMessage) -> None:
@@ -203,6 +233,24 @@ class Supervisor:
     @property
     def generations_running(self) -> int:
         return len(self._generations)
+
+    # ---- photo intakes ---------------------------------------------------------------------
+    def track_intake(self, user_id: int, task: asyncio.Task[None]) -> None:
+        tasks = self._intakes.setdefault(user_id, set())
+        tasks.add(task)
+        task.add_done_callback(lambda done: self._intake_done(user_id, done))
+
+    def _intake_done(self, user_id: int, task: asyncio.Task[None]) -> None:
+        tasks = self._intakes.get(user_id)
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:
+                del self._intakes[user_id]
+
+    def intakes_running(self, user_id: int | None = None) -> int:
+        if user_id is None:
+            return sum(len(tasks) for tasks in self._intakes.values())
+        return len(self._intakes.get(user_id, ()))
 
     def mailbox_depth(self) -> int:
         return sum(len(m) for m in self._mailboxes.values())

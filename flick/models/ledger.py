@@ -6,6 +6,7 @@ nothing happened, e.g. a replayed payment), so the user's actor can keep its in-
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,31 @@ class UserRow:
     consent: bool
     blocked: bool
     created: bool
+    session: tuple[str, dict[str, Any]] | None = None
+
+
+# One statement, so one round trip: an actor's load is on the path of a new user's first reply.
+# A new user gets their free credits and the ledger row that explains them in the same statement
+# (a single statement is its own transaction); `xmax = 0` tells a fresh insert from an update.
+_ENSURE_USER = """
+WITH u AS (
+    INSERT INTO users (telegram_id, username, first_name, language_code, balance)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (telegram_id) DO UPDATE SET
+        username = EXCLUDED.username,
+        first_name = EXCLUDED.first_name,
+        language_code = COALESCE(EXCLUDED.language_code, users.language_code),
+        last_seen_at = now()
+    RETURNING telegram_id, balance, language, language_code,
+        consent_at IS NOT NULL AS consent, blocked, (xmax = 0) AS created
+), free AS (
+    INSERT INTO ledger ("user", delta, balance_after, reason, note)
+    SELECT telegram_id, $5, balance, 'free', 'welcome credits' FROM u
+    WHERE u.created AND $5 > 0
+)
+SELECT u.*, s.state AS session_state, s.data AS session_data
+FROM u LEFT JOIN user_sessions s ON s."user" = u.telegram_id
+"""
 
 
 async def ensure_user(
@@ -65,31 +91,19 @@ async def ensure_user(
     language_code: str | None,
     free_credits: int,
 ) -> UserRow:
-    """Load a user, creating them (with their free credits, once) on first sight."""
-    async with pool().acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(
-            "INSERT INTO users (telegram_id, username, first_name, language_code, balance) "
-            "VALUES ($1, $2, $3, $4, 0) ON CONFLICT (telegram_id) DO UPDATE SET "
-            "username = EXCLUDED.username, first_name = EXCLUDED.first_name, "
-            "language_code = COALESCE(EXCLUDED.language_code, users.language_code), "
-            "last_seen_at = now() "
-            "RETURNING balance, language, language_code, consent_at IS NOT NULL AS consent, "
-            "blocked, (xmax = 0) AS created",
-            user_id,
-            username,
-            first_name,
-            language_code,
-        )
-        balance = row["balance"]
-        if row["created"] and free_credits > 0:
-            balance = await _apply(conn, user_id, free_credits, "free", note="welcome credits")
+    """Load a user and their saved session, creating the user (with free credits, once)."""
+    row = await pool().fetchrow(
+        _ENSURE_USER, user_id, username, first_name, language_code, max(free_credits, 0)
+    )
+    state = row["session_state"]
     return UserRow(
-        balance=balance,
+        balance=row["balance"],
         language=row["language"],
         language_code=row["language_code"],
         consent=row["consent"],
         blocked=row["blocked"],
         created=row["created"],
+        session=None if state is None else (state, json.loads(row["session_data"])),
     )
 
 

@@ -12,21 +12,20 @@ from flick.models.ledger import pool
 UNFINISHED = ("queued", "composing", "animating", "delivering")
 
 
-async def load_session(user_id: int) -> tuple[str, dict[str, Any]] | None:
-    row = await pool().fetchrow('SELECT state, data FROM user_sessions WHERE "user" = $1', user_id)
-    if row is None:
-        return None
-    return row["state"], json.loads(row["data"])
-
-
-async def save_session(user_id: int, state: str, data: dict[str, Any]) -> None:
+async def save_session(
+    user_id: int, state: str, data: dict[str, Any], *, consent: bool = False
+) -> None:
+    """Save a conversation; with `consent`, record the user's consent in the same statement."""
     await pool().execute(
+        "WITH agreed AS (UPDATE users SET consent_at = now() "
+        "WHERE $4 AND telegram_id = $1 AND consent_at IS NULL) "
         'INSERT INTO user_sessions ("user", state, data, updated_at) VALUES ($1, $2, $3, now()) '
         'ON CONFLICT ("user") DO UPDATE SET state = EXCLUDED.state, data = EXCLUDED.data, '
         "updated_at = now()",
         user_id,
         state,
         json.dumps(data),
+        consent,
     )
 
 
@@ -38,10 +37,6 @@ async def set_language(user_id: int, language: str) -> None:
     await pool().execute("UPDATE users SET language = $2 WHERE telegram_id = $1", user_id, language)
 
 
-async def set_consent(user_id: int) -> None:
-    await pool().execute("UPDATE users SET consent_at = now() WHERE telegram_id = $1", user_id)
-
-
 # Generation steps. Column names are fixed here, never taken from input.
 _GEN_COLUMNS = frozenset(
     {
@@ -50,6 +45,7 @@ _GEN_COLUMNS = frozenset(
         "video_key",
         "video_file_id",
         "prediction_id",
+        "prediction_requested_at",
         "status_message_id",
         "image_usage",
         "predict_seconds",

@@ -168,8 +168,10 @@ class EngineHarness:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
-            busy = sup.mailbox_depth() or any(
-                a.busy or a.pending_photos or not a.loaded for a in sup.actors.values()
+            busy = (
+                sup.mailbox_depth()
+                or sup.intakes_running()
+                or any(a.busy or a.pending_photos or not a.loaded for a in sup.actors.values())
             )
             if generations:
                 busy = busy or sup.generations_running

@@ -13,7 +13,8 @@ import asyncio
 import itertools
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -90,6 +91,17 @@ class CountingVideo:
         self.started.append(pid)
         self._open.add(pid)
         return pid
+
+    async def find_accepted(
+        self,
+        image: bytes,
+        content_type: str,
+        inputs: Mapping[str, Any],
+        *,
+        since: datetime,
+        skip: Collection[str] = (),
+    ) -> str | None:
+        return await self.inner.find_accepted(image, content_type, inputs, since=since, skip=skip)
 
     def _end(self, pid: str) -> None:
         if pid in self._open:

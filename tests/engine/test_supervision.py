@@ -3,6 +3,9 @@ apology; an idle actor goes away and the next event brings the user's state back
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 from flick import events as ev
 from flick.actors.messages import Crash
 from flick.fsm.conversation import State
@@ -194,3 +197,35 @@ async def test_an_update_redelivered_after_a_crash_is_handled_once(harness, tool
     state, data = await tools.session(UID)
     assert (state, len(data["photos"])) == (State.WAITING_FOR_PHOTOS.value, 1)
     assert await h.balance(UID) == 1
+
+
+async def test_a_crashed_actors_photo_that_lands_after_the_idle_stop_is_not_lost(
+    harness, tools
+) -> None:
+    # The download outlives the actor that started it; its restarted successor idle-stopped
+    # before it finished, and the report went to a mailbox nobody read any more.
+    h = await harness(actor_idle_seconds=0.2)
+    await tools.to_photos(h, UID)
+    gate = asyncio.Event()
+    download = h.outbox.download
+
+    async def held(photo: ev.PhotoRef) -> AsyncIterator[bytes]:
+        await gate.wait()
+        async for chunk in download(photo):
+            yield chunk
+
+    h.outbox.download = held
+    await h.photo(UID, tools.jpeg("red"))
+    await tools.wait_for(lambda: _downloading(h), "the download started")
+    h.app.supervisor.post(UID, Crash())
+    await asyncio.sleep(0.6)  # three idle periods of the restarted actor
+    assert h.app.supervisor.intakes_running(UID) == 1
+    gate.set()
+    await tools.settle_all(h)
+    _state, data = await tools.session(UID)
+    assert len(data["photos"]) == 1
+    assert tools.texts(h, UID)[-1] == t("en", "photo_one_more")
+
+
+async def _downloading(h) -> bool:
+    return h.app.supervisor.intakes_running(UID) == 1
