@@ -5,7 +5,8 @@ small real JPEG, /balance), pushed through kurigram's `Client.handle_updates` in
 PostgreSQL, real SeaweedFS); every step is answered by exactly one message, caught by the offline
 Telegram. Measured: updates/s and update→reply latency at a fixed offered rate, and at saturation.
 The same updates then go through a bare kurigram bot whose handler makes one asyncpg round trip
-and replies; Flick/baseline is their ratio at saturation.
+of the kind Flick makes for that step (a write where Flick writes) and replies; Flick/baseline is
+their ratio at saturation.
 
     .venv/bin/python -m bench.engine                 # ~3 minutes
     .venv/bin/python -m bench.engine --seconds 60    # longer phases
@@ -245,16 +246,32 @@ async def _unwired(event: Any) -> None:
 
 @asynccontextmanager
 async def baseline_bot(svc: Services, tg: OfflineTelegram, pool_size: int) -> AsyncIterator[None]:
-    """A bare kurigram bot: per update one asyncpg round trip (none when pool_size is 0), then
-    the reply (a callback is answered too, as Flick answers it). Handlers run in kurigram's
-    worker, as a plain bot's do."""
+    """A bare kurigram bot: per update one asyncpg round trip of the kind Flick makes for that
+    step (none when pool_size is 0), then the reply (a callback is answered too, as Flick
+    answers it). Handlers run in kurigram's worker, as a plain bot's do."""
     pool = None
     if pool_size:
         pool = await asyncpg.create_pool(svc.database_url, min_size=pool_size, max_size=pool_size)
     no_preview = types.LinkPreviewOptions(is_disabled=True)
 
-    async def lookup(user_id: int) -> int | None:
+    async def round_trip(user_id: int, writes: str | None) -> int | None:
+        """The kind of statement Flick runs for this step: a write where Flick writes (a commit
+        waits for the WAL), a read elsewhere. A baseline that only reads would measure fsync."""
         if pool is None:
+            return 1
+        if writes == "user":  # /start: Flick upserts the user (one statement)
+            return await pool.fetchval(  # type: ignore[no-any-return]
+                "INSERT INTO users (telegram_id, balance) VALUES ($1, 1) ON CONFLICT "
+                "(telegram_id) DO UPDATE SET last_seen_at = now() RETURNING balance",
+                user_id,
+            )
+        if writes == "session":  # a conversation step: Flick saves the session
+            await pool.execute(
+                'INSERT INTO user_sessions ("user", state, data, updated_at) '
+                "VALUES ($1, 'step', '{}', now()) ON CONFLICT (\"user\") DO UPDATE SET "
+                "state = EXCLUDED.state, data = EXCLUDED.data, updated_at = now()",
+                user_id,
+            )
             return 1
         balance: int | None = await pool.fetchval(
             "SELECT balance FROM users WHERE telegram_id = $1", user_id
@@ -263,14 +280,22 @@ async def baseline_bot(svc: Services, tg: OfflineTelegram, pool_size: int) -> As
 
     async def on_message(client: Client, message: types.Message) -> None:
         user_id = message.from_user.id if message.from_user else 0
-        balance = await lookup(user_id)
+        text = message.text or ""
+        writes = (
+            "user"
+            if text.startswith("/start")
+            else "session"
+            if message.photo or text.startswith("/create")
+            else None
+        )
+        balance = await round_trip(user_id, writes)
         chat_id = message.chat.id if message.chat and message.chat.id else user_id
         await client.send_message(
             chat_id, f"Your balance: {balance}", link_preview_options=no_preview
         )
 
     async def on_callback(client: Client, query: types.CallbackQuery) -> None:
-        balance = await lookup(query.from_user.id)
+        balance = await round_trip(query.from_user.id, "session")  # consent, style: saved
         await client.answer_callback_query(query.id)
         await client.send_message(
             query.from_user.id, f"Your balance: {balance}", link_preview_options=no_preview

@@ -24,8 +24,10 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -627,7 +629,8 @@ async def main(args: argparse.Namespace) -> None:
             await campaign.db.close()
             errors = _errors(campaign.log_path)
             if errors:
-                report.note(f"child log: {sum(errors.values())} ERROR line(s); most common:")
+                report.note(f"child log: {sum(errors.values())} ERROR line(s), kept as "
+                            f"{_keep(campaign.log_path)}; most common:")  # fmt: skip
                 for line, n in errors.most_common(6):
                     print(f"    {n:>4} × {line}")
     report.note(f"campaign took {time.perf_counter() - started:.0f} s")
@@ -647,12 +650,27 @@ async def wait_generations(campaign: Campaign, seconds: float) -> None:
 
 
 def _errors(path: Path) -> Counter[str]:
+    """ERROR lines by message; a bare traceback (one printed outside the logger) by its
+    exception line, the one that says what went wrong."""
     found: Counter[str] = Counter()
     with contextlib.suppress(OSError):
-        for line in path.read_text(errors="replace").splitlines():
-            if " ERROR " in line or line.startswith("Traceback"):
+        lines = path.read_text(errors="replace").splitlines()
+        for i, line in enumerate(lines):
+            if " ERROR " in line:
                 found[line.split(": ", 1)[-1][:140]] += 1
+            elif line.startswith("Traceback"):
+                ends = (x for x in lines[i + 1 :] if x and not x[0].isspace())
+                found["traceback: " + next(ends, "(cut off)")[:128]] += 1
     return found
+
+
+def _keep(path: Path) -> Path | None:
+    """A copy of the child's log outside the bench's temporary directory, which goes away."""
+    kept = Path(tempfile.gettempdir()) / f"flick-faults-child-{os.getpid()}.log"
+    with contextlib.suppress(OSError):
+        shutil.copyfile(path, kept)
+        return kept
+    return None
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
