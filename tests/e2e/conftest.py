@@ -5,6 +5,7 @@ Replicate SDKs talking to the spec-validating fakes."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,10 @@ class Bot:
         await self.h.settle()
 
 
-@pytest.fixture
-async def bot(database_url: str, storage: S3Storage, tmp_path: Path) -> AsyncIterator[Bot]:
+@asynccontextmanager
+async def running_bot(
+    database_url: str, storage: S3Storage, tmp_path: Path, deliver_budget: float = 10
+) -> AsyncIterator[Bot]:
     async with (
         FakeOpenAI(api_key=KEY, models={"gpt-image-1"}) as openai,
         FakeReplicate(api_token=TOKEN, start_delay=0.02, run_time=0.05) as replicate,
@@ -59,7 +62,10 @@ async def bot(database_url: str, storage: S3Storage, tmp_path: Path) -> AsyncIte
             video=ReplicateVideoProvider(TOKEN, base_url=replicate.base_url, timeout=5),
             outbox=gateway.outbox,  # type: ignore[arg-type]
             pipeline=PipelineConfig(
-                poll_interval=0.02, compose_budget=10, animate_budget=10, deliver_budget=10
+                poll_interval=0.02,
+                compose_budget=10,
+                animate_budget=10,
+                deliver_budget=deliver_budget,
             ),
         )
         async with harness:
@@ -67,3 +73,9 @@ async def bot(database_url: str, storage: S3Storage, tmp_path: Path) -> AsyncIte
             async with gateway:
                 yield Bot(tg, harness, openai, replicate)
         assert openai.violations == [] and replicate.violations == []
+
+
+@pytest.fixture
+async def bot(database_url: str, storage: S3Storage, tmp_path: Path) -> AsyncIterator[Bot]:
+    async with running_bot(database_url, storage, tmp_path) as bot:
+        yield bot

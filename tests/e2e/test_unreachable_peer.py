@@ -16,17 +16,11 @@ import pytest
 
 from flick.i18n import t
 from flick.models.ledger import pool
-from flick.pipeline.generation import PipelineConfig
-from flick.pipeline.openai_images import OpenAIImageProvider
-from flick.pipeline.replicate_video import ReplicateVideoProvider
 from flick.storage import S3Storage
-from flick.telegram.gateway import TelegramGateway
-from flick.testing.engine import EngineHarness, make_jpeg
-from flick.testing.fake_openai import FakeOpenAI
-from flick.testing.fake_replicate import FakeReplicate
-from flick.testing.telegram import OfflineTelegram, errors, raw
+from flick.testing.engine import make_jpeg
+from flick.testing.telegram import errors, raw
 
-from .conftest import KEY, TOKEN, Bot
+from .conftest import Bot, running_bot
 
 SendMedia = raw.functions.messages.SendMedia
 SendMessage = raw.functions.messages.SendMessage
@@ -35,35 +29,8 @@ SendMessage = raw.functions.messages.SendMessage
 @pytest.fixture
 async def bot(database_url: str, storage: S3Storage, tmp_path: Path) -> AsyncIterator[Bot]:
     """The e2e bot, with a short delivery budget (a failing delivery ends within seconds)."""
-    async with (
-        FakeOpenAI(api_key=KEY, models={"gpt-image-1"}) as openai,
-        FakeReplicate(api_token=TOKEN, start_delay=0.02, run_time=0.05) as replicate,
-        OfflineTelegram() as tg,
-    ):
-        engine: list[EngineHarness] = []
-
-        async def dispatch(event: Any) -> None:
-            await engine[0].app.dispatch(event)
-
-        gateway = TelegramGateway(
-            tg.client, dispatch, storage, tmp_dir=tmp_path / "spool", publish_commands=False
-        )
-        harness = EngineHarness(
-            database_url,
-            storage,
-            tmp_path,
-            image=OpenAIImageProvider(KEY, base_url=openai.base_url, timeout=5),
-            video=ReplicateVideoProvider(TOKEN, base_url=replicate.base_url, timeout=5),
-            outbox=gateway.outbox,  # type: ignore[arg-type]
-            pipeline=PipelineConfig(
-                poll_interval=0.02, compose_budget=10, animate_budget=10, deliver_budget=2
-            ),
-        )
-        async with harness:
-            engine.append(harness)
-            async with gateway:
-                yield Bot(tg, harness, openai, replicate)
-        assert openai.violations == [] and replicate.violations == []
+    async with running_bot(database_url, storage, tmp_path, deliver_budget=2) as bot:
+        yield bot
 
 
 async def _order_a_video(bot: Bot, user: Any) -> None:
