@@ -119,7 +119,8 @@ class ComposedImage:
     cost: Mapping[str, Any] = field(default_factory=dict)
 
 
-PredictionStatus = Literal["starting", "processing", "succeeded", "failed", "canceled"]
+# "aborted": terminated before it ran (e.g. its deadline passed while queued), so never billed.
+PredictionStatus = Literal["starting", "processing", "succeeded", "failed", "canceled", "aborted"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,14 +116,17 @@ class Predictions:
                     kind="prediction_failed",
                     user_reason="video_failed",
                 )
+            if prediction.status == "aborted":
+                # Ended before it ran: nothing was billed, so a fresh prediction is fair.
+                await self._forget(job, row)
+                raise TransientError(f"prediction {pid} was aborted before it ran", kind="aborted")
             if (
                 prediction.status == "starting"
                 and time.monotonic() - first_seen > self.config.starting_timeout
             ):
                 # It never got a machine: nothing was billed, so a fresh prediction is fair.
                 await self.cancel(row["prediction_id"])
-                row["prediction_id"] = None
-                await queries.update_generation(job.generation_id, prediction_id=None)
+                await self._forget(job, row)
                 raise TransientError(f"prediction {pid} stayed starting", kind="stuck_starting")
             await asyncio.sleep(self.config.poll_interval)
         # Replicate deletes outputs after about an hour: copy it before anything else, to local
@@ -136,6 +139,10 @@ class Predictions:
         except ValueError as exc:
             raise FinalError(str(exc), kind="video_too_large", user_reason="video_failed") from exc
         return prediction.predict_time
+
+    async def _forget(self, job: Job, row: dict[str, Any]) -> None:
+        row["prediction_id"] = None
+        await queries.update_generation(job.generation_id, prediction_id=None)
 
     async def give_up(self, job: Job, row: dict[str, Any]) -> bool:
         """Cancel the step's prediction and clear it from the row; False when it is unsettled.

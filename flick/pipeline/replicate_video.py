@@ -16,8 +16,8 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator, Collection, Mapping
 from datetime import datetime
-from typing import Any, Self, cast
-from urllib.parse import urlsplit
+from typing import Any, Self, cast, get_args
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import httpx
@@ -41,6 +41,7 @@ DEFAULT_BASE_URL = "https://api.replicate.com"
 _CHUNK = 64 * 1024
 _HEAD = 12  # enough for an MP4's ftyp box or a page's first tag
 # Errors raised while talking to Replicate that classify_replicate understands.
+_STATUSES: frozenset[str] = frozenset(get_args(PredictionStatus))
 _ERRORS = (ReplicateError, httpx.HTTPError, aiohttp.ClientError, TimeoutError, ValueError)
 
 
@@ -165,18 +166,26 @@ class ReplicateVideoProvider:
         return str(adopted["id"])
 
     async def poll(self, prediction_id: str) -> Prediction:
+        # Read as plain JSON, not through the SDK's model: its status Literal lacks the API's
+        # `aborted` (terminated before it ran), and such a reply would be a parse error.
         try:
-            found = await self._client.predictions.async_get(prediction_id)
-        except _ERRORS as exc:
+            response = await self._client._async_request(
+                "GET", f"/v1/predictions/{quote(prediction_id, safe='')}"
+            )
+            found = response.json()
+            status = found["status"]
+        except (*_ERRORS, KeyError, TypeError) as exc:
             raise self._failed("get", exc) from exc
-        status: PredictionStatus = found.status
-        metrics = found.metrics or {}
+        if status not in _STATUSES:
+            raise self._failed("get", ValueError(f"unknown prediction status {status!r}"))
+        metrics = found.get("metrics") or {}
         predict_time = metrics.get("predict_time")
+        error = found.get("error")
         return Prediction(
-            id=found.id,
+            id=str(found.get("id", prediction_id)),
             status=status,
-            output_url=_output_url(found.output),
-            error=None if found.error is None else str(found.error),
+            output_url=_output_url(found.get("output")),
+            error=None if error is None else str(error),
             predict_time=float(predict_time) if predict_time is not None else None,
         )
 

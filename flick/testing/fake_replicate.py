@@ -45,7 +45,7 @@ __all__ = ["FakePrediction", "FakeReplicate", "Fault", "sample_mp4"]
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _CHUNK = 64 * 1024
-_TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+_TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
 
@@ -75,6 +75,7 @@ class FakePrediction:
     run_time: float
     fails: str | None = None  # the error it ends with
     never_finishes: bool = False
+    aborts: bool = False  # terminated when it would have started: never ran, never billed
     canceled_at: float | None = None
 
     @property
@@ -83,6 +84,8 @@ class FakePrediction:
 
     @property
     def done(self) -> float:
+        if self.aborts:
+            return self.started
         return math.inf if self.never_finishes else self.started + self.run_time
 
     @property
@@ -95,6 +98,8 @@ class FakePrediction:
             return "canceled"
         if now < self.started:
             return "starting"
+        if self.aborts:
+            return "aborted"
         if now < self.done:
             return "processing"
         return "failed" if self.fails is not None else "succeeded"
@@ -102,16 +107,18 @@ class FakePrediction:
 
 class FakeReplicate(SpecFake):
     """Replicate's API on 127.0.0.1. Operations to script: "predictions.create" (also takes
-    prediction_fails, never_finishes, lost_reply), "predictions.get", "predictions.list",
-    "predictions.cancel", "account.get", "output" (also takes output_404, output_html,
-    output_large).
+    prediction_fails, never_finishes, lost_reply, prediction_aborted), "predictions.get",
+    "predictions.list", "predictions.cancel", "account.get", "output" (also takes output_404,
+    output_html, output_large).
 
     `predictions.list` answers as Replicate does: newest first, `page_size` a page (100), `next`
     a full URL carrying an opaque cursor, filtered by `created_after` / `created_before`."""
 
     spec_name = "replicate"
     fault_kinds: ClassVar[Mapping[str, frozenset[str]]] = {
-        "predictions.create": frozenset({"prediction_fails", "never_finishes", "lost_reply"}),
+        "predictions.create": frozenset(
+            {"prediction_fails", "never_finishes", "lost_reply", "prediction_aborted"}
+        ),
         "output": frozenset({"output_404", "output_html", "output_large"}),
     }
 
@@ -203,6 +210,7 @@ class FakeReplicate(SpecFake):
             run_time=self.run_time,
             fails=fault.message if fault is not None and fault.kind == "prediction_fails" else None,
             never_finishes=fault is not None and fault.kind == "never_finishes",
+            aborts=fault is not None and fault.kind == "prediction_aborted",
         )
         self.predictions[prediction.id] = prediction
         if fault is not None and fault.kind == "lost_reply":

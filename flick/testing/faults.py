@@ -73,6 +73,12 @@ class Fault:
         return cls("never_finishes")
 
     @classmethod
+    def prediction_aborted(cls) -> Fault:
+        """Replicate, on predictions.create: the prediction is terminated before it starts
+        (status `aborted`, e.g. its deadline passed in the queue); nothing ran or was billed."""
+        return cls("prediction_aborted")
+
+    @classmethod
     def lost_reply(cls, hold: float = 0.0) -> Fault:
         """Replicate, on predictions.create: the prediction is created (and billed), but its
         answer never arrives: the connection drops `hold` seconds later (a kill, a lost reply)."""

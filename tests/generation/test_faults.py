@@ -258,6 +258,24 @@ async def test_a_prediction_stuck_starting_is_replaced(harness, gen, fake_replic
     assert await h.balance(UID) == 0
 
 
+async def test_an_aborted_prediction_is_replaced_not_refunded(harness, gen, fake_replicate) -> None:
+    """`aborted` (terminated before it ran, so never billed) was unknown to the SDK's model: the
+    poll failed to parse and was retried until the budget ran out. Now a new prediction is made."""
+    fake_replicate.script("predictions.create", Fault.prediction_aborted())
+    h = await harness()
+    gen_id = await gen.start_generation(h, UID)
+    await h.settle()
+
+    row = await gen.generation(gen_id)
+    assert (row["status"], row["refunded"]) == ("done", False)
+    first, second = fake_replicate.predictions.values()
+    assert first.status(first.created + 3600) == "aborted"
+    assert row["prediction_id"] == second.id
+    assert fake_replicate.calls("predictions.cancel") == []
+    assert await h.balance(UID) == 0 == await h.ledger_sum(UID)
+    assert fake_replicate.violations == []
+
+
 async def _created(fake: Any, n: int) -> bool:
     return fake.predictions_created >= n
 
