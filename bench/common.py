@@ -377,6 +377,7 @@ class GcClock:
     def __init__(self) -> None:
         self.seconds = 0.0
         self.longest = 0.0
+        self.longest_what = ""
         self.collections = Counter[int]()
         self._started = 0.0
 
@@ -386,8 +387,13 @@ class GcClock:
             return
         spent = time.perf_counter() - self._started
         self.seconds += spent
+        generation = int(info.get("generation", -1))
+        if spent > self.longest:
+            # Which collection, and what it freed: a young generation that takes long is full
+            # of survivors; one that frees a lot is churn (and its finalizers run inside it).
+            self.longest_what = f"gen{generation}, {info.get('collected', 0):,} freed"
         self.longest = max(self.longest, spent)
-        self.collections[int(info.get("generation", -1))] += 1
+        self.collections[generation] += 1
 
     def __enter__(self) -> GcClock:
         import gc
@@ -402,7 +408,10 @@ class GcClock:
 
     def __str__(self) -> str:
         gens = "/".join(str(self.collections[g]) for g in (0, 1, 2))
-        return f"{self.seconds:.2f} s in GC (longest {self.longest * 1000:.0f} ms, gen0/1/2 {gens})"
+        longest = f"{self.longest * 1000:.0f} ms"
+        if self.longest_what:
+            longest += f": {self.longest_what}"
+        return f"{self.seconds:.2f} s in GC (longest {longest}, gen0/1/2 {gens})"
 
 
 async def wait_until(predicate: Any, limit: float, step: float = 0.2) -> bool:
