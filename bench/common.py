@@ -423,3 +423,35 @@ async def wait_until(predicate: Any, limit: float, step: float = 0.2) -> bool:
         if time.perf_counter() > deadline:
             return False
         await asyncio.sleep(step)
+
+
+@asynccontextmanager
+async def flick_on_offline_telegram(
+    svc: Services, client: Any, settings: Settings, **engine: Any
+) -> AsyncIterator[Any]:
+    """Flick as `flick run` wires it (gateway: adapter + outbox) on an offline kurigram client,
+    on a fresh bucket; `engine`: Flick's own arguments (providers, pipeline)."""
+    from flick.app import Flick
+    from flick.telegram.gateway import TelegramGateway
+
+    async def unwired(event: Any) -> None:
+        raise RuntimeError("the adapter is wired to Flick once the engine is up")
+
+    async with svc.storage() as storage:
+        gateway = TelegramGateway(
+            client, unwired, storage, send_rate=settings.send_rate,
+            tmp_dir=Path(settings.data_dir) / "tmp", publish_commands=False,
+        )  # fmt: skip
+        async with Flick(
+            settings, gateway.outbox, database_url=svc.database_url, storage=storage,
+            lock=False, resume=False, **engine,
+        ) as app:  # fmt: skip
+            gateway.adapter.dispatch = app.dispatch
+            await storage.put("warm-up", b"warm", "text/plain")  # SeaweedFS makes volumes lazily
+            await gateway.start()
+            try:
+                yield app
+            finally:
+                gateway.adapter.uninstall()
+                await app.supervisor.stop(drain_seconds=5)
+                await gateway.stop()

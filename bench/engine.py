@@ -37,6 +37,7 @@ from bench.common import (
     Services,
     add_common_args,
     bench_settings,
+    flick_on_offline_telegram,
     header,
     jpeg,
     profiled,
@@ -49,7 +50,6 @@ from bench.offline import ReplyTap, inject, use_lean_lookups
 from flick.app import Flick
 from flick.pipeline.local import LocalImageProvider, LocalVideoProvider
 from flick.runtime import settle_heap
-from flick.telegram.gateway import TelegramGateway
 from flick.testing.telegram import Incoming, OfflineTelegram
 
 # One user's walk through the bot; each step is answered by exactly one message to their chat.
@@ -210,38 +210,14 @@ async def flick_bot(svc: Services, tg: OfflineTelegram, pool_max: int) -> AsyncI
     # SEND_RATE: the outbox's global pacing (30/s by default, Telegram's broadcast limit) would
     # measure the pacing, not the engine; the offline Telegram takes any rate.
     settings = bench_settings(data_dir, send_rate=1e9, db_pool_max=pool_max)
-    async with svc.storage() as storage:
-        gateway = TelegramGateway(
-            tg.client,
-            _unwired,
-            storage,
-            send_rate=settings.send_rate,
-            tmp_dir=data_dir / "tmp",
-            publish_commands=False,
-        )
-        async with Flick(
-            settings,
-            gateway.outbox,
-            image=LocalImageProvider(),
-            video=LocalVideoProvider(data_dir / "videos"),
-            database_url=svc.database_url,
-            storage=storage,
-            lock=False,
-            resume=False,
-        ) as app:
-            gateway.adapter.dispatch = app.dispatch
-            await storage.put("warm-up", b"warm", "text/plain")  # SeaweedFS makes volumes lazily
-            await gateway.start()
-            try:
-                yield app
-            finally:
-                gateway.adapter.uninstall()
-                await app.supervisor.stop(drain_seconds=5)
-                await gateway.stop()
-
-
-async def _unwired(event: Any) -> None:
-    raise RuntimeError("the adapter is wired to Flick once the engine is up")
+    async with flick_on_offline_telegram(
+        svc,
+        tg.client,
+        settings,
+        image=LocalImageProvider(),
+        video=LocalVideoProvider(data_dir / "videos"),
+    ) as app:
+        yield app
 
 
 @asynccontextmanager

@@ -37,6 +37,7 @@ from bench.common import (
     Services,
     add_common_args,
     bench_settings,
+    flick_on_offline_telegram,
     header,
     jpeg,
     peak_rss_mb,
@@ -53,7 +54,6 @@ from flick.app import Flick
 from flick.pipeline.generation import PipelineConfig
 from flick.pipeline.openai_images import OpenAIImageProvider
 from flick.pipeline.replicate_video import ReplicateVideoProvider
-from flick.telegram.gateway import TelegramGateway
 from flick.testing.telegram import OfflineTelegram
 
 MB = 1024 * 1024
@@ -167,28 +167,10 @@ async def flick(
     pipeline = PipelineConfig(poll_interval=args.poll_interval)
     image = OpenAIImageProvider(OPENAI_KEY, base_url=fakes.openai_url)
     video = ReplicateVideoProvider(REPLICATE_TOKEN, model=VIDEO_MODEL, base_url=fakes.replicate_url)
-    async with svc.storage() as storage:
-        gateway = TelegramGateway(
-            tg.client, _unwired, storage, send_rate=settings.send_rate,
-            tmp_dir=data_dir / "tmp", publish_commands=False,
-        )  # fmt: skip
-        async with Flick(
-            settings, gateway.outbox, image=image, video=video, pipeline=pipeline,
-            database_url=svc.database_url, storage=storage, lock=False, resume=False,
-        ) as app:  # fmt: skip
-            gateway.adapter.dispatch = app.dispatch
-            await storage.put("warm-up", b"warm", "text/plain")
-            await gateway.start()
-            try:
-                yield app
-            finally:
-                gateway.adapter.uninstall()
-                await app.supervisor.stop(drain_seconds=5)
-                await gateway.stop()
-
-
-async def _unwired(event: Any) -> None:
-    raise RuntimeError("the adapter is wired to Flick once the engine is up")
+    async with flick_on_offline_telegram(
+        svc, tg.client, settings, image=image, video=video, pipeline=pipeline
+    ) as app:
+        yield app
 
 
 # ---- 1. saturation -----------------------------------------------------------------------------
