@@ -14,8 +14,8 @@ from typing import Any
 
 from loguru import logger
 
+from flick.actors import messages as msg
 from flick.actors.context import Context
-from flick.actors.limiter import AILimiter
 from flick.actors.supervisor import Supervisor
 from flick.admin.broadcast import Broadcaster
 from flick.embedded import DataDirLock, EmbeddedPostgres, EmbeddedSeaweed, prepare_data_dir
@@ -24,8 +24,10 @@ from flick.models import db, migrations
 from flick.ops.instruments import Instruments
 from flick.ops.logging import register_secret
 from flick.payments.packages import build_packages
-from flick.pipeline.generation import GenerationRunner, PipelineConfig
-from flick.pipeline.photos import PhotoLimits
+from flick.payments.reconcile import Report, StarTransaction, charges_from, find_missing
+from flick.pipeline.imaging import PhotoLimits
+from flick.pipeline.limiter import AILimiter
+from flick.pipeline.runner import GenerationRunner, PipelineConfig
 from flick.pipeline.transfer import remove_leftovers
 from flick.ports import ImageProvider, Outbox, Storage, VideoProvider
 from flick.settings import Settings
@@ -207,7 +209,11 @@ class Flick:
         )
         if self.instruments is not None:
             ctx.on_metric = self.instruments.on_metric
-        self.broadcaster = Broadcaster(self.outbox, rate=max(1.0, s.send_rate / 2))
+        self.broadcaster = Broadcaster(
+            self.outbox,
+            rate=max(1.0, s.send_rate / 2),
+            on_gone=lambda uid: self.supervisor.post(uid, msg.RecipientBlocked()),
+        )
         ctx.broadcaster = self.broadcaster
         stack.push_async_callback(self.broadcaster.stop)
         self.supervisor = await stack.enter_async_context(Supervisor(ctx))
@@ -256,6 +262,18 @@ class Flick:
         current.update(styles)
         logger.info("styles reloaded: {}", ",".join(styles))
         return True
+
+    async def reconcile(self, transactions: list[StarTransaction]) -> Report:
+        """Hand every Stars charge we never recorded to its user's actor, which credits it."""
+        report = await find_missing(charges_from(transactions))
+        for charge in report.missing:
+            logger.bind(user_id=charge.user_id).warning(
+                "reconciling charge {} that never reached the bot", charge.charge_id
+            )
+            self.supervisor.post(
+                charge.user_id, msg.ReconciledCharge(charge.charge_id, charge.stars, charge.payload)
+            )
+        return report
 
     async def dispatch(self, event: Any) -> None:
         await self.supervisor.dispatch(event)

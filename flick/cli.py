@@ -90,12 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "services":
             asyncio.run(_services(settings))
         elif args.command == "doctor":
-            from flick.ops.doctor import doctor
+            from flick.doctor import doctor
 
             return asyncio.run(doctor(settings))
         elif args.command == "payments":
             settings.require_telegram()
-            from flick.payments.reconcile import reconcile_command
+            from flick.runtime import reconcile_command
 
             return asyncio.run(reconcile_command(settings))
     except ConfigError as exc:

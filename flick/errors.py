@@ -74,3 +74,38 @@ class BudgetExceededError(FinalError):
     """A step ran out of its time budget while retrying."""
 
     kind = "timeout"
+
+
+class TelegramRefused(FlickError):  # noqa: N818 - a condition, like RecipientGone
+    """Telegram answered a request with an error a retry will not change (an invoice refused,
+    MESSAGE_TOO_LONG, a re-sent file that is gone). The user gets a plain-words reply."""
+
+    def __init__(self, error_id: str, what: str) -> None:
+        self.error_id = error_id
+        super().__init__(f"Telegram refused {what}: {error_id}")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Is this a failure of ours or of the network that a later try may not meet?
+
+    The database or S3 unreachable (a connection refused, reset or dropped, a server shutting
+    down or not accepting connections yet), a Telegram timeout: worth retrying. Anything else —
+    a bug, bad data — is not, and a retry would only repeat it.
+    """
+    if isinstance(exc, TransientError | TimeoutError | ConnectionError):
+        return True
+    if isinstance(exc, ServiceError):
+        return exc.setting in ("S3_ENDPOINT", "DATABASE_URL")
+    if isinstance(exc, OSError):
+        return True
+    # Imported here: the exception root must not make every importer load these clients.
+    import aiohttp
+    import asyncpg
+
+    return isinstance(
+        exc,
+        asyncpg.PostgresConnectionError
+        | asyncpg.TooManyConnectionsError
+        | asyncpg.exceptions.OperatorInterventionError
+        | aiohttp.ClientConnectionError,
+    )

@@ -13,6 +13,8 @@ from babel.messages.pofile import read_po
 
 LOCALES = Path(__file__).with_name("locales")
 LANGUAGES = ("en", "ru")
+#: Each language in its own words, for /language.
+LANGUAGE_NAMES = {"en": "English", "ru": "Русский"}
 DEFAULT = "en"
 
 

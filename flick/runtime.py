@@ -15,13 +15,17 @@ from typing import Any
 from loguru import logger
 
 from flick.app import Flick
-from flick.models.ledger import pool
+from flick.models.db import pool
 from flick.ops.health import HealthServer
 from flick.ops.instruments import Instruments
 from flick.ops.metrics import METRICS
 from flick.ops.sentry import setup_sentry
+from flick.payments.reconcile import Report
 from flick.settings import Settings
-from flick.telegram.gateway import TelegramGateway
+from flick.telegram.client import Client, build_client
+from flick.telegram.gateway import TelegramGateway, connect
+from flick.telegram.outbox import TelegramOutbox
+from flick.telegram.stars import star_transactions
 
 
 def settle_heap() -> None:
@@ -30,6 +34,38 @@ def settle_heap() -> None:
     the longest pause under load went from about 290 ms to about 100 ms (BENCHMARKS.md)."""
     gc.collect()
     gc.freeze()
+
+
+async def reconcile_at_start(app: Flick, client: Client) -> Report | None:
+    """Credit Stars charges that never reached us (a payment update lost while Flick was down,
+    or while the database was): nobody has to run `flick payments reconcile` by hand."""
+    try:
+        # Neither flag: Telegram lists purchases and refunds alike.
+        transactions = await star_transactions(client, inbound=False, outbound=False)
+        report = await app.reconcile(transactions)
+    except Exception as exc:  # noqa: BLE001 - the bot runs on; the next start tries again
+        logger.warning("start-up reconciliation with Telegram's Stars history failed: {}", exc)
+        return None
+    if report.missing:
+        logger.warning("reconciliation: {} charge(s) to credit", len(report.missing))
+    return report
+
+
+async def reconcile_command(settings: Settings) -> int:
+    """`flick payments reconcile`: the same as at start-up, on demand, then stop."""
+    client = build_client(settings)
+    await connect(client, 30.0)
+    try:
+        outbox = TelegramOutbox(client, rate=settings.send_rate)
+        async with outbox, Flick(settings, outbox, resume=False) as app:
+            outbox.storage = app.storage
+            report = await reconcile_at_start(app, client)
+            await app.supervisor.stop()
+    finally:
+        await client.stop()
+    for line in report.lines() if report else ["reconciliation failed: see the log"]:
+        print(line)
+    return 0 if report else 1
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
@@ -42,7 +78,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             instruments.on_metric("update", {"kind": type(event).__name__}, 1)
             await engine[0].dispatch(event)
 
-    gateway = TelegramGateway.from_settings(settings, dispatch, storage=None)  # type: ignore[arg-type]
+    gateway = TelegramGateway.from_settings(settings, dispatch)
     async with Flick(settings, gateway.outbox, instruments=instruments, resume=False) as app:
         assert app.storage is not None
         gateway.outbox.storage = app.storage
@@ -64,6 +100,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, app.reload_styles)
             # Only now: resumed work sends messages, and Telegram is connected.
             await app.resume_work()
+            reconciling = asyncio.create_task(reconcile_at_start(app, gateway.client))
             settle_heap()
             logger.info(
                 "Flick is running (data dir {}, health {}); SIGINT or SIGTERM stops it",
@@ -74,6 +111,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                 await stop.wait()
             finally:
                 logger.info("stopping: no new updates; draining the engine")
+                reconciling.cancel()
                 gateway.adapter.uninstall()
                 await app.supervisor.stop()
                 await gateway.stop()

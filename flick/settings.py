@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     actor_idle_seconds: float = Field(default=300, gt=0)
     mailbox_size: int = Field(default=64, ge=2)
     order_ttl_seconds: int = Field(default=3600, ge=60)
+    # How long an update is retried while the database or storage is unreachable before the
+    # user is asked to try again (payments and the bot's own reports are never given up).
+    retry_seconds: float = Field(default=60, gt=0)
 
     # Telegram sending.
     send_rate: float = Field(default=30, gt=0)

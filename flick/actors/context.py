@@ -9,8 +9,8 @@ from typing import Protocol
 
 from flick.admin.broadcast import Broadcaster
 from flick.payments.packages import Package
-from flick.pipeline.generation import GenerationRunner, Job
-from flick.pipeline.photos import PhotoLimits
+from flick.pipeline.imaging import PhotoLimits
+from flick.pipeline.runner import GenerationRunner, Job
 from flick.ports import Outbox, Storage
 from flick.settings import Settings
 from flick.styles import Style

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterable
 
 RECENT_IDS = 64
 
@@ -16,7 +17,8 @@ class Mailbox:
         self._ready = asyncio.Event()
         self.flood_warned = False
         # Update ids already handled: Telegram redelivers after reconnects, and a crashed actor's
-        # successor must recognise them too, so they live here rather than in the actor.
+        # successor must recognise them too, so they live here rather than in the actor. After a
+        # restart they come back from the database (`remember`).
         self._seen: deque[str] = deque(maxlen=RECENT_IDS)
         self._seen_set: set[str] = set()
 
@@ -29,6 +31,17 @@ class Mailbox:
         self._seen.append(event_id)
         self._seen_set.add(event_id)
         return True
+
+    def remember(self, event_ids: Iterable[str]) -> None:
+        """Ids handled before this process started (newest first), as the database has them."""
+        for event_id in reversed(tuple(event_ids)[: RECENT_IDS]):
+            self.first_time(event_id)
+
+    def forget(self, event_id: str) -> None:
+        """An update that could not be handled: its redelivery must be handled."""
+        if event_id in self._seen_set:
+            self._seen_set.discard(event_id)
+            self._seen.remove(event_id)
 
     def __len__(self) -> int:
         return len(self._items)

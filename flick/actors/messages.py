@@ -1,4 +1,5 @@
-"""What an actor receives besides outside events: small frozen dataclasses from its own tasks."""
+"""What an actor receives besides outside events: small frozen dataclasses from its own tasks,
+from other users' actors (an operator's command) and from the engine (reconciliation)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,23 @@ from flick.errors import FinalError
 @dataclass(frozen=True, slots=True)
 class PhotoStored:
     key: str
-    epoch: int = 0  # which conversation it belongs to (see Conversation.epoch)
+    epoch: int  # which conversation it belongs to (see Conversation.epoch)
+    event_id: str  # the update that brought it: recorded as handled only once it is counted
 
 
 @dataclass(frozen=True, slots=True)
 class PhotoRejected:
     reason: str  # a catalog key
-    epoch: int = 0
+    epoch: int
+    event_id: str
+    retry: bool = False  # a failure of ours: the photo's redelivery is taken again
 
 
 @dataclass(frozen=True, slots=True)
 class GenerationEnded:
     generation_id: int
-    error: FinalError | None = None  # None: delivered
+    error: FinalError | None = None  # None: delivered (or ended elsewhere)
+    recipient_gone: bool = False  # the video could not be sent: the user blocked the bot
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,18 +37,41 @@ class ResumeGeneration:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """An operator's grant, routed through the actor so its in-memory balance stays exact."""
+    """An operator's grant (or correction) for this user; the result is reported back to them."""
 
     credits: int
     note: str
+    admin_id: int
 
 
 @dataclass(frozen=True, slots=True)
-class BalanceChanged:
-    """Some other path (reconciliation, an admin refund) already changed the balance in the DB."""
+class RefundPurchase:
+    """An operator refunded this user's purchase at Telegram: take back what it bought."""
 
-    balance: int
-    notice: str | None = None  # a catalog key to tell the user, if any
+    charge_id: str
+    admin_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class AdminReport:
+    """What another user's actor did on this operator's command, to tell them."""
+
+    key: str  # a catalog key
+    values: tuple[tuple[str, str | int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReconciledCharge:
+    """A Stars charge Telegram lists and the payments table lacks (found at start-up)."""
+
+    charge_id: str
+    stars: int
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientBlocked:
+    """A send to this user found they blocked the bot (a broadcast, a delivery)."""
 
 
 @dataclass(frozen=True, slots=True)

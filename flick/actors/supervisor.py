@@ -15,12 +15,14 @@ from loguru import logger
 from flick import events as ev
 from flick.actors import messages as msg
 from flick.actors.context import Context
+from flick.actors.incidents import Incidents
+from flick.actors.journal import UpdateJournal
 from flick.actors.mailbox import Mailbox
 from flick.actors.user import UserActor
 from flick.errors import FinalError
 from flick.i18n import pick_language, t
-from flick.models import queries
-from flick.pipeline.generation import Job
+from flick.models import generations
+from flick.pipeline.runner import Job
 from flick.ports import RecipientGone, RecipientUnreachable
 
 _MONEY = (ev.PreCheckout, ev.PaymentSucceeded, ev.PaymentRefunded)
@@ -42,6 +44,9 @@ class Supervisor:
         # Photo downloads report into a mailbox, not to the actor that started them, so they
         # are owned here: a crashed or idle-stopped actor's download must still land.
         self._intakes: dict[int, set[asyncio.Task[None]]] = {}
+        self.journal = UpdateJournal()
+        self.incidents = Incidents()
+        self._restarts: dict[int, asyncio.TimerHandle] = {}  # actors waiting out a backoff
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> Supervisor:
@@ -54,14 +59,15 @@ class Supervisor:
         await self.stop()
 
     async def start(self) -> None:
+        await self.journal.__aenter__()
         self.accepting = True
 
     async def resume_unfinished(self) -> int:
         """After a restart: hand each unfinished generation back to its user's actor."""
-        rows = await queries.unfinished_generations()
-        for row in rows:
-            self.post(row["user_id"], msg.ResumeGeneration(row["id"]))
-        return len(rows)
+        records = await generations.unfinished()
+        for record in records:
+            self.post(record.user_id, msg.ResumeGeneration(record.id))
+        return len(records)
 
     async def stop(self, drain_seconds: float = 30.0) -> None:
         """Stop taking events, drain every mailbox, then stop generations at a resumable point.
@@ -108,8 +114,12 @@ class Supervisor:
         for task in intakes:  # still downloading after the drain: the user sends it again
             task.cancel()
         await asyncio.gather(*intakes, return_exceptions=True)
+        for handle in self._restarts.values():
+            handle.cancel()
+        self._restarts.clear()
         self._tasks.clear()
         self.actors.clear()
+        await self.journal.__aexit__(None, None, None)
 
     # ---- routing ---------------------------------------------------------------------------
     async def dispatch(self, event: ev.Event | ev.GroupMessage) -> None:
@@ -140,10 +150,10 @@ class Supervisor:
         return mailbox
 
     def _ensure_running(self, uid: int) -> None:
-        if uid in self._tasks:
-            return
+        if uid in self._tasks or uid in self._restarts:
+            return  # running, or waiting out a crash backoff (its mailbox keeps the messages)
         user = self._users.get(uid) or ev.UserInfo(uid, uid)
-        actor = UserActor(user, self.ctx, self._mailboxes[uid])
+        actor = UserActor(user, self.ctx, self._mailbox(uid), self.journal)
         self.actors[uid] = actor
         task = asyncio.create_task(actor.run(), name=f"actor-{uid}")
         self._tasks[uid] = task
@@ -158,6 +168,7 @@ class Supervisor:
         exc = task.exception()
         mailbox = self._mailboxes.get(uid)
         if exc is None:
+            self.incidents.close(uid)
             # Idle stop. A message that arrived in the last instant still gets an actor.
             if mailbox is not None and (len(mailbox) or uid in self._intakes):
                 self._ensure_running(uid)
@@ -167,11 +178,19 @@ class Supervisor:
             return
         self.crashes += 1
         logger.opt(exception=exc).bind(user_id=uid).error("actor crashed; restarting it")
-        apology = asyncio.create_task(self._apologise(actor))
-        self._side_tasks.add(apology)
-        apology.add_done_callback(self._side_tasks.discard)
+        delay, apologise = self.incidents.crashed(uid, recovered=actor.handled_ok > 0)
+        if apologise:
+            apology = asyncio.create_task(self._apologise(actor))
+            self._side_tasks.add(apology)
+            apology.add_done_callback(self._side_tasks.discard)
         if self.accepting or (mailbox is not None and len(mailbox)):
-            self._ensure_running(uid)
+            self._restarts[uid] = asyncio.get_running_loop().call_later(
+                delay, self._restart, uid
+            )
+
+    def _restart(self, uid: int) -> None:
+        self._restarts.pop(uid, None)
+        self._ensure_running(uid)
 
     async def _apologise(self, actor: UserActor) -> None:
         with contextlib.suppress(RecipientGone, Exception):
@@ -216,7 +235,9 @@ class Supervisor:
                 "generation {} failed unexpectedly", job.generation_id
             )
             error = FinalError(str(exc) or type(exc).__name__, kind=type(exc).__name__)
-        self.post(job.user_id, msg.GenerationEnded(job.generation_id, error))
+        self.post(
+            job.user_id, msg.GenerationEnded(job.generation_id, error, job.recipient_gone)
+        )
 
     def cancel_generation(self, generation_id: int) -> bool:
         entry = self._generations.get(generation_id)

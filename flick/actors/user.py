@@ -2,88 +2,113 @@
 
 Everything about one user happens here, one message at a time, so a user's flow needs no locks.
 Slow work (downloading a photo, a generation) runs as a separate task that reports back into the
-mailbox; the loop itself only waits on the database and on sending replies. This module is the
-actor's core (lifecycle, replies, dispatch); what it does with each message lives in
-`flick.actors.handlers`, by feature.
+mailbox; the loop itself only waits on the database and on sending replies. What the actor does
+with each message lives in `flick.actors.handlers`, by feature, behind the narrow `Scope`.
+
+A handler that fails on a transient error (the database or S3 unreachable, a Telegram timeout)
+does not lose its message: the actor reloads its state from the database (the truth) and runs
+the handler again, with backoff, until it succeeds or its budget ends. Money and the actor's own
+tasks' reports have no budget: they are never given up while Flick runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from loguru import logger
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_delay,
+    stop_never,
+    wait_random_exponential,
+)
 
 from flick import events as ev
 from flick.actors import messages as msg
 from flick.actors.context import Context
-from flick.actors.handlers import balance, generations
 from flick.actors.handlers.routes import EVENTS
+from flick.actors.journal import UpdateJournal
 from flick.actors.mailbox import Mailbox
-from flick.fsm.conversation import Conversation, State, attach, detach
+from flick.errors import TelegramRefused, is_transient
+from flick.fsm.conversation import Conversation, State
 from flick.i18n import pick_language, t
-from flick.models import ledger, queries
-from flick.payments.packages import keyboard as packages_keyboard
-from flick.ports import Button, Keyboard, RecipientGone, RecipientUnreachable
+from flick.models import generations, money, sessions
+from flick.ports import Keyboard, RecipientGone, RecipientUnreachable
+
+#: Never given up while Flick runs: money, and what the actor's own tasks report.
+_NEVER_DROPPED = (
+    ev.PaymentSucceeded,
+    ev.PaymentRefunded,
+    msg.PhotoStored,
+    msg.GenerationEnded,
+    msg.ResumeGeneration,
+    msg.Grant,
+    msg.RefundPurchase,
+    msg.ReconciledCharge,
+)
 
 
 class UserActor:
-    def __init__(self, user: ev.UserInfo, ctx: Context, mailbox: Mailbox) -> None:
+    def __init__(
+        self, user: ev.UserInfo, ctx: Context, mailbox: Mailbox, journal: UpdateJournal
+    ) -> None:
         self.user = user
         self.ctx = ctx
         self.mailbox = mailbox
+        self.journal = journal
         self.conv = Conversation(styles=ctx.styles)
         self.lang = "en"
         self.blocked = False
-        self.pending_photos = 0
         self.busy = False
+        self.handled_ok = 0  # messages handled since this actor started (the supervisor reads)
         self.loaded = False
         self.log = logger.bind(user_id=user.user_id)
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def load(self) -> None:
+        """(Re)load this user from the database: the balance, the saved conversation."""
         u = self.user
-        row = await ledger.ensure_user(
+        account = await money.open_account(
             u.user_id, u.username, u.first_name, u.language_code, self.ctx.settings.free_credits
         )
-        self.conv.balance = row.balance
-        self.conv.consented = row.consent
-        self.blocked = row.blocked
-        self.lang = pick_language(row.language, row.language_code)
-        if row.session is not None:
-            self.conv.restore(*row.session)
+        self.conv = Conversation(styles=self.ctx.styles)
+        self.conv.balance = account.balance
+        self.conv.consented = account.consent
+        self.blocked = account.blocked
+        self.lang = pick_language(account.language, account.language_code)
+        self.mailbox.remember(account.handled)
+        if account.session is not None:
+            self.conv.restore(*account.session)
             await self._settle_stale_processing()
-        attach(self.conv)
 
     async def _settle_stale_processing(self) -> None:
-        """A stop between "delivered" and the actor hearing of it leaves the session PROCESSING
-        with a generation that has ended: the user would be "busy" for good. Settle it here."""
+        """A stop between a generation's end and the actor hearing of it leaves the session
+        PROCESSING with a generation that has ended: the user would be "busy" for good."""
         gen_id = self.conv.generation_id
         if self.conv.state is not State.PROCESSING:
             return
-        row = await queries.get_generation(gen_id) if gen_id is not None else None
-        if row is None or row["refunded"] or row["status"] in ("done", "failed", "canceled"):
+        record = await generations.get(gen_id) if gen_id is not None else None
+        if record is None or not record.active:
             self.conv.trigger("cancel")
-            self.new_conversation()
             await self.save()
 
     async def run(self) -> None:
         """Handle messages until idle; an exception escapes to the supervisor (crash → restart)."""
-        await self.load()
+        await self._retrying(self.load, budget=None, what="loading the user")
         self.loaded = True
-        try:
-            while True:
-                message = await self.mailbox.get(self.ctx.settings.actor_idle_seconds)
-                if message is None:
-                    if len(self.mailbox) or self._intakes_running():
-                        continue
-                    return
-                self.busy = True
-                try:
-                    await self.handle(message)
-                finally:
-                    self.busy = False
-        finally:
-            # Photo downloads in flight are not cancelled: they report into the mailbox, which
-            # outlives this actor (a crash restarts it on the same mailbox).
-            detach(self.conv)
+        while True:
+            message = await self.mailbox.get(self.ctx.settings.actor_idle_seconds)
+            if message is None:
+                if len(self.mailbox) or self._intakes_running():
+                    continue
+                return
+            self.busy = True
+            try:
+                await self.handle(message)
+            finally:
+                self.busy = False
 
     def _intakes_running(self) -> int:
         return self.ctx.services.intakes_running(self.uid) if self.ctx.services else 0
@@ -91,6 +116,75 @@ class UserActor:
     @property
     def uid(self) -> int:
         return self.user.user_id
+
+    @property
+    def pending_photos(self) -> int:
+        return self.conv.pending_photos
+
+    # ---- dispatch --------------------------------------------------------------------------
+    async def handle(self, message: object) -> None:
+        event_id = message.event_id if isinstance(message, ev.Event) else None
+        if event_id is not None and not self.mailbox.first_time(event_id):
+            self.log.debug("ignoring redelivered update {}", event_id)
+            return
+        handler = EVENTS.get(type(message))
+        if handler is None:
+            self.log.warning("no handler for {}", type(message).__name__)
+            return
+        budget = None if isinstance(message, _NEVER_DROPPED) else self.ctx.settings.retry_seconds
+        first = True
+
+        async def attempt() -> None:
+            nonlocal first
+            if not first:
+                await self.load()  # start again from the truth: memory may be half-changed
+            first = False
+            if self.blocked and isinstance(message, ev.Event) and _from_user(message):
+                await self._unblocked()
+            await handler(self, message)
+
+        try:
+            await self._retrying(attempt, budget=budget, what=type(message).__name__)
+        except Exception as exc:
+            if event_id is None or not is_transient(exc):
+                raise  # a bug: the supervisor restarts the actor (and apologises, once)
+            # Given up after its budget: tell the user, and let a redelivery try again.
+            self.log.error("{} not handled: {}", type(message).__name__, exc)
+            self.unhandled(event_id)
+            await self.say("try_again_later")
+            return
+        self.handled_ok += 1
+        if event_id is not None and not isinstance(message, ev.Photo):
+            self.handled(event_id)  # a photo counts as handled once it is stored and counted
+
+    async def _retrying(
+        self, call: Callable[[], Awaitable[None]], *, budget: float | None, what: str
+    ) -> None:
+        def log(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            self.log.warning("{} failed ({}); retry {}", what, exc, state.attempt_number)
+
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(is_transient),
+            wait=wait_random_exponential(multiplier=0.2, max=5.0),
+            stop=stop_never if budget is None else stop_after_delay(budget),
+            before_sleep=log,
+            reraise=True,
+        ):
+            with attempt:
+                await call()
+
+    def handled(self, event_id: str) -> None:
+        self.journal.record(self.uid, event_id)
+
+    def unhandled(self, event_id: str) -> None:
+        self.mailbox.forget(event_id)
+
+    def post(self, user_id: int, message: object) -> None:
+        if user_id == self.uid or self.ctx.services is None:
+            self.mailbox.post(message)
+        else:
+            self.ctx.services.post(user_id, message)
 
     # ---- replies ---------------------------------------------------------------------------
     async def say(self, key: str, keyboard: Keyboard | None = None, **values: object) -> int | None:
@@ -103,56 +197,30 @@ class UserActor:
             return await self.ctx.outbox.send_text(self.user.chat_id, text, keyboard)
         except RecipientGone:
             await self.mark_blocked()
-            return None
         except RecipientUnreachable as exc:  # not a block: the next message may get through
             self.log.warning("reply not sent: {}", exc)
-            return None
+        except TelegramRefused as exc:  # e.g. too long: say so in a line that fits
+            self.log.error("reply refused: {}", exc)
+            return await self.ctx.outbox.send_text(self.user.chat_id, t(self.lang, "send_failed"))
+        return None
 
     async def mark_blocked(self) -> None:
         if not self.blocked:
             self.blocked = True
             self.log.info("user blocked the bot; no more messages to them")
-            await queries.set_blocked(self.uid)
+            await sessions.set_blocked(self.uid)
 
-    def new_conversation(self) -> None:
-        """Forget the collected photos; downloads still in flight will report as stale."""
-        self.conv.clear()
-        self.pending_photos = 0
+    async def _unblocked(self) -> None:
+        # They wrote to us again, so they unblocked the bot.
+        await sessions.set_blocked(self.uid, False)
+        self.blocked = False
 
     async def save(self, *, consent: bool = False) -> None:
-        await queries.save_session(
+        await sessions.save_session(
             self.uid, self.conv.state.value, self.conv.snapshot(), consent=consent
         )
 
-    async def show_styles(self) -> None:
-        buttons = [Button(s.label(self.lang), f"style:{s.key}") for s in self.ctx.styles.values()]
-        rows = tuple(tuple(buttons[i : i + 2]) for i in range(0, len(buttons), 2))
-        self.conv.picker_message_id = await self.say("pick_style", keyboard=rows)
 
-    async def offer_packages(self, key: str) -> None:
-        await self.say(
-            key, balance=self.conv.balance, keyboard=packages_keyboard(self.ctx.packages, self.lang)
-        )
-
-    # ---- dispatch --------------------------------------------------------------------------
-    async def handle(self, message: object) -> None:
-        if isinstance(message, ev.Event):
-            if not self.mailbox.first_time(message.event_id):
-                self.log.debug("ignoring redelivered update {}", message.event_id)
-                return
-            if self.blocked and not isinstance(message, ev.PreCheckout | ev.PaymentRefunded):
-                # They wrote to us again, so they unblocked the bot.
-                self.blocked = False
-                await queries.set_blocked(self.uid, False)
-        handler = EVENTS.get(type(message))
-        if handler is None:
-            self.log.warning("no handler for {}", type(message).__name__)
-            return
-        await handler(self, message)
-
-    # ---- entry points for the payments flow and admin commands ------------------------------
-    async def on_grant(self, m: msg.Grant) -> None:
-        await balance.on_grant(self, m)
-
-    async def continue_after_top_up(self) -> None:
-        await generations.continue_after_top_up(self)
+def _from_user(event: ev.Event) -> bool:
+    """Did the user act (rather than Telegram reporting on a payment)?"""
+    return not isinstance(event, ev.PreCheckout | ev.PaymentRefunded)

@@ -8,17 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from loguru import logger
 
 from flick.i18n import t
-from flick.models.ledger import pool
-from flick.models.queries import set_blocked
+from flick.models.db import pool
 from flick.ports import Outbox, RecipientGone, RecipientUnreachable
 
 
 class Broadcaster:
-    def __init__(self, outbox: Outbox, rate: float, lang_of_admin: str = "en") -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        rate: float,
+        lang_of_admin: str = "en",
+        on_gone: Callable[[int], None] = lambda user_id: None,
+    ) -> None:
+        # A recipient who blocked the bot is reported, not written here: every write about a
+        # user goes through that user's actor (the engine passes a message to it).
+        self.on_gone = on_gone
         self.outbox = outbox
         self.interval = 1.0 / rate
         self.lang = lang_of_admin
@@ -76,7 +85,7 @@ class Broadcaster:
                     sent += 1
                 except RecipientGone:
                     failed += 1
-                    await set_blocked(uid)
+                    self.on_gone(uid)
                 except Exception as exc:  # noqa: BLE001 - one bad recipient must not stop it
                     failed += 1
                     logger.bind(user_id=uid).warning("broadcast {} to user failed: {}", bid, exc)

@@ -26,7 +26,8 @@ class State(Enum):
 S = State
 ANY_BUT_PROCESSING = [S.IDLE, S.CONSENT, S.CHOOSING_STYLE, S.WAITING_FOR_PHOTOS]
 
-# trigger, source(s), destination, guards. Read top to bottom: this is the whole conversation.
+# trigger, source(s), destination, guards, and the data change that belongs to the transition.
+# Read top to bottom: this is the whole conversation.
 TRANSITIONS: list[dict[str, Any]] = [
     {
         "trigger": "create",
@@ -34,40 +35,48 @@ TRANSITIONS: list[dict[str, Any]] = [
         "dest": S.CONSENT,
         "conditions": ["has_credit"],
         "unless": ["has_consent"],
+        "after": "clear",
     },
     {
         "trigger": "create",
         "source": ANY_BUT_PROCESSING,
         "dest": S.CHOOSING_STYLE,
         "conditions": ["has_credit", "has_consent"],
+        "after": "clear",
     },
-    {"trigger": "consent", "source": S.CONSENT, "dest": S.CHOOSING_STYLE},
+    {"trigger": "consent", "source": S.CONSENT, "dest": S.CHOOSING_STYLE, "after": "agree"},
     {
         "trigger": "pick_style",
         "source": S.CHOOSING_STYLE,
         "dest": S.WAITING_FOR_PHOTOS,
         "conditions": ["from_current_picker", "known_style"],
+        "after": "set_style",
     },
     {
         "trigger": "photo_stored",
         "source": S.WAITING_FOR_PHOTOS,
         "dest": None,
-        "conditions": ["room_for_photo"],
+        "conditions": ["room_for_photo", "new_photo"],
+        "after": "add_photo",
     },
     {
+        # The money side (one credit taken, the generation row) is done first, in the
+        # database; this records its result.
         "trigger": "generate",
         "source": S.WAITING_FOR_PHOTOS,
         "dest": S.PROCESSING,
-        "conditions": ["has_two_photos", "has_credit"],
+        "conditions": ["has_two_photos"],
+        "after": "set_generation",
     },
-    {"trigger": "resume", "source": list(S), "dest": S.PROCESSING},
+    {"trigger": "resume", "source": list(S), "dest": S.PROCESSING, "after": "set_generation"},
     {
         "trigger": "finish",
         "source": S.PROCESSING,
         "dest": S.IDLE,
         "conditions": ["is_current_generation"],
+        "after": "clear",
     },
-    {"trigger": "cancel", "source": list(S), "dest": S.IDLE},
+    {"trigger": "cancel", "source": list(S), "dest": S.IDLE, "after": "clear"},
 ]
 
 
@@ -79,9 +88,13 @@ class Conversation:
     consented: bool = False
     style: str | None = None
     photos: list[str] = field(default_factory=list)  # storage keys, in arrival order
+    # The update ids of those photos: saved with them, so a redelivered photo is recognised
+    # even after a crash that lost the in-memory record of handled updates.
+    photo_events: list[str] = field(default_factory=list)
     picker_message_id: int | None = None
     generation_id: int | None = None
     epoch: int = 0  # bumped whenever the collected photos are forgotten
+    pending_photos: int = 0  # downloads under way for this epoch (not saved: they report back)
     state: State = S.IDLE
     styles: Container[str] = frozenset()  # live view of the configured styles
 
@@ -102,17 +115,48 @@ class Conversation:
     def room_for_photo(self, event: EventData) -> bool:
         return len(self.photos) < 2
 
+    def new_photo(self, event: EventData) -> bool:
+        return event.kwargs.get("event_id") not in self.photo_events
+
     def has_two_photos(self, event: EventData) -> bool:
         return len(self.photos) == 2
 
     def is_current_generation(self, event: EventData) -> bool:
         return event.kwargs.get("generation_id") == self.generation_id
 
+    # Data changes that belong to a transition (its `after`): the handlers never set these.
+    def agree(self, event: EventData) -> None:
+        self.consented = True
+
+    def set_style(self, event: EventData) -> None:
+        self.style = event.kwargs["style"]
+
+    def add_photo(self, event: EventData) -> None:
+        self.photos.append(event.kwargs["key"])
+        if event.kwargs.get("event_id"):
+            self.photo_events.append(event.kwargs["event_id"])
+
+    def set_generation(self, event: EventData) -> None:
+        self.generation_id = event.kwargs["generation_id"]
+        if "style" in event.kwargs:
+            self.style = event.kwargs["style"]
+
+    def clear(self, event: EventData | None = None) -> None:
+        """Forget the collected photos; downloads still in flight will report as stale."""
+        self.style = None
+        self.photos = []
+        self.photo_events = []
+        self.picker_message_id = None
+        self.generation_id = None
+        self.epoch += 1
+        self.pending_photos = 0
+
     # What survives a restart (user_sessions.data); balance and consent live on the user row.
     def snapshot(self) -> dict[str, Any]:
         return {
             "style": self.style,
             "photos": list(self.photos),
+            "photo_events": list(self.photo_events),
             "picker_message_id": self.picker_message_id,
             "generation_id": self.generation_id,
             "epoch": self.epoch,
@@ -125,16 +169,10 @@ class Conversation:
             self.state = S.IDLE
         self.style = data.get("style")
         self.photos = [str(p) for p in data.get("photos", [])][:2]
+        self.photo_events = [str(p) for p in data.get("photo_events", [])][:2]
         self.picker_message_id = data.get("picker_message_id")
         self.generation_id = data.get("generation_id")
         self.epoch = int(data.get("epoch", 0))
-
-    def clear(self) -> None:
-        self.style = None
-        self.photos = []
-        self.picker_message_id = None
-        self.generation_id = None
-        self.epoch += 1
 
     def trigger(self, name: str, **kwargs: Any) -> bool:
         """Fire a trigger on the shared machine; False when the machine refuses it."""
@@ -152,16 +190,3 @@ MACHINE = Machine(
     ignore_invalid_triggers=True,
     model_override=False,
 )
-
-
-def attach(conversation: Conversation) -> Conversation:
-    """Nothing to bind: the one shared machine works on any Conversation passed to it.
-
-    (transitions' add_model would keep every live conversation in a list, which costs memory
-    and an O(n) removal per actor at 100,000 users.)
-    """
-    return conversation
-
-
-def detach(conversation: Conversation) -> None:
-    """The counterpart of attach, kept so the actor's lifecycle reads symmetrically."""

@@ -55,3 +55,8 @@ async def connection_pool(url: str, min_size: int, max_size: int) -> AsyncIterat
         yield DB
     finally:
         await DB.close_connection_pool()
+
+
+def pool() -> asyncpg.Pool:
+    """The open pool: every query module runs on it."""
+    return DB.pool

@@ -29,6 +29,8 @@ class User(Table, tablename="users"):
     language_code = Varchar(length=16, null=True)
     language = Varchar(length=8, null=True)  # chosen with /language; wins over language_code
     balance = Integer(default=0)
+    # Credits a refunded purchase still claims from running generations (see models/money.py).
+    credits_owed = Integer(default=0)
     blocked = Boolean(default=False)  # blocked the bot: stop messaging them
     consent_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow(), index=True)
@@ -46,10 +48,13 @@ class Generation(Table, tablename="generations"):
     id = BigSerial(primary_key=True)
     user = ForeignKey(references=User, index=True, null=False, on_delete=OnDelete.restrict)
     style = Varchar(length=64)
-    # queued → composing → animating → delivering → done; or failed / canceled.
+    # The lifecycle in flick/fsm/generation.py; failed and canceled always come refunded.
     status = Varchar(length=16, default="queued", index=True)
     photo1_key = Varchar(length=255)
     photo2_key = Varchar(length=255)
+    # What started it (unique per user): a handler retried after a failure of ours finds the
+    # generation it already paid for instead of paying again.
+    request_key = Varchar(length=128, null=True, default=None)
     combined_key = Varchar(length=255, null=True, default=None)
     video_key = Varchar(length=255, null=True, default=None)
     video_file_id = Varchar(length=255, null=True, default=None)  # Telegram's, for re-sends
@@ -121,6 +126,19 @@ class LedgerEntry(Table, tablename="ledger"):
     created_at = Timestamptz(default=TimestamptzNow())
 
 
+class HandledUpdate(Table, tablename="handled_updates"):
+    """Telegram updates a user's actor has handled: a redelivery after a restart is ignored.
+
+    Bounded: the actor loads only the newest ids, and rows older than a few days are pruned
+    (Telegram does not redeliver that late).
+    """
+
+    id = BigSerial(primary_key=True)
+    user = BigInt()
+    event_id = Varchar(length=128)
+    handled_at = Timestamptz(default=TimestamptzNow(), index=True)
+
+
 class Broadcast(Table, tablename="broadcasts"):
     """An operator's message to every user; `cursor` makes it resumable after a restart."""
 
@@ -144,5 +162,6 @@ TABLES: tuple[type[Table], ...] = (
     Order,
     Payment,
     LedgerEntry,
+    HandledUpdate,
     Broadcast,
 )

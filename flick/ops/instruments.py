@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from flick.ops.metrics import Metrics
 
 if TYPE_CHECKING:
-    from flick.actors.limiter import AILimiter
     from flick.actors.supervisor import Supervisor
+    from flick.pipeline.limiter import AILimiter
 
 
 class Instruments:

@@ -1,4 +1,5 @@
-"""What one generation's run works from: the `Job` a user's actor hands over, and the budgets.
+"""What one generation's run works from: the `Job` a user's actor hands over, the `Run` state of
+one attempt at it, and the budgets.
 
 Apart from the runner so that its helpers (`status`, `predictions`) can name them without
 importing the runner that imports them.
@@ -6,8 +7,11 @@ importing the runner that imports them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from flick.fsm.generation import GenerationRecord
 from flick.styles import Style
 
 
@@ -27,6 +31,9 @@ class Job:
     paid_step: str | None = None
     #: Set by a graceful stop while the paid step runs: park the generation once it is saved.
     stop_after_step: bool = False
+    #: Set when the video could not be sent because the user blocked the bot: their actor
+    #: marks them (every write about a user goes through its actor).
+    recipient_gone: bool = False
 
 
 @dataclass(frozen=True)
@@ -40,3 +47,16 @@ class PipelineConfig:
     usd_per_second: float = 0.0
     #: How long a step that gives up waits for a prediction still being created, to cancel it.
     create_grace: float = 30.0
+
+
+@dataclass(eq=False)
+class Run:
+    """One run of a generation: its record, plus what lives only as long as this run."""
+
+    record: GenerationRecord
+    #: The downloaded video's temporary file, from the animate step to delivery.
+    local_video: Path | None = None
+    #: The create under way, so a stop or a give-up can wait for its id.
+    creating: asyncio.Future[None] | None = None
+    #: The prediction ids this run created or adopted: never adopted again once given up on.
+    tried: set[str] = field(default_factory=set)

@@ -2,8 +2,7 @@
 
 A provider bills a prediction from the moment it accepts it, so its id is saved on the generation's
 row before anything waits on it, a create whose id never arrived is adopted rather than paid for
-again, and a prediction given up on is cancelled, even one whose create is still unanswered. The
-row dict the runner passes around carries the step's in-memory state under `_`-prefixed keys.
+again, and a prediction given up on is cancelled, even one whose create is still unanswered.
 """
 
 from __future__ import annotations
@@ -19,21 +18,14 @@ from typing import Any
 from loguru import logger
 
 from flick.errors import FinalError, TransientError
-from flick.models import queries
-from flick.pipeline import photos, transfer
+from flick.models import generations
+from flick.pipeline import imaging, transfer
 from flick.pipeline.classify import classify_prediction
-from flick.pipeline.job import Job, PipelineConfig
+from flick.pipeline.job import Job, PipelineConfig, Run
 from flick.ports import VideoProvider
 
 #: Marks a prediction id of the fallback video provider, as saved on the row.
 FALLBACK_PREFIX = "local:"
-#: Where the row dict carries the downloaded video's temporary file from `collect` to delivery.
-LOCAL_VIDEO = "_local_video"
-#: The create under way (an asyncio future), so a stop or a give-up can wait for its id.
-_CREATING = "_creating"
-#: The ids this run has created or adopted, never adopted again once given up on.
-_TRIED = "_tried"
-
 #: Tasks cancelling predictions that arrived after their step gave up on them.
 _LATE: set[asyncio.Task[None]] = set()
 
@@ -61,7 +53,7 @@ class Predictions:
     async def create(
         self,
         job: Job,
-        row: dict[str, Any],
+        run: Run,
         image: bytes,
         inputs: Mapping[str, Any],
         *,
@@ -74,9 +66,9 @@ class Predictions:
         async def create_and_save() -> None:
             # The image names the generation, so the provider's copy of a lost create's input can
             # only match this generation's.
-            sent = photos.with_comment(image, f"flick generation {job.generation_id}")
-            tried: set[str] = row.setdefault(_TRIED, set())
-            asked = row.get("prediction_requested_at")
+            sent = imaging.with_comment(image, f"flick generation {job.generation_id}")
+            tried = run.tried
+            asked = run.record.prediction_requested_at
             pid = None
             if asked is not None:
                 # A create was asked for before and its id never saved (a kill, a lost answer):
@@ -85,26 +77,25 @@ class Predictions:
                     sent, "image/jpeg", inputs, since=asked, skip=tried
                 )
             if pid is None:
-                asked = row["prediction_requested_at"] = datetime.now(UTC)
-                await queries.update_generation(job.generation_id, prediction_requested_at=asked)
+                await generations.save(run.record, prediction_requested_at=datetime.now(UTC))
                 pid = await provider.start(sent, "image/jpeg", inputs)
             tried.add(pid)  # never adopted again by this run once given up on
             if fallback:
                 pid = FALLBACK_PREFIX + pid
             # Saved before waiting on it: after a restart we poll this one, never pay again.
-            row["prediction_id"] = pid
-            await queries.update_generation(job.generation_id, prediction_id=pid)
+            await generations.save(run.record, prediction_id=pid)
 
         # Replicate bills a prediction once it accepts it: a stop or a /cancel arriving meanwhile
         # must not lose its id (`settle_cancelled` and `give_up` wait for this).
         creating = asyncio.ensure_future(create_and_save())
-        row[_CREATING] = creating
+        run.creating = creating
         await asyncio.shield(creating)
 
-    async def collect(self, job: Job, row: dict[str, Any]) -> float | None:
-        """Poll the row's prediction to its end and download its video (under LOCAL_VIDEO);
+    async def collect(self, job: Job, run: Run) -> float | None:
+        """Poll the run's prediction to its end and download its video (to `run.local_video`);
         returns its predict time."""
-        provider, pid = self.provider_for(row["prediction_id"])
+        assert run.record.prediction_id is not None
+        provider, pid = self.provider_for(run.record.prediction_id)
         first_seen = time.monotonic()
         while True:
             prediction = await provider.poll(pid)
@@ -118,33 +109,33 @@ class Predictions:
                 )
             if prediction.status == "aborted":
                 # Ended before it ran: nothing was billed, so a fresh prediction is fair.
-                await self._forget(job, row)
+                await self._forget(run)
                 raise TransientError(f"prediction {pid} was aborted before it ran", kind="aborted")
             if (
                 prediction.status == "starting"
                 and time.monotonic() - first_seen > self.config.starting_timeout
             ):
                 # It never got a machine: nothing was billed, so a fresh prediction is fair.
-                await self.cancel(row["prediction_id"])
-                await self._forget(job, row)
+                await self.cancel(run.record.prediction_id)
+                await self._forget(run)
                 raise TransientError(f"prediction {pid} stayed starting", kind="stuck_starting")
             await asyncio.sleep(self.config.poll_interval)
         # Replicate deletes outputs after about an hour: copy it before anything else, to local
         # disk (quick, so the slot is soon free); delivery stores it and sends it from there.
-        await transfer.discard(row.pop(LOCAL_VIDEO, None))
+        await transfer.discard(run.local_video)
+        run.local_video = None
         try:
-            row[LOCAL_VIDEO] = await transfer.download(
+            run.local_video = await transfer.download(
                 provider.open_output(prediction), self.tmp_dir, self.config.max_video_bytes
             )
         except ValueError as exc:
             raise FinalError(str(exc), kind="video_too_large", user_reason="video_failed") from exc
         return prediction.predict_time
 
-    async def _forget(self, job: Job, row: dict[str, Any]) -> None:
-        row["prediction_id"] = None
-        await queries.update_generation(job.generation_id, prediction_id=None)
+    async def _forget(self, run: Run) -> None:
+        await generations.save(run.record, prediction_id=None)
 
-    async def give_up(self, job: Job, row: dict[str, Any]) -> bool:
+    async def give_up(self, job: Job, run: Run) -> bool:
         """Cancel the step's prediction and clear it from the row; False when it is unsettled.
 
         The budget may run out while `create` still waits for the provider's answer:
@@ -153,7 +144,7 @@ class Predictions:
         is still unanswered then, whatever it creates later is cancelled when it arrives, and the
         step must not start another prediction meanwhile (the late one would overwrite its id).
         """
-        creating = row.get(_CREATING)
+        creating = run.creating
         if creating is not None and not creating.done():
             # asyncio.wait never cancels what it waits for, on its timeout or on a stop.
             await asyncio.wait({creating}, timeout=self.config.create_grace)
@@ -164,30 +155,30 @@ class Predictions:
                     job.generation_id,
                     self.config.create_grace,
                 )
-                late = asyncio.ensure_future(self._cancel_when_created(job, row, creating))
+                late = asyncio.ensure_future(self._cancel_when_created(run, creating))
                 _LATE.add(late)
                 late.add_done_callback(_LATE.discard)
                 return False
-        pid = row.get("prediction_id")
+        pid = run.record.prediction_id
         if pid:
             await asyncio.shield(self.cancel(pid))
-            row["prediction_id"] = None
-            await asyncio.shield(queries.update_generation(job.generation_id, prediction_id=None))
+            await asyncio.shield(generations.save(run.record, prediction_id=None))
         return True
 
-    async def settle_cancelled(self, job: Job, row: dict[str, Any]) -> None:
+    async def settle_cancelled(self, job: Job, run: Run) -> None:
         """The run is being cancelled: let a create under way save its id, and on the user's
         /cancel cancel the prediction (a shutdown leaves it running for the next start)."""
-        creating = row.get(_CREATING)
+        creating = run.creating
         if creating is not None and not creating.done():
             with contextlib.suppress(Exception):
                 await asyncio.shield(creating)
-        if job.user_canceled and row.get("prediction_id") is None:
-            fresh = await queries.get_generation(job.generation_id)
-            row["prediction_id"] = fresh and fresh.get("prediction_id")
-        if job.user_canceled and row.get("prediction_id"):
+        pid = run.record.prediction_id
+        if job.user_canceled and pid is None:
+            fresh = await generations.get(job.generation_id)
+            pid = fresh.prediction_id if fresh else None
+        if job.user_canceled and pid:
             # Best effort: the user is refunded whatever Replicate says.
-            await asyncio.shield(self.cancel(row["prediction_id"]))
+            await asyncio.shield(self.cancel(pid))
 
     async def cancel(self, pid: str) -> None:
         """Cancel a prediction by its saved id, best effort."""
@@ -203,14 +194,11 @@ class Predictions:
             return self.fallback_video, pid[len(FALLBACK_PREFIX) :]
         return self.video, pid
 
-    async def _cancel_when_created(
-        self, job: Job, row: dict[str, Any], creating: asyncio.Future[None]
-    ) -> None:
+    async def _cancel_when_created(self, run: Run, creating: asyncio.Future[None]) -> None:
         await asyncio.wait({creating})
         if creating.cancelled() or creating.exception() is not None:
             return  # nothing was created
-        pid = row.get("prediction_id")
+        pid = run.record.prediction_id
         if pid:
             await self.cancel(pid)
-            row["prediction_id"] = None
-            await queries.update_generation(job.generation_id, prediction_id=None)
+            await generations.save(run.record, prediction_id=None)

@@ -15,7 +15,8 @@ from pathlib import Path
 from loguru import logger
 
 from flick.errors import ServiceError, TransientError
-from flick.models import queries
+from flick.fsm.generation import GenerationRecord
+from flick.models import generations
 from flick.pipeline.retry import with_retries
 from flick.ports import Storage
 
@@ -82,7 +83,7 @@ async def discard(path: Path | None) -> None:
 
 
 async def store(
-    storage: Storage, generation_id: int, key: str, path: Path, budget: float
+    storage: Storage, record: GenerationRecord, key: str, path: Path, budget: float
 ) -> Exception | None:
     """Copy the local video to storage under `key`, retrying while S3 is unreachable, then record
     the key on the generation row (only once S3 holds the object).
@@ -101,11 +102,12 @@ async def store(
         except (OSError, TimeoutError) as exc:
             raise TransientError(f"storing the video: {exc}", kind="storage") from exc
 
+    generation_id = record.id
     try:
         size = await with_retries(
             put, budget=budget, what=f"store video (generation {generation_id})"
         )
-        await queries.update_generation(generation_id, video_key=key)
+        await generations.save(record, video_key=key)
     except Exception as exc:  # noqa: BLE001 - handed to the caller, who decides
         return exc
     logger.debug("generation {}: {} bytes stored as {}", generation_id, size, key)
@@ -115,7 +117,7 @@ async def store(
 async def send_while_storing(
     sending: Awaitable[str | None],
     storage: Storage,
-    generation_id: int,
+    record: GenerationRecord,
     key: str,
     path: Path,
     budget: float,
@@ -129,7 +131,8 @@ async def send_while_storing(
     logged, not raised: the user has their video, only our copy (history link, re-sends) is
     missing.
     """
-    storing = asyncio.ensure_future(store(storage, generation_id, key, path, budget))
+    generation_id = record.id
+    storing = asyncio.ensure_future(store(storage, record, key, path, budget))
     try:
         file_id = await sending
     except Exception:

@@ -94,3 +94,6 @@ def build_client(settings: Settings) -> Client:
         skip_updates=False,
         **CLIENT_OPTIONS,
     )
+
+
+__all__ = ["Client", "build_client"]

@@ -22,7 +22,7 @@ from flick.ports import Storage
 from flick.settings import Settings
 from flick.telegram.adapter import Dispatch, TelegramAdapter
 from flick.telegram.client import build_client
-from flick.telegram.commands import set_commands
+from flick.telegram.menu import set_commands
 from flick.telegram.outbox import TelegramOutbox, error_id
 
 DEFAULT_CONNECT_TIMEOUT: Final = 20.0
@@ -42,7 +42,7 @@ class TelegramGateway:
         self,
         client: Client,
         dispatch: Dispatch,
-        storage: Storage,
+        storage: Storage | None = None,
         *,
         send_rate: float = 30.0,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
@@ -61,7 +61,7 @@ class TelegramGateway:
         cls,
         settings: Settings,
         dispatch: Dispatch,
-        storage: Storage,
+        storage: Storage | None = None,
         *,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> TelegramGateway:

@@ -10,8 +10,10 @@ from typing import Any, Final, TypeVar
 
 from loguru import logger
 from pyrogram import Client, types
+from pyrogram.errors import InternalServerError, ServiceUnavailable
 from pyrogram.errors.rpc_error import RPCError
 
+from flick.errors import TelegramRefused, TransientError
 from flick.events import PhotoRef
 from flick.ports import Keyboard, RecipientGone, RecipientUnreachable, Storage
 from flick.telegram.files import inline_markup, spool
@@ -46,14 +48,14 @@ class TelegramOutbox:
     def __init__(
         self,
         client: Client,
-        storage: Storage,
+        storage: Storage | None = None,
         *,
         rate: float = 30.0,
         tmp_dir: Path | None = None,
         drain_seconds: float = 10.0,
     ) -> None:
         self.client = client
-        self.storage = storage
+        self.storage: Storage | None = storage  # set by the engine once storage runs
         self.tmp_dir = tmp_dir
         self.drain_seconds = drain_seconds
         self.pacer = ChatPacer(TokenBucket(rate))
@@ -108,12 +110,12 @@ class TelegramOutbox:
                     chat_id, message_id, text, reply_markup=markup
                 ),
             )
-        except RPCError as exc:
+        except TelegramRefused as exc:
             # Same text again (a repeated progress step), or the user deleted the message:
             # either way there is nothing left to change.
-            if error_id(exc) not in ("MESSAGE_NOT_MODIFIED", "MESSAGE_ID_INVALID"):
+            if exc.error_id not in ("MESSAGE_NOT_MODIFIED", "MESSAGE_ID_INVALID"):
                 raise
-            logger.debug("edit of message {} in chat {}: {}", message_id, chat_id, error_id(exc))
+            logger.debug("edit of message {} in chat {}: {}", message_id, chat_id, exc.error_id)
 
     async def answer_button(
         self, callback_id: str, text: str | None = None, alert: bool = False
@@ -128,10 +130,11 @@ class TelegramOutbox:
                 budget=ANSWER_BUDGET,
             )
         except RPCError as exc:
-            # Telegram forgets a callback query after a while; a late answer changes nothing.
+            # Telegram forgets a callback query after a while; a late answer changes nothing,
+            # and no other refusal of one is worth failing the press it answers.
             if error_id(exc) != "QUERY_ID_INVALID":
-                raise
-            logger.debug("callback {} expired before it was answered", callback_id)
+                logger.warning("button answer refused: {}", error_id(exc))
+            logger.debug("callback {} not answered: {}", callback_id, error_id(exc))
 
     async def send_video(
         self,
@@ -154,11 +157,12 @@ class TelegramOutbox:
                     ),
                 )
                 return _video_file_id(message)
-            except (RPCError, ValueError) as exc:
-                if isinstance(exc, RPCError) and error_id(exc) not in _STALE_FILE:
+            except (TelegramRefused, ValueError) as exc:
+                if isinstance(exc, TelegramRefused) and exc.error_id not in _STALE_FILE:
                     raise
                 logger.info("file id of {} not usable ({}); uploading it", storage_key, exc)
         # The caller's local copy is theirs to delete; a spooled one is ours.
+        assert self.storage is not None, "the outbox sends stored videos once storage runs"
         path = local_path or await spool(self.storage, storage_key, self.tmp_dir)
         try:
             message = await self._in_lane(
@@ -222,7 +226,7 @@ class TelegramOutbox:
             # Too late (e.g. a query fetched after a restart): Telegram already cancelled the
             # payment, and no money moved.
             if error_id(exc) != "QUERY_ID_INVALID":
-                raise
+                raise _refused_or_transient(exc, "the pre-checkout answer") from exc
             logger.warning("pre-checkout query {} expired before it was answered", query_id)
 
     async def download(self, photo: PhotoRef) -> AsyncIterator[bytes]:
@@ -243,7 +247,7 @@ class TelegramOutbox:
         except RPCError as exc:
             if error_id(exc) == "CHARGE_ALREADY_REFUNDED":
                 return False
-            raise
+            raise _refused_or_transient(exc, "the refund") from exc
         return True
 
     # ---- internals -------------------------------------------------------------------------
@@ -261,7 +265,7 @@ class TelegramOutbox:
                 logger.warning("chat {} cannot be addressed ({})", chat_id, error_id(exc))
                 raise RecipientUnreachable(f"chat {chat_id}: {error_id(exc)}") from exc
             if error_id(exc) not in GONE:
-                raise
+                raise _refused_or_transient(exc, what) from exc
             # Expected in a bot's life, not a failure: the engine marks the user and moves on.
             self.gone += 1
             logger.info("chat {} no longer takes messages ({})", chat_id, error_id(exc))
@@ -272,6 +276,14 @@ class TelegramOutbox:
                 raise
             self.unreachable += 1
             raise RecipientUnreachable(f"chat {chat_id}: {exc}") from exc
+
+
+def _refused_or_transient(exc: RPCError, what: str) -> Exception:
+    """Telegram's own trouble (5xx) is worth another try; a refusal (4xx: an invoice refused,
+    a message too long, a file gone) is not, and the user gets a plain-words reply."""
+    if isinstance(exc, InternalServerError | ServiceUnavailable):
+        return TransientError(f"Telegram failed {what}: {error_id(exc)}", kind="telegram")
+    return TelegramRefused(error_id(exc) or type(exc).__name__, what)
 
 
 def _message_id(message: Any) -> int:

@@ -6,24 +6,15 @@ such as `flick payments reconcile`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import pyrogram
 from pyrogram import Client
 
+from flick.payments.reconcile import StarTransaction
+
 # The generated `raw` package's `import *` re-exports are invisible to strict mypy.
 _raw: Any = pyrogram.raw
-
-
-@dataclass(frozen=True, slots=True)
-class StarTransaction:
-    charge_id: str
-    user_id: int
-    stars: int  # negative for money going out (a refund)
-    payload: str
-    refund: bool
-    date: int
 
 
 async def star_transactions(

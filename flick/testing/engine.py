@@ -23,21 +23,25 @@ from PIL import Image
 
 from flick import events as ev
 from flick.app import Flick
-from flick.models.ledger import pool
+from flick.models import tables
+from flick.models.db import pool
 from flick.ops.instruments import Instruments
-from flick.pipeline.generation import PipelineConfig
 from flick.pipeline.local import LocalImageProvider, LocalVideoProvider
+from flick.pipeline.runner import PipelineConfig
 from flick.ports import ImageProvider, Storage, VideoProvider
 from flick.settings import Settings
 from flick.testing.memory import RecordingOutbox, Sent
 
-TABLES = "ledger, payments, orders, generations, user_sessions, users, broadcasts"
+TABLES = ", ".join(t._meta.tablename for t in tables.TABLES)
 
 
 def make_jpeg(color: str = "red", size: tuple[int, int] = (320, 400)) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, color).save(buf, "JPEG")
     return buf.getvalue()
+
+
+_IDS = itertools.count(1)
 
 
 async def truncate() -> None:
@@ -87,7 +91,10 @@ class EngineHarness:
             resume=resume,
             instruments=instruments,
         )
-        self._ids = itertools.count(1)
+        # Shared by every harness of the process: a restarted engine's new updates must never
+        # look like redeliveries of an earlier one's (Telegram's ids grow; only a test's
+        # deliberate `send(same_event)` redelivers).
+        self._ids = _IDS
         self._fresh = fresh
         self._url = database_url
 

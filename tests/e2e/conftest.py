@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from flick.pipeline.generation import PipelineConfig
+from flick.pipeline.runner import PipelineConfig
 from flick.pipeline.openai_images import OpenAIImageProvider
 from flick.pipeline.replicate_video import ReplicateVideoProvider
 from flick.storage import S3Storage
 from flick.telegram.gateway import TelegramGateway
-from flick.testing.engine import EngineHarness
+from flick.testing.engine import make_jpeg, EngineHarness
 from flick.testing.fake_openai import FakeOpenAI
 from flick.testing.fake_replicate import FakeReplicate
 from flick.testing.telegram import OfflineTelegram
@@ -35,6 +35,13 @@ class Bot:
     async def push(self, *incoming: Any) -> None:
         await self.tg.push(*incoming)
         await self.h.settle()
+
+    async def make_video(self, user: Any, style: str = "kiss") -> None:
+        """/create → consent → a style → an album of two photos, each step settled."""
+        await self.push(self.tg.command(user, "create"))
+        await self.push(self.tg.callback(user, "consent"))
+        await self.push(self.tg.callback(user, f"style:{style}"))
+        await self.push(*self.tg.album(user, [make_jpeg("red"), make_jpeg("blue")]))
 
 
 @asynccontextmanager

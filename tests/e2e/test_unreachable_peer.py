@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from flick.i18n import t
-from flick.models.ledger import pool
+from flick.models.db import pool
 from flick.storage import S3Storage
 from flick.testing.engine import make_jpeg
 from flick.testing.telegram import errors, raw

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flick.i18n import t
-from flick.models.ledger import pool
+from flick.models.db import pool
 from flick.testing.engine import make_jpeg
 from flick.testing.telegram import raw
 

@@ -25,7 +25,7 @@ import pytest_asyncio
 from flick import events as ev
 from flick.fsm.conversation import State
 from flick.i18n import LANGUAGES, catalog, t
-from flick.models.ledger import pool
+from flick.models.db import pool
 from flick.pipeline.local import LocalImageProvider, LocalVideoProvider
 from flick.ports import ComposedImage, Prediction
 from flick.testing.engine import EngineHarness, make_jpeg

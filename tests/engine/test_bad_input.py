@@ -15,7 +15,7 @@ from PIL import Image
 from flick import events as ev
 from flick.fsm.conversation import State
 from flick.i18n import t
-from flick.models.ledger import pool
+from flick.models.db import pool
 
 UID = 601
 OTHER = 602

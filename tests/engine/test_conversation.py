@@ -9,7 +9,7 @@ import pytest
 
 from flick.fsm.conversation import State
 from flick.i18n import t
-from flick.models.ledger import pool
+from flick.models.db import pool
 
 UID = 501
 
@@ -86,6 +86,7 @@ async def test_happy_path_delivers_a_video_and_spends_one_credit(harness, tools)
         {
             "style": "kiss",
             "photos": [],
+            "photo_events": [],
             "picker_message_id": picker.message_id,
             "generation_id": None,
         },
@@ -122,7 +123,13 @@ async def test_happy_path_delivers_a_video_and_spends_one_credit(harness, tools)
     ]
     assert await tools.session(UID) == (
         State.IDLE.value,
-        {"style": None, "photos": [], "picker_message_id": None, "generation_id": None},
+        {
+            "style": None,
+            "photos": [],
+            "photo_events": [],
+            "picker_message_id": None,
+            "generation_id": None,
+        },
     )
     # The status message went composing → animating → sending → done, edited in place.
     statuses = [
@@ -206,7 +213,13 @@ async def test_cancel_in_every_state(harness, tools) -> None:
         assert await _cancel_from(h, tools, State.WAITING_FOR_PHOTOS) == t("en", "canceled")
         assert await tools.session(UID) == (
             State.IDLE.value,
-            {"style": None, "photos": [], "picker_message_id": None, "generation_id": None},
+            {
+                "style": None,
+                "photos": [],
+                "photo_events": [],
+                "picker_message_id": None,
+                "generation_id": None,
+            },
         )
     assert await h.balance(UID) == 1  # nothing was spent so far
     # A cancelled picker's buttons are dead.

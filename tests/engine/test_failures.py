@@ -10,8 +10,8 @@ import pytest
 from flick.errors import FinalError, TransientError
 from flick.fsm.conversation import State
 from flick.i18n import t
-from flick.models.ledger import pool
-from flick.pipeline.generation import PipelineConfig
+from flick.models.db import pool
+from flick.pipeline.runner import PipelineConfig
 from flick.ports import ComposedImage
 
 UID = 1201

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 
-from flick.actors.limiter import AILimiter
+from flick.pipeline.limiter import AILimiter
 
 
 async def _hold(limiter: AILimiter, name: str, order: list[str], places: dict[str, list[int]],

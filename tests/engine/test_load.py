@@ -11,7 +11,7 @@ import random
 
 from flick.fsm.conversation import State
 from flick.i18n import t
-from flick.models.ledger import pool
+from flick.models.db import pool
 from flick.pipeline.local import LocalImageProvider
 
 USERS = 1000

@@ -17,7 +17,7 @@ import pytest_asyncio
 from flick.actors.messages import ResumeGeneration
 from flick.fsm.conversation import State
 from flick.i18n import catalog, t
-from flick.models.ledger import pool
+from flick.models.db import pool
 from flick.testing.engine import EngineHarness
 
 UID = 801
@@ -241,7 +241,7 @@ async def test_a_stop_between_delivery_and_the_actor_hearing_of_it_leaves_no_use
     import asyncpg
 
     from flick.i18n import t
-    from flick.models.ledger import pool
+    from flick.models.db import pool
 
     uid = 7771
     h = await harness()

@@ -38,8 +38,8 @@ from PIL import Image
 from flick import events as ev
 from flick.actors.messages import Crash
 from flick.fsm.conversation import State
-from flick.models.ledger import pool
-from flick.models.queries import UNFINISHED
+from flick.models.db import pool
+from flick.fsm.generation import ACTIVE
 from flick.testing.engine import EngineHarness, make_jpeg
 
 COMMANDS = [
@@ -430,7 +430,7 @@ class FlickMachine(RuleBasedStateMachine):
                 'SELECT id FROM generations WHERE "user" = $1 AND status = ANY($2::text[]) '
                 "AND NOT refunded",
                 self.uid,
-                list(UNFINISHED),
+                [s.value for s in ACTIVE],
             )
         )
         assert len(rows) <= 1, rows

@@ -10,7 +10,7 @@ from loguru import logger
 
 from flick import events as ev
 from flick.i18n import t
-from flick.models.ledger import pool
+from flick.models.db import pool
 from flick.styles import DEFAULT_FILE
 from flick.testing.engine import EngineHarness
 

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from flick.i18n import t
-from flick.models.ledger import pool
+from flick.models.db import pool
 from flick.storage import S3Storage
 from flick.testing.engine import EngineHarness
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from flick.models import db, ledger, migrations
+from flick.models import db, migrations, money
 from flick.testing import services
 
 SYSTEM = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -44,12 +44,12 @@ async def server(kind: str, tmp_path: Path) -> AsyncIterator[str]:
 async def story() -> list[Any]:
     """Create a user, pay twice with one charge id, spend, refund: what each step returned."""
     seen: list[Any] = []
-    user = await ledger.ensure_user(5, "ann", "Ann", "en", free_credits=1)
+    user = await money.open_account(5, "ann", "Ann", "en", free_credits=1)
     seen.append((user.balance, user.created))
-    again = await ledger.ensure_user(5, "ann", "Ann", "en", free_credits=1)
+    again = await money.open_account(5, "ann", "Ann", "en", free_credits=1)
     seen.append((again.balance, again.created))
     for _ in range(2):
-        paid = await ledger.credit_payment(
+        paid = await money.credit_payment(
             5,
             charge_id="ch-1",
             provider_charge_id=None,
@@ -60,14 +60,17 @@ async def story() -> list[Any]:
             order_id=None,
         )
         seen.append(paid.balance if paid else None)
-    started = await ledger.start_generation(5, "hug", ("a", "b"), "local", "local")
-    assert started is not None
-    seen.append(started[1])
-    seen.append(await ledger.refund_generation(started[0], "failed", "x", "boom"))
-    seen.append(await ledger.refund_generation(started[0], "failed", "x", "boom"))
-    refunded = await ledger.refund_payment("ch-1")
+    started = await money.start_generation(
+        5, "hug", ("a", "b"), request_key="r1", image_provider="local", video_provider="local"
+    )
+    assert started.record is not None
+    seen.append(started.balance)
+    for _ in range(2):
+        refund = await money.refund_generation(started.record.id, "fail", "x", "boom")
+        seen.append(refund.balance if refund else None)
+    refunded = await money.refund_payment("ch-1", 5)
     seen.append((refunded.balance, refunded.taken) if refunded else None)
-    seen.append(await ledger.pool().fetchval('SELECT sum(delta) FROM ledger WHERE "user" = 5'))
+    seen.append(await db.pool().fetchval('SELECT sum(delta) FROM ledger WHERE "user" = 5'))
     return seen
 
 
@@ -79,7 +82,7 @@ async def test_same_behaviour_on_embedded_and_external_postgresql(tmp_path: Path
         async with server(kind, tmp_path / kind) as url, db.connection_pool(url, 1, 2):
             assert await migrations.apply()  # an empty database gets the whole schema
             assert await migrations.pending() == []
-            version = await ledger.pool().fetchval("SHOW server_version")
+            version = await db.pool().fetchval("SHOW server_version")
             results[kind] = await story()
         print(kind, version, results[kind])
     assert results["embedded"] == results["external"]

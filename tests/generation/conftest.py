@@ -28,7 +28,7 @@ import pytest_asyncio
 
 from flick.fsm.conversation import State
 from flick.i18n import t
-from flick.pipeline.generation import PipelineConfig
+from flick.pipeline.runner import PipelineConfig
 from flick.pipeline.openai_images import OpenAIImageProvider
 from flick.pipeline.replicate_video import ReplicateVideoProvider
 from flick.testing.engine import EngineHarness, make_jpeg

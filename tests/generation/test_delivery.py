@@ -282,9 +282,11 @@ async def test_telegram_failing_refunds_keeps_the_stored_copy_and_no_file(
     assert leftovers(h) == []
 
 
-async def test_cancel_while_both_uploads_run_refunds_once_and_leaves_no_file(
+async def test_cancel_while_both_uploads_run_is_too_late_and_the_video_arrives(
     harness, gen, storage, proxy
 ) -> None:
+    """The point of no return: once the video is being sent, /cancel refunds nothing (the user
+    is told so), and the generation ends delivered — never both delivered and refunded."""
     proxy.gate.clear()
     h = await harness(outbox=HeldOutbox())
     outbox = h.outbox
@@ -298,14 +300,18 @@ async def test_cancel_while_both_uploads_run_refunds_once_and_leaves_no_file(
     assert outbox.local_paths == [local]
 
     await h.command(UID, "cancel")
-    await h.settle()
+    await h.settle(generations=False)
+    assert gen.sent_texts(h, UID)[-1] == gen.t("en", "cancel_too_late")
 
+    proxy.gate.set()
+    outbox.release.set()
+    await h.settle()
     row = await gen.generation(gen_id)
-    assert (row["status"], row["refunded"], row["error_class"]) == ("canceled", True, "canceled")
-    assert row["video_key"] is None  # S3 never finished: nothing claims it has the video
-    assert await h.balance(UID) == 1
-    assert [r[0] for r in await gen.ledger(UID)] == ["free", "generation", "refund"]
-    assert gen.videos(h, UID) == []
+    assert (row["status"], row["refunded"]) == ("done", False)
+    assert await stored(storage, row["video_key"]) == sample_mp4()
+    assert await h.balance(UID) == 0
+    assert [r[0] for r in await gen.ledger(UID)] == ["free", "generation"]
+    assert len(gen.videos(h, UID)) == 1
     assert leftovers(h) == [] and not local.exists()
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from flick.fsm.conversation import State
-from flick.pipeline.generation import PipelineConfig
+from flick.pipeline.runner import PipelineConfig
 from flick.testing.faults import Fault
 
 UID = 7101

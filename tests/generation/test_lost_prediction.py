@@ -11,7 +11,7 @@ from typing import Any
 
 from PIL import Image
 
-from flick.pipeline.photos import with_comment
+from flick.pipeline.imaging import with_comment
 from flick.pipeline.replicate_video import ReplicateVideoProvider
 from flick.testing.fake_openai import sample_photo
 from flick.testing.fake_replicate import Fault

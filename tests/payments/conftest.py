@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from flick import events as ev
-from flick.models.ledger import pool
+from flick.models.db import pool
 from flick.testing.engine import EngineHarness
 from flick.testing.memory import Sent
 

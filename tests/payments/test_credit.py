@@ -12,7 +12,7 @@ import pytest
 
 from flick.actors.messages import Crash
 from flick.i18n import t
-from flick.models.ledger import pool
+from flick.models.db import pool
 from flick.testing.engine import EngineHarness
 
 UID = 1001

@@ -10,7 +10,7 @@ import pytest
 
 from flick import events as ev
 from flick.i18n import t
-from flick.models.ledger import pool
+from flick.models.db import pool
 
 UID = 901
 OTHER = 902

@@ -1,25 +1,34 @@
-"""Money from elsewhere: an operator's grant, or a balance another path already changed."""
+"""Money that reaches a user from elsewhere: an operator's grant; the reports an operator gets
+back; a send that found the user gone. Each one is a message to this user's actor."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from flick.actors import messages as msg
 from flick.actors.handlers.generations import continue_after_top_up
-from flick.models import ledger
-
-if TYPE_CHECKING:
-    from flick.actors.user import UserActor
+from flick.actors.scope import Scope
+from flick.models import money
 
 
-async def on_grant(actor: UserActor, m: msg.Grant) -> None:
-    actor.conv.balance = await ledger.grant(actor.uid, m.credits, m.note)
-    if m.credits > 0:
-        await actor.say("granted", credits=m.credits, balance=actor.conv.balance)
+async def on_grant(actor: Scope, m: msg.Grant) -> None:
+    granted = await money.grant(actor.uid, m.credits, m.note)
+    actor.conv.balance = granted.balance
+    actor.log.info("admin {} granted {} credit(s): {}", m.admin_id, granted.applied, m.note)
+    # Reported as applied: a correction never takes a balance below zero.
+    actor.post(
+        m.admin_id,
+        msg.AdminReport(
+            "admin_granted",
+            (("credits", granted.applied), ("id", actor.uid), ("balance", granted.balance)),
+        ),
+    )
+    if granted.applied > 0:
+        await actor.say("granted", credits=granted.applied, balance=granted.balance)
         await continue_after_top_up(actor)
 
 
-async def on_balance_changed(actor: UserActor, m: msg.BalanceChanged) -> None:
-    actor.conv.balance = m.balance
-    if m.notice:
-        await actor.say(m.notice, balance=m.balance)
+async def on_admin_report(actor: Scope, m: msg.AdminReport) -> None:
+    await actor.say(m.key, None, **dict(m.values))
+
+
+async def on_recipient_blocked(actor: Scope, m: msg.RecipientBlocked) -> None:
+    await actor.mark_blocked()

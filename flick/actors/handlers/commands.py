@@ -1,21 +1,21 @@
-"""Slash commands: /start /help /balance /create /cancel /buy /history /language /terms …"""
+"""Slash commands: /start /help /balance /create /buy /history /language /terms /paysupport.
+
+/cancel has its own module (`cancel`), the payment commands theirs (`payments`).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from flick import events as ev
+from flick.actors.handlers.replies import offer_packages, show_styles
+from flick.actors.scope import Scope
 from flick.fsm.conversation import State
-from flick.i18n import t
-from flick.models import ledger, queries
-from flick.payments import flow as payments
+from flick.fsm.generation import Status
+from flick.i18n import LANGUAGE_NAMES, t
+from flick.models import generations
 from flick.ports import Button
 
-if TYPE_CHECKING:
-    from flick.actors.user import UserActor
 
-
-async def cmd_start(actor: UserActor, e: ev.Command) -> None:
+async def cmd_start(actor: Scope, e: ev.Command) -> None:
     price = min(p.stars for p in actor.ctx.packages)
     await actor.say(
         "welcome",
@@ -26,22 +26,21 @@ async def cmd_start(actor: UserActor, e: ev.Command) -> None:
     )
 
 
-async def cmd_help(actor: UserActor, e: ev.Command) -> None:
+async def cmd_help(actor: Scope, e: ev.Command) -> None:
     await actor.say("help")
 
 
-async def cmd_balance(actor: UserActor, e: ev.Command) -> None:
+async def cmd_balance(actor: Scope, e: ev.Command) -> None:
     await actor.say("balance", balance=actor.conv.balance)
 
 
-async def cmd_create(actor: UserActor, e: ev.Command | None = None) -> None:
+async def cmd_create(actor: Scope, e: ev.Command | None = None) -> None:
     if actor.conv.state is State.PROCESSING:
         await actor.say("busy")
         return
     if not actor.conv.trigger("create"):
-        await actor.offer_packages("no_credits")
+        await offer_packages(actor, "no_credits")
         return
-    actor.new_conversation()
     if actor.conv.state is State.CONSENT:
         await actor.say(
             "consent_ask",
@@ -49,74 +48,47 @@ async def cmd_create(actor: UserActor, e: ev.Command | None = None) -> None:
             terms=actor.ctx.settings.terms_text,
         )
     else:
-        await actor.show_styles()
+        await show_styles(actor)
     await actor.save()
 
 
-async def cmd_cancel(actor: UserActor, e: ev.Command | None = None) -> None:
-    state, gen_id = actor.conv.state, actor.conv.generation_id
-    if state is State.IDLE:
-        await actor.say("nothing_to_cancel")
-        return
-    actor.conv.trigger("cancel")
-    actor.new_conversation()
-    await actor.save()
-    if state is State.PROCESSING and gen_id is not None:
-        if actor.ctx.services is not None:
-            actor.ctx.services.cancel_generation(gen_id)
-        balance = await ledger.refund_generation(gen_id, "canceled", "canceled", "by the user")
-        if balance is None:  # it was delivered (or ended) a moment before: nothing to refund
-            await actor.say("canceled")
-        else:
-            actor.conv.balance = balance
-            await actor.say("canceled_refunded", balance=balance)
-    else:
-        await actor.say("canceled")
+async def cmd_buy(actor: Scope, e: ev.Command | None = None) -> None:
+    await offer_packages(actor, "buy_intro")
 
 
-async def cmd_buy(actor: UserActor, e: ev.Command | None = None) -> None:
-    await actor.offer_packages("buy_intro")
-
-
-async def cmd_history(actor: UserActor, e: ev.Command) -> None:
-    rows = await queries.recent_generations(actor.uid)
-    if not rows:
+async def cmd_history(actor: Scope, e: ev.Command) -> None:
+    records = await generations.recent(actor.uid)
+    if not records:
         await actor.say("history_empty")
         return
     lines, buttons = [], []
-    for row in rows:
-        style = actor.ctx.styles.get(row["style"])
-        title = style.label(actor.lang) if style else row["style"]
+    for r in records:
+        style = actor.ctx.styles.get(r.style)
+        title = style.label(actor.lang) if style else r.style
         lines.append(
             t(
                 actor.lang,
                 "history_line",
-                id=row["id"],
+                id=r.id,
                 style=title,
-                status=t(actor.lang, f"gen_status_{row['status']}"),
-                date=row["created_at"].strftime("%Y-%m-%d %H:%M"),
+                status=t(actor.lang, f"gen_status_{r.status.value}"),
+                date=f"{r.created_at:%Y-%m-%d %H:%M}",
             )
         )
-        if row["status"] == "done" and row["video_key"]:
-            buttons.append(
-                (Button(t(actor.lang, "button_resend", id=row["id"]), f"video:{row['id']}"),)
-            )
-            link = await actor.ctx.storage.presign(row["video_key"])
+        if r.status is Status.DONE and r.video_key:
+            buttons.append((Button(t(actor.lang, "button_resend", id=r.id), f"video:{r.id}"),))
+            link = await actor.ctx.storage.presign(r.video_key)
             if link:
-                buttons.append((Button(t(actor.lang, "button_link", id=row["id"]), url=link),))
+                buttons.append((Button(t(actor.lang, "button_link", id=r.id), url=link),))
     await actor.send(t(actor.lang, "history_title") + "\n" + "\n".join(lines), tuple(buttons))
 
 
-async def cmd_language(actor: UserActor, e: ev.Command) -> None:
-    await actor.say(
-        "language_pick",
-        keyboard=((Button("English", "lang:en"), Button("Русский", "lang:ru")),),
-    )
+async def cmd_language(actor: Scope, e: ev.Command) -> None:
+    buttons = tuple(Button(name, f"lang:{code}") for code, name in LANGUAGE_NAMES.items())
+    await actor.say("language_pick", keyboard=(buttons,))
 
 
-async def cmd_terms(actor: UserActor, e: ev.Command) -> None:
+async def cmd_terms(actor: Scope, e: ev.Command) -> None:
     await actor.say("terms", terms=actor.ctx.settings.terms_text)
 
 
-async def cmd_paysupport(actor: UserActor, e: ev.Command) -> None:
-    await payments.paysupport(actor)

@@ -1,97 +1,85 @@
-"""Generations: start one when two photos are in, resume one after a restart, settle its end."""
+"""Generations from the user's side: start one when two photos are in, settle its end.
+
+Cancel and resume have their own modules (`cancel`, `resume`); the lifecycle itself is declared
+in `flick.fsm.generation`, its money in `flick.models.money`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from flick.actors import messages as msg
+from flick.actors.handlers.replies import offer_packages
+from flick.actors.scope import Scope
 from flick.errors import FinalError
 from flick.fsm.conversation import State
 from flick.i18n import t
-from flick.models import ledger, queries
-from flick.pipeline.generation import Job
+from flick.models import money
+from flick.pipeline.runner import Job
 from flick.ports import Button
 
-if TYPE_CHECKING:
-    from flick.actors.user import UserActor
 
-
-async def start_generation(actor: UserActor) -> None:
-    style = actor.conv.style or ""
-    if not actor.conv.trigger("generate"):
-        # Keep the two photos: the generation starts as soon as a payment arrives.
-        await actor.offer_packages("no_credits_photos_kept")
+async def start_generation(actor: Scope) -> None:
+    conv = actor.conv
+    if conv.state is not State.WAITING_FOR_PHOTOS or len(conv.photos) != 2:
         return
-    started = await ledger.start_generation(
+    photos = (conv.photos[0], conv.photos[1])
+    style = conv.style or ""
+    runner = actor.ctx.runner
+    started = await money.start_generation(
         actor.uid,
         style,
-        (actor.conv.photos[0], actor.conv.photos[1]),
-        actor.ctx.runner.image.name,
-        actor.ctx.runner.video.name,
+        photos,
+        # One conversation, one generation: a retried handler finds the one it paid for.
+        request_key=f"{conv.epoch}:{photos[0]}:{photos[1]}",
+        image_provider=runner.image.name,
+        video_provider=runner.video.name,
     )
-    if started is None:  # the database disagrees with memory: the database wins
-        actor.conv.trigger("cancel")
-        actor.conv.state = State.WAITING_FOR_PHOTOS  # back to waiting, photos kept
-        await actor.save()
-        await actor.offer_packages("no_credits_photos_kept")
+    conv.balance = started.balance
+    if started.record is None:
+        # Keep the two photos: the generation starts as soon as a payment arrives.
+        await offer_packages(actor, "no_credits_photos_kept")
         return
-    actor.conv.generation_id, actor.conv.balance = started
+    conv.trigger("generate", generation_id=started.record.id)
     await actor.save()
-    actor.ctx.on_metric("credits_spent", {}, 1)
-    _launch(actor, actor.conv.generation_id)
+    if started.fresh:
+        actor.ctx.on_metric("credits_spent", {}, 1)
+    launch(actor, started.record.id)
 
 
-async def continue_after_top_up(actor: UserActor) -> None:
+async def continue_after_top_up(actor: Scope) -> None:
     """Two photos were waiting for credit: now that there is some, make the video."""
-    if actor.conv.state is State.WAITING_FOR_PHOTOS and len(actor.conv.photos) == 2:
-        await start_generation(actor)
+    await start_generation(actor)
 
 
-def _launch(actor: UserActor, gen_id: int) -> None:
+def launch(actor: Scope, gen_id: int) -> None:
     style = actor.ctx.styles.get(actor.conv.style or "")
     if style is None or actor.ctx.services is None:
-        actor.mailbox.post(msg.GenerationEnded(gen_id, _lost("the style is no longer offered")))
+        error = FinalError("the style is no longer offered", kind="lost", user_reason="generic")
+        actor.post(actor.uid, msg.GenerationEnded(gen_id, error))
         return
     job = Job(gen_id, actor.uid, actor.user.chat_id, actor.lang, style)
     actor.ctx.services.start_generation(job)
 
 
-def _lost(reason: str) -> FinalError:
-    return FinalError(reason, kind="lost", user_reason="generic")
-
-
-async def on_resume(actor: UserActor, m: msg.ResumeGeneration) -> None:
-    if actor.ctx.services and actor.ctx.services.generation_running(m.generation_id):
-        return
-    row = await queries.get_generation(m.generation_id)
-    if row is None or row["refunded"] or row["status"] in ("done", "failed", "canceled"):
-        return
-    actor.conv.trigger("resume")
-    actor.conv.generation_id = m.generation_id
-    actor.conv.style = row["style"]
-    await actor.save()
-    actor.log.info("resuming generation {} at {}", m.generation_id, row["status"])
-    _launch(actor, m.generation_id)
-
-
-async def on_generation_ended(actor: UserActor, m: msg.GenerationEnded) -> None:
-    current = actor.conv.trigger("finish", generation_id=m.generation_id)
-    if current:
-        actor.new_conversation()
-        await actor.save()
+async def on_generation_ended(actor: Scope, m: msg.GenerationEnded) -> None:
+    if m.recipient_gone:
+        await actor.mark_blocked()
     if m.error is None:
+        if actor.conv.trigger("finish", generation_id=m.generation_id):
+            await actor.save()
         actor.ctx.on_metric("generation", {"outcome": "done", "error_class": ""}, 1)
         return
-    balance = await ledger.refund_generation(m.generation_id, "failed", m.error.kind, str(m.error))
+    refund = await money.refund_generation(m.generation_id, "fail", m.error.kind, str(m.error))
+    if actor.conv.trigger("finish", generation_id=m.generation_id):
+        await actor.save()
     actor.ctx.on_metric("generation", {"outcome": "failed", "error_class": m.error.kind}, 1)
-    if balance is None:
-        return  # already refunded (a /cancel got there first)
-    actor.conv.balance = balance
+    if refund is None:
+        return  # it ended otherwise first (a /cancel refunded it)
+    actor.conv.balance = refund.balance
     actor.log.bind(generation_id=m.generation_id).warning(
         "generation failed ({}): {}", m.error.kind, m.error
     )
     await actor.say(
         f"failed_{m.error.user_reason}",
-        balance=balance,
+        balance=refund.balance,
         keyboard=((Button(t(actor.lang, "button_another"), "create"),),),
     )

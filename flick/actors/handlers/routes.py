@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flick import events as ev
 from flick.actors import messages as msg
-from flick.actors.handlers import balance, buttons, commands, generations, photos, text
-from flick.admin import commands as admin
+from flick.actors.handlers import (
+    admin,
+    balance,
+    buttons,
+    cancel,
+    commands,
+    generations,
+    payments,
+    photos,
+    refunds,
+    resume,
+    text,
+)
+from flick.actors.scope import Scope
 from flick.i18n import t
-from flick.payments import flow as payments
-
-if TYPE_CHECKING:
-    from flick.actors.user import UserActor
 
 # Any: each handler takes its own message type, which the table's key guarantees.
-Handler = Callable[["UserActor", Any], Awaitable[None]]
-CommandHandler = Callable[["UserActor", ev.Command], Awaitable[None]]
-ButtonHandler = Callable[["UserActor", ev.ButtonPress, str], Awaitable[None]]
+Handler = Callable[[Scope, Any], Awaitable[None]]
+CommandHandler = Callable[[Scope, ev.Command], Awaitable[None]]
+ButtonHandler = Callable[[Scope, ev.ButtonPress, str], Awaitable[None]]
 
 
-async def on_command(actor: UserActor, e: ev.Command) -> None:
+async def on_command(actor: Scope, e: ev.Command) -> None:
     if e.name in admin.COMMANDS:
         await admin.handle(actor, e)
         return
@@ -32,7 +40,7 @@ async def on_command(actor: UserActor, e: ev.Command) -> None:
     await handler(actor, e)
 
 
-async def on_button(actor: UserActor, e: ev.ButtonPress) -> None:
+async def on_button(actor: Scope, e: ev.ButtonPress) -> None:
     kind, _, arg = e.data.partition(":")
     handler = BUTTONS.get(kind)
     if handler is None:
@@ -42,7 +50,7 @@ async def on_button(actor: UserActor, e: ev.ButtonPress) -> None:
     await handler(actor, e, arg)
 
 
-async def on_crash(actor: UserActor, m: msg.Crash) -> None:
+async def on_crash(actor: Scope, m: msg.Crash) -> None:
     raise RuntimeError("crash requested (test hook)")
 
 
@@ -54,13 +62,16 @@ EVENTS: dict[type, Handler] = {
     ev.ButtonPress: on_button,
     ev.PreCheckout: payments.pre_checkout,
     ev.PaymentSucceeded: payments.succeeded,
-    ev.PaymentRefunded: payments.refunded,
+    ev.PaymentRefunded: refunds.refunded,
     msg.PhotoStored: photos.on_photo_stored,
     msg.PhotoRejected: photos.on_photo_rejected,
     msg.GenerationEnded: generations.on_generation_ended,
-    msg.ResumeGeneration: generations.on_resume,
+    msg.ResumeGeneration: resume.on_resume,
     msg.Grant: balance.on_grant,
-    msg.BalanceChanged: balance.on_balance_changed,
+    msg.RefundPurchase: refunds.refund_ordered,
+    msg.AdminReport: balance.on_admin_report,
+    msg.ReconciledCharge: payments.reconciled,
+    msg.RecipientBlocked: balance.on_recipient_blocked,
     msg.Crash: on_crash,
 }
 
@@ -69,13 +80,13 @@ COMMANDS: dict[str, CommandHandler] = {
     "help": commands.cmd_help,
     "create": commands.cmd_create,
     "generate": commands.cmd_create,
-    "cancel": commands.cmd_cancel,
+    "cancel": cancel.cmd_cancel,
     "balance": commands.cmd_balance,
     "buy": commands.cmd_buy,
     "history": commands.cmd_history,
     "language": commands.cmd_language,
     "terms": commands.cmd_terms,
-    "paysupport": commands.cmd_paysupport,
+    "paysupport": payments.paysupport,
 }
 
 BUTTONS: dict[str, ButtonHandler] = {

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from flick import events as ev
+from flick.actors.scope import Scope
 from flick.fsm.conversation import State
 from flick.i18n import t
-
-if TYPE_CHECKING:
-    from flick.actors.user import UserActor
 
 _KINDS = {
     "kind_sticker",
@@ -25,7 +21,7 @@ _KINDS = {
 }
 
 
-async def on_text(actor: UserActor, e: ev.Text) -> None:
+async def on_text(actor: Scope, e: ev.Text) -> None:
     state = actor.conv.state
     key = {
         State.WAITING_FOR_PHOTOS: "expect_photos",
@@ -36,7 +32,7 @@ async def on_text(actor: UserActor, e: ev.Text) -> None:
     await actor.say(key)
 
 
-async def on_unsupported(actor: UserActor, e: ev.Unsupported) -> None:
+async def on_unsupported(actor: Scope, e: ev.Unsupported) -> None:
     if actor.conv.state is State.WAITING_FOR_PHOTOS:
         await actor.say(
             "not_a_photo",

@@ -1,27 +1,24 @@
 """Admin commands, for the Telegram ids in ADMIN_IDS. Anyone else gets "unknown command".
 
-Balance changes go to the target user's actor (a message), never straight to the database, so
-that actor's in-memory balance stays exact.
+Whatever changes a user's money is a message to that user's actor (so its in-memory balance
+stays exact), which reports back what it actually did; an ambiguous target is refused.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from flick import events as ev
 from flick.actors import messages as msg
-from flick.admin import queries
-from flick.i18n import t
-from flick.models import ledger
+from flick.actors.scope import Scope
+from flick.errors import TelegramRefused
+from flick.models import orders
+from flick.models import stats as figures
+from flick.ports import RecipientGone, RecipientUnreachable
 from flick.untrusted import parse_int
-
-if TYPE_CHECKING:
-    from flick.actors.user import UserActor
 
 COMMANDS = frozenset({"stats", "user", "grant", "refund", "broadcast"})
 
 
-async def handle(actor: UserActor, e: ev.Command) -> None:
+async def handle(actor: Scope, e: ev.Command) -> None:
     if actor.uid not in actor.ctx.admin_ids:
         actor.log.warning("non-admin tried /{}", e.name)
         await actor.say("unknown_command")
@@ -29,10 +26,10 @@ async def handle(actor: UserActor, e: ev.Command) -> None:
     await _HANDLERS[e.name](actor, e.args.strip())
 
 
-async def stats(actor: UserActor, args: str) -> None:
+async def stats(actor: Scope, args: str) -> None:
     asked = parse_int(args, max_digits=4)
     days = asked if asked is not None and 0 < asked <= 3650 else 30
-    s = await queries.stats(days)
+    s = await figures.stats(days)
     outcomes = ", ".join(f"{k}: {v}" for k, v in s["outcomes"].items()) or "—"
     income = s["stars"] * actor.ctx.settings.star_usd
     await actor.say(
@@ -50,12 +47,11 @@ async def stats(actor: UserActor, args: str) -> None:
     )
 
 
-async def user(actor: UserActor, args: str) -> None:
-    uid = await queries.find_user(args) if args else None
+async def user(actor: Scope, args: str) -> None:
+    uid = await _target(actor, args)
     if uid is None:
-        await actor.say("admin_no_user", ref=args or "?")
         return
-    card = await queries.user_card(uid)
+    card = await figures.user_card(uid)
     u = card["user"]
     payments = (
         "\n".join(
@@ -79,49 +75,49 @@ async def user(actor: UserActor, args: str) -> None:
     )
 
 
-async def grant(actor: UserActor, args: str) -> None:
+async def _target(actor: Scope, ref: str) -> int | None:
+    """The one user `ref` (an id or @username) names; None after telling the admin why not."""
+    found = await figures.find_users(ref)
+    if len(found) == 1:
+        return found[0]
+    if found:
+        await actor.say("admin_ambiguous", ref=ref, ids=", ".join(map(str, found)))
+    else:
+        await actor.say("admin_no_user", ref=ref or "?")
+    return None
+
+
+async def grant(actor: Scope, args: str) -> None:
     parts = args.split(maxsplit=2)
     amount = parse_int(parts[1], max_digits=6, signed=True) if len(parts) == 3 else None
-    if amount is None or abs(amount) > 100_000:
+    if amount is None or abs(amount) > 100_000 or amount == 0:
         await actor.say("admin_grant_usage")
         return
-    uid = await queries.find_user(parts[0])
+    uid = await _target(actor, parts[0])
     if uid is None:
-        await actor.say("admin_no_user", ref=parts[0])
         return
-    credits, reason = amount, parts[2]
-    note = f"by admin {actor.uid}: {reason}"
-    if uid == actor.uid:
-        await actor.on_grant(msg.Grant(credits, note))
-    else:
-        assert actor.ctx.services is not None
-        actor.ctx.services.post(uid, msg.Grant(credits, note))
-    actor.log.info("admin granted {} credit(s) to {}: {}", credits, uid, reason)
-    await actor.say("admin_granted", credits=credits, id=uid)
+    note = f"by admin {actor.uid}: {parts[2]}"
+    # The target's actor applies it and reports back what it applied (admin_granted).
+    actor.post(uid, msg.Grant(amount, note, actor.uid))
 
 
-async def refund(actor: UserActor, args: str) -> None:
+async def refund(actor: Scope, args: str) -> None:
     charge = args.strip()
-    uid = await queries.payment_owner(charge) if charge else None
+    uid = await orders.payment_owner(charge) if charge else None
     if uid is None:
         await actor.say("admin_no_payment", charge=charge or "?")
         return
-    fresh = await actor.ctx.outbox.refund_star_payment(uid, charge)
-    # Telegram's CHARGE_ALREADY_REFUNDED is "done", not an error: record it all the same.
-    result = await ledger.refund_payment(charge, note=f"refunded by admin {actor.uid}")
-    if result is not None and actor.ctx.services is not None:
-        if uid == actor.uid:
-            actor.conv.balance = result.balance
-        else:
-            actor.ctx.services.post(uid, msg.BalanceChanged(result.balance, "admin_refund_notice"))
-    await actor.say(
-        "admin_refunded" if fresh or result else "admin_already_refunded",
-        charge=charge,
-        taken=result.taken if result else 0,
-    )
+    try:
+        # Telegram's CHARGE_ALREADY_REFUNDED counts as done: recorded all the same.
+        await actor.ctx.outbox.refund_star_payment(uid, charge)
+    except (TelegramRefused, RecipientGone, RecipientUnreachable) as exc:
+        actor.log.warning("Telegram refused refunding {}: {}", charge, exc)
+        await actor.say("admin_refund_refused", charge=charge, reason=str(exc))
+        return
+    actor.post(uid, msg.RefundPurchase(charge, actor.uid))
 
 
-async def broadcast(actor: UserActor, args: str) -> None:
+async def broadcast(actor: Scope, args: str) -> None:
     if not args or actor.ctx.broadcaster is None:
         await actor.say("admin_broadcast_usage")
         return
@@ -131,4 +127,4 @@ async def broadcast(actor: UserActor, args: str) -> None:
 
 _HANDLERS = {"stats": stats, "user": user, "grant": grant, "refund": refund, "broadcast": broadcast}
 
-__all__ = ["COMMANDS", "handle", "t"]
+__all__ = ["COMMANDS", "handle"]

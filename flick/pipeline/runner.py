@@ -1,9 +1,11 @@
-"""One generation, step by step: compose → animate → deliver, resumable from the row at each step.
+"""One generation, step by step: compose → animate → deliver, resumable from its record.
 
-The runner never touches the balance: it raises a FinalError and the user's actor refunds. Each
-step first looks at what the row already holds, so a restarted Flick never pays twice for a step:
-a stored combined image is reused, an existing prediction is polled instead of created again.
-The animate step's predictions are handled by `predictions`, the chat's status line by `status`.
+Every status change goes through the lifecycle machine (`flick.fsm.generation`) and is written
+compare-and-set (`flick.models.generations.advance`), so a /cancel that won the race stops the
+run at its next step, and a run that reached `delivering` (the point of no return) cannot be
+canceled any more. The runner never touches the balance: it raises a FinalError and the user's
+actor refunds. Each step first looks at what the record already holds, so a restarted Flick
+never pays twice for a step: a stored combined image is reused, an existing prediction polled.
 """
 
 from __future__ import annotations
@@ -14,19 +16,20 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from loguru import logger
 
-from flick.actors.limiter import AILimiter
-from flick.errors import BudgetExceededError, FinalError, TransientError
+from flick.errors import BudgetExceededError, FinalError, TelegramRefused, TransientError
+from flick.fsm.generation import Status
 from flick.i18n import t
-from flick.models import queries
-from flick.pipeline import photos, transfer
-from flick.pipeline.job import Job, PipelineConfig
-from flick.pipeline.predictions import FALLBACK_PREFIX, LOCAL_VIDEO, Predictions, is_fallback
+from flick.models import generations
+from flick.models.generations import RefusedTransition
+from flick.pipeline import imaging, transfer
+from flick.pipeline.job import Job, PipelineConfig, Run
+from flick.pipeline.limiter import AILimiter
+from flick.pipeline.predictions import FALLBACK_PREFIX, Predictions, is_fallback
+from flick.pipeline.progress import ProgressMessage
 from flick.pipeline.retry import with_retries
-from flick.pipeline.status import StatusMessage
 from flick.ports import (
     Button,
     ImageProvider,
@@ -70,31 +73,34 @@ class GenerationRunner:
         )
 
     async def run(self, job: Job) -> None:
-        row = await queries.get_generation(job.generation_id)
-        if row is None:
+        record = await generations.get(job.generation_id)
+        if record is None:
             raise FinalError(f"generation {job.generation_id} is gone", kind="lost")
-        status = StatusMessage(self.outbox, job, row.get("status_message_id"))
+        if not record.active:
+            return  # it ended while waiting (a /cancel, a refund): nothing left to do
+        run = Run(record)
+        progress = ProgressMessage(self.outbox, job, run)
         ts = datetime.now(UTC)
         try:
-            combined = row["combined_key"]
-            if combined is None:
-                combined = await self._compose(
-                    job, row, status, combined_key(job.user_id, ts, job.style.key)
-                )
+            if record.status in (Status.QUEUED, Status.COMPOSING) and not record.combined_key:
+                key = combined_key(job.user_id, ts, job.style.key)
+                await self._compose(job, run, progress, key)
                 if job.stop_after_step:
                     # A graceful stop waited for the paid image: park the generation here, as
                     # a cancellation would (the next start animates the saved image).
                     raise asyncio.CancelledError
-            video = row["video_key"]
-            if video is None:
-                video = await self._animate(
-                    job, row, status, combined, video_key(job.user_id, ts, job.style.key)
-                )
-            await self._deliver(job, status, video, row.get(LOCAL_VIDEO))
+            if record.status is not Status.DELIVERING:
+                await self._animate(job, run, progress)
+            elif record.video_key is None:
+                # Stopped between the download and the copy to storage: fetch it again from
+                # the same prediction (nothing is paid again; Replicate keeps it for an hour).
+                await self.predictions.collect(job, run)
+            await self._deliver(job, run, progress, video_key(job.user_id, ts, job.style.key))
+        except RefusedTransition:  # it ended elsewhere meanwhile (a /cancel won the race)
+            await progress.show("status_canceled")
         except FinalError as exc:
-            # The status message must not keep saying "animating…" after a failure.
             with contextlib.suppress(Exception):
-                await status.show("status_failed")
+                await progress.show("status_failed")
             if _unreachable(exc):
                 raise FinalError(
                     f"the video is made, but Telegram could not address chat {job.chat_id} "
@@ -106,28 +112,31 @@ class GenerationRunner:
                 ) from exc
             raise
         except asyncio.CancelledError:
-            await self.predictions.settle_cancelled(job, row)
+            await self.predictions.settle_cancelled(job, run)
+            if job.user_canceled:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(progress.show("status_canceled"))
             raise
         finally:
-            await transfer.discard(row.pop(LOCAL_VIDEO, None))
-            await status.forget()
+            await transfer.discard(run.local_video)
+            run.local_video = None
+            await progress.forget()
 
-    async def _queued(self, status: StatusMessage) -> Callable[[int], Awaitable[None]]:
+    async def _queued(self, progress: ProgressMessage) -> Callable[[int], Awaitable[None]]:
         async def on_wait(place: int) -> None:
-            await status.show("status_queued", place=place)
+            await progress.show("status_queued", place=place)
 
         return on_wait
 
-    async def _compose(self, job: Job, row: dict[str, Any], status: StatusMessage, key: str) -> str:
-        await queries.update_generation(job.generation_id, status="composing")
-        pictures = [
-            await self.storage.get(row["photo1_key"]),
-            await self.storage.get(row["photo2_key"]),
-        ]
+    async def _compose(self, job: Job, run: Run, progress: ProgressMessage, key: str) -> None:
+        record = run.record
+        if record.status is Status.QUEUED:
+            await generations.advance(record, "compose")
+        pictures = [await self.storage.get(k) for k in record.photo_keys]
         started = time.monotonic()
         try:
-            async with self.limiter.slot(await self._queued(status)):
-                await status.show("status_composing")
+            async with self.limiter.slot(await self._queued(progress)):
+                await progress.show("status_composing")
                 # From the paid call to the saved image: a graceful stop waits for this part.
                 job.paid_step = "compose"
                 try:
@@ -145,7 +154,7 @@ class GenerationRunner:
                     )
             self._observe("compose", time.monotonic() - started)
             try:
-                jpeg = await photos.to_jpeg(image.data)
+                jpeg = await imaging.to_jpeg(image.data)
             except (OSError, ValueError) as exc:
                 raise FinalError(
                     f"the image model sent an unreadable image: {exc}",
@@ -153,31 +162,28 @@ class GenerationRunner:
                     user_reason="no_image",
                 ) from exc
             await self.storage.put(key, jpeg, "image/jpeg")
-            await queries.update_generation(
-                job.generation_id,
-                combined_key=key,
-                image_usage=dict(image.cost) or None,
-                status="animating",
+            await generations.advance(
+                record, "animate", combined_key=key, image_usage=dict(image.cost) or None
             )
         finally:
             job.paid_step = None
-        return key
 
-    async def _animate(
-        self, job: Job, row: dict[str, Any], status: StatusMessage, combined: str, key: str
-    ) -> str:
-        await queries.update_generation(job.generation_id, status="animating")
-        image = await self.storage.get(combined)
+    async def _animate(self, job: Job, run: Run, progress: ProgressMessage) -> None:
+        record = run.record
+        if record.status is not Status.ANIMATING:
+            await generations.advance(record, "animate")
+        assert record.combined_key is not None
+        image = await self.storage.get(record.combined_key)
         inputs = {"prompt": job.style.video_prompt, **job.style.video_inputs}
         started = time.monotonic()
 
         async def attempt(fallback: bool = False) -> float | None:
-            if row.get("prediction_id") is None:
-                await self.predictions.create(job, row, image, inputs, fallback=fallback)
-            return await self.predictions.collect(job, row)
+            if record.prediction_id is None:
+                await self.predictions.create(job, run, image, inputs, fallback=fallback)
+            return await self.predictions.collect(job, run)
 
-        async with self.limiter.slot(await self._queued(status)):
-            await status.show("status_animating")
+        async with self.limiter.slot(await self._queued(progress)):
+            await progress.show("status_animating")
             try:
                 predict_time = await with_retries(
                     attempt,
@@ -186,28 +192,25 @@ class GenerationRunner:
                 )
             except BudgetExceededError:
                 # Given up on: stop its prediction, or Replicate keeps running (and billing) it.
-                was_fallback = is_fallback(row.get("prediction_id"))
-                settled = await self.predictions.give_up(job, row)
+                was_fallback = is_fallback(record.prediction_id)
+                settled = await self.predictions.give_up(job, run)
                 if self.fallback_video is None or was_fallback or not settled:
                     raise
                 logger.warning("{} is down; animating with the local fallback", self.video.name)
                 predict_time = await attempt(fallback=True)
         self._observe("animate", time.monotonic() - started)
         cost = (predict_time or 0.0) * self.config.usd_per_second
-        await queries.update_generation(
-            job.generation_id,
-            predict_seconds=predict_time,
-            cost_usd=cost,
-            status="delivering",
-        )
-        return key
+        # The point of no return: from here on /cancel no longer refunds. If a /cancel got
+        # here first, this is refused and the video is never sent.
+        await generations.advance(record, "deliver", predict_seconds=predict_time, cost_usd=cost)
 
-    async def _deliver(
-        self, job: Job, status: StatusMessage, video: str, local: Path | None = None
-    ) -> None:
-        """Send the video. `local`: the just downloaded copy, not in storage yet; then it goes to
-        storage and to Telegram at once, and the generation is done once both are."""
-        await status.show("status_sending")
+    async def _deliver(self, job: Job, run: Run, progress: ProgressMessage, key: str) -> None:
+        """Send the video. A just downloaded copy (`run.local_video`, not in storage yet) goes
+        to storage and to Telegram at once; the generation is done once both are."""
+        record = run.record
+        local = run.local_video
+        video = record.video_key or key
+        await progress.show("status_sending")
         started = time.monotonic()
         keyboard: Keyboard = (
             (
@@ -222,11 +225,12 @@ class GenerationRunner:
                 return await self.outbox.send_video(
                     job.chat_id, video, caption, keyboard, local_path=local
                 )
-            except RecipientGone:  # they blocked the bot meanwhile: stop messaging them
-                await queries.set_blocked(job.user_id)
+            except RecipientGone:  # they blocked the bot meanwhile: their actor is told
                 return None
             except RecipientUnreachable as exc:  # not a block: retried within the budget
                 raise TransientError(f"sending the video: {exc}", kind="unreachable") from exc
+            except TelegramRefused as exc:
+                raise FinalError(str(exc), kind="telegram", user_reason="undeliverable") from exc
             except (OSError, TimeoutError) as exc:
                 raise TransientError(f"sending the video: {exc}", kind="telegram") from exc
 
@@ -239,11 +243,13 @@ class GenerationRunner:
             file_id = await sending
         else:
             file_id = await transfer.send_while_storing(
-                sending, self.storage, job.generation_id, video, local, self.config.deliver_budget
+                sending, self.storage, record, key, local, self.config.deliver_budget
             )
         self._observe("deliver", time.monotonic() - started)
-        await queries.finish_generation(job.generation_id, file_id)
-        await status.delete_or_done()
+        if file_id is None:
+            job.recipient_gone = True
+        await generations.advance(record, "delivered", video_file_id=file_id)
+        await progress.show("status_done")
 
 
 def _unreachable(exc: BaseException) -> bool:

@@ -1,11 +1,11 @@
-"""Read-only figures for the operator: /stats and /user."""
+"""Read-only figures for the operator: /stats, /user, and finding a user by id or name."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flick.models.ledger import pool
+from flick.models.db import pool
 from flick.untrusted import parse_int
 
 
@@ -41,18 +41,18 @@ async def stats(days: int) -> dict[str, Any]:
     }
 
 
-async def find_user(ref: str) -> int | None:
+async def find_users(ref: str) -> list[int]:
+    """Every user an id or @username names: more than one means the reference is ambiguous."""
     ref = ref.strip()
     number = parse_int(ref, signed=True)
     if number is not None:
-        found = await pool().fetchval(
-            "SELECT telegram_id FROM users WHERE telegram_id = $1", number
-        )
+        rows = await pool().fetch("SELECT telegram_id FROM users WHERE telegram_id = $1", number)
     else:
-        found = await pool().fetchval(
-            "SELECT telegram_id FROM users WHERE lower(username) = lower($1)", ref.lstrip("@")
+        rows = await pool().fetch(
+            "SELECT telegram_id FROM users WHERE lower(username) = lower($1) ORDER BY telegram_id",
+            ref.lstrip("@"),
         )
-    return int(found) if found is not None else None
+    return [int(r["telegram_id"]) for r in rows]
 
 
 async def user_card(user_id: int) -> dict[str, Any]:
@@ -75,10 +75,3 @@ async def user_card(user_id: int) -> dict[str, Any]:
         "payments": [dict(r) for r in payments],
         "generations": {r["status"]: r["n"] for r in gens},
     }
-
-
-async def payment_owner(charge_id: str) -> int | None:
-    found = await pool().fetchval(
-        'SELECT "user" FROM payments WHERE telegram_payment_charge_id = $1', charge_id
-    )
-    return int(found) if found is not None else None
