@@ -32,9 +32,9 @@ from typing import Any
 from bench.common import bench_settings, jpeg, quiet_logging
 from bench.offline import inject
 from flick.app import Flick
-from flick.pipeline.runner import PipelineConfig
 from flick.pipeline.openai_images import OpenAIImageProvider
 from flick.pipeline.replicate_video import ReplicateVideoProvider
+from flick.pipeline.runner import PipelineConfig
 from flick.runtime import settle_heap
 from flick.storage import S3Storage
 from flick.telegram.gateway import TelegramGateway

@@ -51,9 +51,9 @@ from bench.common import (
 from bench.fakes import OPENAI_KEY, REPLICATE_TOKEN, VIDEO_MODEL, FakeProviders
 from bench.offline import ReplyTap, use_lean_files
 from flick.app import Flick
-from flick.pipeline.runner import PipelineConfig
 from flick.pipeline.openai_images import OpenAIImageProvider
 from flick.pipeline.replicate_video import ReplicateVideoProvider
+from flick.pipeline.runner import PipelineConfig
 from flick.testing.telegram import OfflineTelegram
 
 MB = 1024 * 1024

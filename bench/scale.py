@@ -49,9 +49,9 @@ from bench.fakes import OPENAI_KEY, REPLICATE_TOKEN, VIDEO_MODEL, FakeProviders
 from flick import events as ev
 from flick.actors.user import UserActor
 from flick.app import Flick
-from flick.pipeline.runner import PipelineConfig
 from flick.pipeline.openai_images import OpenAIImageProvider
 from flick.pipeline.replicate_video import ReplicateVideoProvider
+from flick.pipeline.runner import PipelineConfig
 from flick.ports import Keyboard
 
 TARGET_RSS_MB = 512.0

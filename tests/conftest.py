@@ -59,7 +59,8 @@ async def harness(database_url: str, storage: Any, tmp_path: Path) -> AsyncItera
                 kwargs["video"] = LocalVideoProvider(
                     data_dir / "videos", duration=0.25, fps=4, width=64
                 )
-            h = EngineHarness(database_url, storage, data_dir, **kwargs)
+            url = kwargs.pop("database_url", database_url)  # e.g. through a DbProxy
+            h = EngineHarness(url, storage, data_dir, **kwargs)
             entered, _ = await asyncio.gather(stack.enter_async_context(h), warm)
             return entered
 

@@ -19,9 +19,10 @@ from flick.actors.incidents import Incidents
 from flick.actors.journal import UpdateJournal
 from flick.actors.mailbox import Mailbox
 from flick.actors.user import UserActor
-from flick.errors import FinalError
+from flick.errors import FinalError, is_transient
 from flick.i18n import pick_language, t
 from flick.models import generations
+from flick.ops.sentry import capture_generation_failure
 from flick.pipeline.runner import Job
 from flick.ports import RecipientGone, RecipientUnreachable
 
@@ -223,21 +224,43 @@ class Supervisor:
     async def _generate(self, job: Job) -> None:
         error: FinalError | None = None
         try:
-            await self.ctx.runner.run(job)
+            await self._run_through_blips(job)
         except asyncio.CancelledError:
             if job.user_canceled:
                 return  # the actor already refunded
             raise  # shutdown: the row says where to resume
         except FinalError as exc:
             error = exc
+            capture_generation_failure(job.generation_id, job.user_id, exc)
         except Exception as exc:  # noqa: BLE001 - any other failure still refunds
             logger.opt(exception=exc).bind(user_id=job.user_id).error(
                 "generation {} failed unexpectedly", job.generation_id
             )
+            capture_generation_failure(job.generation_id, job.user_id, exc)
             error = FinalError(str(exc) or type(exc).__name__, kind=type(exc).__name__)
         self.post(
             job.user_id, msg.GenerationEnded(job.generation_id, error, job.recipient_gone)
         )
+
+    async def _run_through_blips(self, job: Job) -> None:
+        """Run a generation; when our database or storage failed it for a while, resume it from
+        its record (which never pays twice for a step) instead of refunding a failure of ours."""
+        delay = 0.5
+        while True:
+            try:
+                await self.ctx.runner.run(job)
+                return
+            except Exception as exc:
+                if isinstance(exc, FinalError) or not is_transient(exc):
+                    raise
+                logger.bind(user_id=job.user_id).warning(
+                    "generation {} interrupted ({}); resuming it in {:.1f}s",
+                    job.generation_id,
+                    exc,
+                    delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     def cancel_generation(self, generation_id: int) -> bool:
         entry = self._generations.get(generation_id)

@@ -9,14 +9,34 @@ a runner moving to `delivering` and a /cancel refunding cannot both win. The mon
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import asyncpg
 from loguru import logger
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
+from flick.errors import is_transient
 from flick.fsm.generation import ACTIVE, GenerationRecord, Status
 from flick.models.db import pool
 from flick.ops.logging import redact
+
+T = TypeVar("T")
+#: How long a step's own write waits out a database blip: its result (a paid image, a
+#: prediction id) must not be lost to one, or the step would be paid for again.
+WRITE_BUDGET = 120.0
+
+
+async def _retried(call: Callable[[], Awaitable[T]]) -> T:
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception(is_transient),
+        wait=wait_random_exponential(multiplier=0.2, max=5.0),
+        stop=stop_after_delay(WRITE_BUDGET),
+        reraise=True,
+    ):
+        with attempt:
+            return await call()
+    raise AssertionError("unreachable: tenacity returns or raises")
 
 # Columns a step may save besides the status. Names are fixed here, never taken from input.
 _FIELDS = frozenset(
@@ -121,8 +141,10 @@ async def save(record: GenerationRecord, **fields: Any) -> None:
     """Save what a step produced (no status change); the record is updated to match."""
     names, values = _values(fields)
     sets = ", ".join(f"{name} = ${i + 2}" for i, name in enumerate(names))
-    await pool().execute(
-        f"UPDATE generations SET {sets}, updated_at = now() WHERE id = $1", record.id, *values
+    await _retried(
+        lambda: pool().execute(
+            f"UPDATE generations SET {sets}, updated_at = now() WHERE id = $1", record.id, *values
+        )
     )
     for name, value in fields.items():
         if hasattr(record, name):
@@ -148,16 +170,22 @@ async def advance(
     names, values = _values(fields)
     sets = "".join(f", {name} = ${i + 4}" for i, name in enumerate(names))
     done = ", finished_at = now()" if target is Status.DONE else ""
-    status = await (conn or pool()).fetchval(
+    sql = (
         f"UPDATE generations SET status = $3{sets}{done}, updated_at = now() "
-        "WHERE id = $1 AND status = $2 RETURNING status",
-        record.id,
-        before.value,
-        target.value,
-        *values,
+        "WHERE id = $1 AND status = $2 RETURNING status"
     )
+    if conn is not None:
+        status = await conn.fetchval(sql, record.id, before.value, target.value, *values)
+    else:
+        status = await _retried(
+            lambda: pool().fetchval(sql, record.id, before.value, target.value, *values)
+        )
     if status is None:
         current = await get(record.id, conn)
+        if current is not None and current.status is target and before is not target:
+            # Our own write, whose answer a dropped connection lost before the retry.
+            status = target.value
+    if status is None:
         record.status = current.status if current else record.status
         logger.bind(generation_id=record.id).info(
             "{} refused: the generation is {} now", trigger, record.status.value

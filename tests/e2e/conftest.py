@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from flick.pipeline.runner import PipelineConfig
 from flick.pipeline.openai_images import OpenAIImageProvider
 from flick.pipeline.replicate_video import ReplicateVideoProvider
+from flick.pipeline.runner import PipelineConfig
 from flick.storage import S3Storage
 from flick.telegram.gateway import TelegramGateway
-from flick.testing.engine import make_jpeg, EngineHarness
+from flick.testing.engine import EngineHarness, make_jpeg
 from flick.testing.fake_openai import FakeOpenAI
 from flick.testing.fake_replicate import FakeReplicate
 from flick.testing.telegram import OfflineTelegram

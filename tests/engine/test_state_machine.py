@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -38,8 +39,8 @@ from PIL import Image
 from flick import events as ev
 from flick.actors.messages import Crash
 from flick.fsm.conversation import State
-from flick.models.db import pool
 from flick.fsm.generation import ACTIVE
+from flick.models.db import pool
 from flick.testing.engine import EngineHarness, make_jpeg
 
 COMMANDS = [
@@ -508,7 +509,7 @@ async def _money(uid: int) -> dict[str, Any]:
     }
 
 
-async def test_random_conversations_keep_the_invariants(harness, tools, video_factory) -> None:
+async def _explore(harness, tools, video_factory, examples: int) -> None:
     video = video_factory(tools.InFlight())
     video.gate.clear()
     ENGINE.loop = asyncio.get_running_loop()
@@ -516,7 +517,7 @@ async def test_random_conversations_keep_the_invariants(harness, tools, video_fa
     ENGINE.video = video
     ENGINE.tools = tools
     config = settings(
-        max_examples=int(os.environ.get("FLICK_STATE_MACHINE_EXAMPLES", "15")),
+        max_examples=examples,
         stateful_step_count=25,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
@@ -524,3 +525,16 @@ async def test_random_conversations_keep_the_invariants(harness, tools, video_fa
     )
     await asyncio.to_thread(run_state_machine_as_test, FlickMachine, settings=config)
     assert ENGINE.h.app.supervisor.generations_running == 0
+
+
+async def test_random_conversations_keep_the_invariants(harness, tools, video_factory) -> None:
+    examples = int(os.environ.get("FLICK_STATE_MACHINE_EXAMPLES", "15"))
+    await _explore(harness, tools, video_factory, examples)
+
+
+@pytest.mark.slow
+async def test_a_thousand_random_conversations_keep_the_invariants(
+    harness, tools, video_factory
+) -> None:
+    """`pytest -m slow`: the same machine, 1,000 examples (about half an hour here)."""
+    await _explore(harness, tools, video_factory, 1000)

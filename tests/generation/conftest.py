@@ -28,9 +28,9 @@ import pytest_asyncio
 
 from flick.fsm.conversation import State
 from flick.i18n import t
-from flick.pipeline.runner import PipelineConfig
 from flick.pipeline.openai_images import OpenAIImageProvider
 from flick.pipeline.replicate_video import ReplicateVideoProvider
+from flick.pipeline.runner import PipelineConfig
 from flick.testing.engine import EngineHarness, make_jpeg
 from flick.testing.fake_openai import FakeOpenAI
 from flick.testing.fake_replicate import FakeReplicate

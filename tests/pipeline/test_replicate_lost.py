@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from flick.errors import FinalError, TransientError
-from flick.pipeline.local import LocalVideoProvider
 from flick.pipeline.imaging import with_comment
+from flick.pipeline.local import LocalVideoProvider
 from flick.pipeline.replicate_video import ReplicateVideoProvider
 from flick.testing.fake_openai import sample_photo
 from flick.testing.fake_replicate import FakeReplicate, Fault

@@ -14,8 +14,8 @@ from flick.errors import ServiceError
 from flick.events import Command, Event, GroupMessage
 from flick.settings import Settings
 from flick.telegram.client import build_client, session_name
-from flick.telegram.menu import COMMANDS, set_commands
 from flick.telegram.gateway import TelegramGateway, connect
+from flick.telegram.menu import COMMANDS, set_commands
 from flick.testing.memory import MemoryStorage
 from flick.testing.telegram import OfflineTelegram, errors, raw, seed_session
 
