@@ -52,6 +52,7 @@ class EmbeddedPostgres(Service):
         fresh = not self.pgdata.exists()  # only what this start created may be removed
         try:
             self._server = await in_thread(self._start_blocking)
+            _close_data_dir(self.data_dir, self._server.system_user)
             admin_url = self._server.get_uri()
             await self._ensure_database(admin_url)
             self._url = self._server.get_uri(database=self.database)
@@ -126,6 +127,15 @@ class EmbeddedPostgres(Service):
             with contextlib.suppress(psutil.Error):
                 info.process.kill()
                 info.process.wait(10)
+
+
+def _close_data_dir(data_dir: Path, system_user: str | None) -> None:
+    """As root, the wheel runs PostgreSQL as a user of its own and opens every directory above the
+    cluster to everyone (go+rx) so that user can reach it. Close the data directory again but for
+    passing through (0711): that user needs it, and only as "other" (the wheel starts pg_ctl with
+    that uid and root's groups). Nobody can list it; what is inside is private by its own mode."""
+    if system_user is not None:
+        data_dir.chmod(0o711)
 
 
 def _runs_on(proc: psutil.Process | None, pgdata: Path) -> bool:

@@ -18,6 +18,7 @@ from flick.errors import ServiceError, TransientError
 from flick.models import queries
 from flick.pipeline.retry import with_retries
 from flick.ports import Storage
+from flick.private_files import private_dir
 
 #: The ServiceError setting S3Storage names when S3 cannot be reached or failed on its side.
 _UNREACHABLE = "S3_ENDPOINT"
@@ -32,7 +33,7 @@ async def download(
     Over `max_bytes`: ValueError. On any failure (cancellation too) the partial file is deleted.
     """
     if directory is not None:
-        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(private_dir, directory)  # users' photos and videos
     fd, name = await asyncio.to_thread(
         tempfile.mkstemp, prefix="flick-video-", suffix=suffix, dir=directory
     )
