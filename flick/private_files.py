@@ -70,7 +70,7 @@ class Exposure:
 
     path: Path
     mode: int
-    who: str  # "other users", or "its group and other users"
+    who: str  # "other users", "its group" or "its group and other users"
 
     @property
     def fix(self) -> str:
@@ -80,27 +80,38 @@ class Exposure:
     def __str__(self) -> str:
         kind = "directory" if stat.S_ISDIR(self.mode) else "file"
         return (
-            f"{kind} {self.path} (mode {stat.S_IMODE(self.mode):04o}) is readable by {self.who}; "
-            f"it holds secrets: {self.fix}"
+            f"{kind} {self.path} holds secrets and is readable by {self.who} "
+            f"(mode {stat.S_IMODE(self.mode):04o})"
         )
 
 
-def exposures(data_dir: Path, env_files: Iterable[Path] = (Path(".env"),)) -> list[Exposure]:
+def env_files() -> tuple[Path, ...]:
+    """The env files Settings reads (relative to the working directory)."""
+    from flick.settings import Settings
+
+    configured = Settings.model_config.get("env_file") or ()
+    if isinstance(configured, str | os.PathLike):
+        configured = (configured,)
+    return tuple(Path(p) for p in configured)
+
+
+def exposures(data_dir: Path, envs: Iterable[Path] | None = None) -> list[Exposure]:
     """What others can read: the data directory and its private directories (listed or changed
     by others; passing through, o+x, is what a root Flick's embedded PostgreSQL needs), Flick's
     secret files (anyone but the owner counts: they are Flick's alone), and each env file that
-    sets a secret (only users outside its group count: `root:flick 0640` is the documented set-up).
+    sets a secret (only users outside its group count: `root:flick 0640` is the documented set-up;
+    `envs` defaults to the env files Settings reads).
     """
     found: list[Exposure] = []
     data_dir = data_dir.expanduser().absolute()
     for name in PRIVATE_DIRS:
-        found.extend(_check(data_dir / name, stat.S_IROTH | stat.S_IWOTH, "other users"))
+        found.extend(_check(data_dir / name, stat.S_IROTH | stat.S_IWOTH))
     for path in _secret_files(data_dir):
-        found.extend(_check(path, stat.S_IRWXG | stat.S_IRWXO, "its group and other users"))
-    for env in env_files:
+        found.extend(_check(path, stat.S_IRWXG | stat.S_IRWXO))
+    for env in env_files() if envs is None else envs:
         env = env.expanduser().absolute()
         if _holds_secrets(env):
-            found.extend(_check(env, stat.S_IRWXO, "other users"))
+            found.extend(_check(env, stat.S_IRWXO))
     return found
 
 
@@ -110,12 +121,16 @@ def _secret_files(data_dir: Path) -> Iterator[Path]:
             yield from sorted(data_dir.glob(pattern))
 
 
-def _check(path: Path, bits: int, who: str) -> list[Exposure]:
+def _check(path: Path, bits: int) -> list[Exposure]:
     try:
         mode = path.stat().st_mode
     except OSError:
         return []  # absent: nothing to expose
-    return [Exposure(path, mode, who)] if mode & bits else []
+    group, others = mode & bits & stat.S_IRWXG, mode & bits & stat.S_IRWXO
+    if not (group or others):
+        return []
+    who = " and ".join(w for w, on in (("its group", group), ("other users", others)) if on)
+    return [Exposure(path, mode, who)]
 
 
 def secret_names() -> frozenset[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -20,6 +21,7 @@ from flick.ops.health import HealthServer
 from flick.ops.instruments import Instruments
 from flick.ops.metrics import METRICS
 from flick.ops.sentry import setup_sentry
+from flick.private_files import exposures
 from flick.settings import Settings
 from flick.telegram.gateway import TelegramGateway
 
@@ -33,6 +35,8 @@ def settle_heap() -> None:
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    for exposure in exposures(Path(settings.data_dir)):
+        logger.warning("{}; run `{}`", exposure, exposure.fix)
     setup_sentry(settings)
     instruments = Instruments(METRICS)
     engine: list[Flick] = []  # set once the engine runs; updates before that are dropped
