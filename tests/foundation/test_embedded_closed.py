@@ -191,12 +191,28 @@ async def test_wrong_s3_credentials_are_refused(seaweed: EmbeddedSeaweed) -> Non
         await wrong.close()
 
 
-def test_unix_sockets_are_for_this_user_alone(seaweed: EmbeddedSeaweed) -> None:
+async def test_unix_sockets_are_for_this_user_alone_and_refuse_it_too(
+    seaweed: EmbeddedSeaweed, storage: S3Storage
+) -> None:
+    """weed's parts talk through unix sockets in /tmp: only Flick's user may connect, and even
+    it (or root) gets nothing there without credentials."""
+    await storage.put("photos/1/a.jpg", PHOTO, "image/jpeg")
     sockets = unix_sockets(seaweed)
     assert sockets, "weed listens on unix sockets for its own parts"
-    for path in sockets:
+    served: list[str] = []
+    for path in sorted(sockets):
         mode = os.stat(path).st_mode
         assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) & 0o077 == 0, (path, oct(mode))
+        connector = aiohttp.UnixConnector(path=path)
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+            for method in METHODS:
+                for url_path in paths(storage.bucket):
+                    answer = await anonymous(http, method, f"http://weed{url_path}")
+                    if answer is not None and (answer[0] < 400 or PHOTO in answer[1]):
+                        served.append(f"{method} {path}{url_path} -> {answer[0]}")
+    assert served == []
+    assert await storage.get("photos/1/a.jpg") == PHOTO
 
 
 def connectable_as_nobody(paths: list[str]) -> list[str]:
