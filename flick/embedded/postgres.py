@@ -54,6 +54,7 @@ class EmbeddedPostgres(Service):
             self._server = await in_thread(self._start_blocking)
             _close_data_dir(self.data_dir, self._server.system_user)
             admin_url = self._server.get_uri()
+            await self._close_socket(admin_url)
             await self._ensure_database(admin_url)
             self._url = self._server.get_uri(database=self.database)
         except BaseException as exc:
@@ -80,6 +81,24 @@ class EmbeddedPostgres(Service):
             alive = [p for p in json.loads(handles.read_text()) if psutil.pid_exists(p)]
             handles.write_text(json.dumps(alive))
         return get_server(self.pgdata, cleanup_mode="stop")
+
+    async def _close_socket(self, admin_url: str) -> None:
+        """Only the server's own user may connect. The wheel's cluster trusts every local
+        connection, and PostgreSQL makes its socket 0777: when DATA_DIR's path is too long for a
+        socket, the wheel puts it in a runtime directory other users can enter (as root, one it
+        makes 0777), so any local user could log in as superuser."""
+        conn = await asyncpg.connect(admin_url)
+        try:
+            if await conn.fetchval("SHOW unix_socket_permissions") != "0700":
+                # Takes effect at the next start; the socket of this one is closed below.
+                await conn.execute("ALTER SYSTEM SET unix_socket_permissions = '0700'")
+        finally:
+            await conn.close()
+        info = PostmasterInfo.read_from_pgdata(self.pgdata)
+        if info is not None and info.socket_dir is not None:
+            for sock in info.socket_dir.glob(".s.PGSQL.*"):
+                if not sock.name.endswith(".lock"):
+                    sock.chmod(0o700)
 
     async def _ensure_database(self, admin_url: str) -> None:
         conn = await asyncpg.connect(admin_url)

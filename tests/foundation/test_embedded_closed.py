@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import pwd
 import socket
 import ssl
 import stat
@@ -27,7 +26,7 @@ import flick.embedded.seaweed as seaweed_module
 from flick.embedded import EmbeddedSeaweed
 from flick.errors import ServiceError
 from flick.storage import S3Storage
-from flick.testing.services import make_storage, processes_using
+from flick.testing.services import connectable_as_nobody, make_storage, processes_using
 
 PHOTO = b"\xff\xd8 a face nobody else may see"
 METHODS = ("GET", "PUT", "POST", "DELETE")
@@ -213,39 +212,6 @@ async def test_unix_sockets_are_for_this_user_alone_and_refuse_it_too(
                         served.append(f"{method} {path}{url_path} -> {answer[0]}")
     assert served == []
     assert await storage.get("photos/1/a.jpg") == PHOTO
-
-
-def connectable_as_nobody(paths: list[str]) -> list[str]:
-    """The sockets a process of the user `nobody` can connect to (a forked child that drops
-    root: no other program, so nothing about where Python is installed matters)."""
-    nobody = pwd.getpwnam("nobody")
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: only system calls, then _exit
-        code = 1
-        try:
-            os.close(read)
-            os.setgroups([])
-            os.setgid(nobody.pw_gid)
-            os.setuid(nobody.pw_uid)
-            opened = []
-            for path in paths:
-                with socket.socket(socket.AF_UNIX) as sock:
-                    try:
-                        sock.connect(path)
-                        opened.append(path)
-                    except PermissionError:
-                        pass
-            os.write(write, "\n".join(opened).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write)
-    with os.fdopen(read, "rb") as fh:
-        out = fh.read().decode()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    return out.split()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another local user")
