@@ -40,12 +40,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     HEALTH_ADDRESS=0.0.0.0:8080 \
     PICCOLO_CONF=flick.models.piccolo_conf
 
-# A fixed, unprivileged uid so a bind-mounted /data can be chowned to it on the host.
+# A fixed, unprivileged uid so a bind-mounted /data can be chowned to it on the host. /data is
+# private (0700): it holds the bot's Telegram session.
 RUN groupadd --system --gid 10001 flick \
     && useradd --system --uid 10001 --gid flick --home-dir /data --no-create-home \
         --shell /usr/sbin/nologin flick \
     && mkdir -p /data \
-    && chown flick:flick /data
+    && chown flick:flick /data \
+    && chmod 700 /data
 
 COPY --from=build /opt/venv /opt/venv
 # Flick runs from the virtualenv; /app holds only piccolo_conf.py, which the piccolo CLI looks for

@@ -18,6 +18,7 @@ async def doctor(settings: Settings, telegram: bool = True) -> int:
     from flick.app import build_image_provider, build_video_provider, check_providers
     from flick.embedded import EmbeddedPostgres, EmbeddedSeaweed, prepare_data_dir
     from flick.models import db, migrations
+    from flick.private_files import exposures
     from flick.storage import S3Storage
 
     failures = 0
@@ -35,6 +36,13 @@ async def doctor(settings: Settings, telegram: bool = True) -> int:
         line(
             False, "settings", "; ".join(f"{n} {p}" for n, p, _ in exc.problems), "see .env.example"
         )
+
+    # Before the embedded services start: they would make their own files private again.
+    exposed = exposures(Path(settings.data_dir))
+    for exposure in exposed:
+        line(False, "files", str(exposure), exposure.fix)
+    if not exposed:
+        line(True, "files", "the data directory, the session and other secrets are private")
 
     async with AsyncExitStack() as stack:
         data_dir = prepare_data_dir(Path(settings.data_dir))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -21,6 +22,7 @@ from flick.ops.instruments import Instruments
 from flick.ops.metrics import METRICS
 from flick.ops.sentry import setup_sentry
 from flick.payments.reconcile import Report
+from flick.private_files import exposures
 from flick.settings import Settings
 from flick.telegram.client import Client, build_client
 from flick.telegram.gateway import TelegramGateway, connect
@@ -69,6 +71,8 @@ async def reconcile_command(settings: Settings) -> int:
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    for exposure in exposures(Path(settings.data_dir)):
+        logger.warning("{}; run `{}`", exposure, exposure.fix)
     setup_sentry(settings)
     instruments = Instruments(METRICS)
     engine: list[Flick] = []  # set once the engine runs; updates before that are dropped

@@ -10,17 +10,19 @@ from pathlib import Path
 from typing import Self
 
 from flick.errors import ServiceError
+from flick.private_files import create_private, private_dir
 
 MIN_FREE_BYTES = 64 * 1024 * 1024
 
 
 def prepare_data_dir(path: Path, min_free: int = MIN_FREE_BYTES) -> Path:
-    """Create the data directory and prove it takes writes before any server is pointed at it."""
+    """Create the data directory (0700: it holds users' photos and the bot's session) and prove it
+    takes writes before any server is pointed at it."""
     path = path.expanduser().absolute()
     probe = path / f".write-probe-{os.getpid()}"
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with probe.open("wb") as fh:
+        private_dir(path)
+        with os.fdopen(create_private(probe), "wb") as fh:
             fh.write(b"\0" * 65536)
             fh.flush()
             os.fsync(fh.fileno())
@@ -53,8 +55,8 @@ class DataDirLock:
 
     def acquire(self) -> None:
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            private_dir(self.data_dir)
+            fd = create_private(self.path, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
             raise ServiceError(
                 f"data directory {self.data_dir} is not usable: {exc.strerror or exc}", "DATA_DIR"

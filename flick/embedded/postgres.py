@@ -52,7 +52,9 @@ class EmbeddedPostgres(Service):
         fresh = not self.pgdata.exists()  # only what this start created may be removed
         try:
             self._server = await in_thread(self._start_blocking)
+            _close_data_dir(self.data_dir, self._server.system_user)
             admin_url = self._server.get_uri()
+            await self._close_socket(admin_url)
             await self._ensure_database(admin_url)
             self._url = self._server.get_uri(database=self.database)
         except BaseException as exc:
@@ -79,6 +81,24 @@ class EmbeddedPostgres(Service):
             alive = [p for p in json.loads(handles.read_text()) if psutil.pid_exists(p)]
             handles.write_text(json.dumps(alive))
         return get_server(self.pgdata, cleanup_mode="stop")
+
+    async def _close_socket(self, admin_url: str) -> None:
+        """Only the server's own user may connect. The wheel's cluster trusts every local
+        connection, and PostgreSQL makes its socket 0777: when DATA_DIR's path is too long for a
+        socket, the wheel puts it in a runtime directory other users can enter (as root, one it
+        makes 0777), so any local user could log in as superuser."""
+        conn = await asyncpg.connect(admin_url)
+        try:
+            if await conn.fetchval("SHOW unix_socket_permissions") != "0700":
+                # Takes effect at the next start; the socket of this one is closed below.
+                await conn.execute("ALTER SYSTEM SET unix_socket_permissions = '0700'")
+        finally:
+            await conn.close()
+        info = PostmasterInfo.read_from_pgdata(self.pgdata)
+        if info is not None and info.socket_dir is not None:
+            for sock in info.socket_dir.glob(".s.PGSQL.*"):
+                if not sock.name.endswith(".lock"):
+                    sock.chmod(0o700)
 
     async def _ensure_database(self, admin_url: str) -> None:
         conn = await asyncpg.connect(admin_url)
@@ -126,6 +146,15 @@ class EmbeddedPostgres(Service):
             with contextlib.suppress(psutil.Error):
                 info.process.kill()
                 info.process.wait(10)
+
+
+def _close_data_dir(data_dir: Path, system_user: str | None) -> None:
+    """As root, the wheel runs PostgreSQL as a user of its own and opens every directory above the
+    cluster to everyone (go+rx) so that user can reach it. Close the data directory again but for
+    passing through (0711): that user needs it, and only as "other" (the wheel starts pg_ctl with
+    that uid and root's groups). Nobody can list it; what is inside is private by its own mode."""
+    if system_user is not None:
+        data_dir.chmod(0o711)
 
 
 def _runs_on(proc: psutil.Process | None, pgdata: Path) -> bool:

@@ -1,4 +1,8 @@
-"""SeaweedFS `weed mini` as the S3 store; a weed a killed Flick left running is killed first."""
+"""SeaweedFS `weed mini` as the S3 store; a weed a killed Flick left running is killed first.
+
+Only its S3 API answers without credentials of Flick's (a signature); every other port weed opens
+demands Flick's TLS certificate (see `seaweed_security`), and the start fails if one does not.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,13 @@ from loguru import logger
 
 from flick.embedded.lock import DataDirLock, prepare_data_dir
 from flick.embedded.processes import Service, in_thread, terminate
+from flick.embedded.seaweed_security import (
+    listening_ports,
+    refuses_without_certificate,
+    write_security,
+)
 from flick.errors import ServiceError
+from flick.private_files import create_private, private_dir, write_private
 
 
 class EmbeddedSeaweed(Service):
@@ -46,6 +56,11 @@ class EmbeddedSeaweed(Service):
         return f"127.0.0.1:{self._ports['s3.port']}"
 
     @property
+    def ports(self) -> dict[str, int]:
+        """The ports weed was told to use, by flag name (s3.port, volume.port, …)."""
+        return dict(self._ports)
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
@@ -62,14 +77,16 @@ class EmbeddedSeaweed(Service):
         self._lock.acquire()
         fresh = not self.root.exists()
         try:
+            private_dir(self.root).chmod(0o700)  # users' photos live here
             for d in (self.root / "data", self.root / "master"):
-                d.mkdir(parents=True, exist_ok=True)
-            self.root.chmod(0o700)  # users' photos live here
+                private_dir(d)
             _kill_leftovers(self.root)
             self.access_key, self.secret_key = _identity(self.root / "s3.json")
+            write_security(self.root)
             for attempt in range(3):
                 if await self._launch(found, retry_ok=self.s3_port is None and attempt < 2):
                     break
+            await self._check_closed()
         except BaseException as exc:
             await self.stop()
             if fresh:
@@ -94,16 +111,22 @@ class EmbeddedSeaweed(Service):
                f"-master.dir={self.root / 'master'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                *args, "-s3.port.iceberg=0", "-s3.port.lance=0", "-admin.ui=false",
                "-webdav=false", "-master.telemetry=false", "-master.volumeSizeLimitMB=64",
-               "-volume.preStopSeconds=0", f"-s3.config={self.root / 's3.json'}"]  # fmt: skip
+               "-volume.preStopSeconds=0", f"-s3.config={self.root / 's3.json'}",
+               # No HTTP API on master and filer (weed's parts talk gRPC); no IAM API on S3.
+               "-disableHttp", "-s3.iam=false"]  # fmt: skip
         _remove_sockets(self._ports.values())
         if self.log_path.exists():
             self.log_path.replace(self.log_path.with_suffix(".log.1"))
-        with self.log_path.open("ab") as log:
+        with os.fdopen(create_private(self.log_path, _APPEND), "ab") as log:
             self._proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=self.root, start_new_session=True,  # Ctrl-C reaches Flick, which stops weed
+                cwd=self.root,  # weed reads security.toml from here
+                start_new_session=True,  # Ctrl-C reaches Flick, which stops weed
+                # Whatever Flick's umask, weed's files (users' photos) and its unix sockets in
+                # /tmp are for this user alone; WEED_* variables would override security.toml.
+                umask=0o077, env={k: v for k, v in os.environ.items() if not k.startswith("WEED_")},
             )  # fmt: skip
-        (self.root / "weed.pid").write_text(f"{self._proc.pid}\n")
+        write_private(self.root / "weed.pid", f"{self._proc.pid}\n".encode())
         url = f"http://{self.endpoint}/"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
@@ -128,6 +151,32 @@ class EmbeddedSeaweed(Service):
             "S3_ENDPOINT",
         )
 
+    async def _check_closed(self) -> None:
+        """Refuse to run if any port but S3's answers without Flick's certificate."""
+        assert self._proc is not None
+        pid, s3 = self._proc.pid, self._ports["s3.port"]
+        expected = set(self._ports.values())
+        # The admin server and its worker open their ports after S3 answers; wait (up to 10 s)
+        # for them so the check covers them, but a weed that opens fewer ports is no error.
+        for _ in range(100):
+            ports = listening_ports(pid)
+            if expected <= ports.keys():
+                break
+            await asyncio.sleep(0.1)
+        open_doors = await in_thread(
+            lambda: sorted(
+                p for p, ip in ports.items()
+                if ip != "127.0.0.1" or (p != s3 and not refuses_without_certificate(p))
+            )
+        )  # fmt: skip
+        if open_doors:
+            await self._stop_process()
+            raise ServiceError(
+                f"embedded SeaweedFS answers without credentials on port(s) {open_doors}, so it "
+                f"was stopped (see {self.log_path}); set S3_ENDPOINT to use your own S3 server",
+                "S3_ENDPOINT",
+            )
+
     async def _stop_process(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
@@ -140,6 +189,9 @@ class EmbeddedSeaweed(Service):
     async def stop(self) -> None:
         await self._stop_process()
         self._lock.release()
+
+
+_APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND
 
 
 def _kill_leftovers(root: Path) -> None:
@@ -167,19 +219,13 @@ def _identity(path: Path) -> tuple[str, str]:
     """The one S3 identity: without it SeaweedFS accepts anonymous writes. Reused on restart."""
     with contextlib.suppress(FileNotFoundError, ValueError, LookupError, TypeError):
         cred = json.loads(path.read_text())["identities"][0]["credentials"][0]
-        path.chmod(0o600)
+        path.chmod(0o600)  # written so; a copy restored from a backup may not be
         return str(cred["accessKey"]), str(cred["secretKey"])
     access, secret = "flick" + secrets.token_hex(8), secrets.token_hex(32)
     doc = {"identities": [{"name": "flick",
                            "credentials": [{"accessKey": access, "secretKey": secret}],
                            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}  # fmt: skip
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(doc, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_private(path, json.dumps(doc).encode())
     return access, secret
 
 

@@ -31,6 +31,7 @@ from PIL import (
 
 from flick.errors import FinalError, ServiceError
 from flick.ports import ComposedImage, Prediction, PredictionStatus
+from flick.private_files import private_dir
 
 __all__ = ["LocalImageProvider", "LocalVideoProvider", "decode_photo", "style_colour"]
 
@@ -144,7 +145,7 @@ class LocalVideoProvider:
         if duration <= 0 or fps <= 0 or width < 16:
             raise ValueError("duration and fps must be positive and width at least 16")
         self._dir = work_dir
-        self._dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self._dir)
         self._latency = latency
         self._frames = max(1, round(duration * fps))
         self._fps = fps

@@ -19,6 +19,7 @@ from flick.fsm.generation import GenerationRecord
 from flick.models import generations
 from flick.pipeline.retry import with_retries
 from flick.ports import Storage
+from flick.private_files import private_dir
 
 #: The ServiceError setting S3Storage names when S3 cannot be reached or failed on its side.
 _UNREACHABLE = "S3_ENDPOINT"
@@ -33,7 +34,7 @@ async def download(
     Over `max_bytes`: ValueError. On any failure (cancellation too) the partial file is deleted.
     """
     if directory is not None:
-        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(private_dir, directory)  # users' photos and videos
     fd, name = await asyncio.to_thread(
         tempfile.mkstemp, prefix="flick-video-", suffix=suffix, dir=directory
     )

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any, Final
 
 from pyrogram import Client, enums
+from pyrogram.storage import SQLiteStorage
 
+from flick.private_files import create_private, private_dir
 from flick.settings import Settings
 
 #: Options shared by the production client and the offline one in `flick.testing.telegram`, so
@@ -75,6 +79,33 @@ def redact_in_kurigram_logs(*secrets: str) -> None:
             target.addFilter(_REDACT)
 
 
+class PrivateSessionStorage(SQLiteStorage):
+    """kurigram's session file, 0600 from its first byte whatever the umask.
+
+    It holds the bot's authorization key: whoever reads it can act as the bot. SQLite would
+    create it with 0644 filtered by the umask (Docker's 022 leaves it world-readable), so the
+    file is created here first; SQLite gives its journal the database file's mode.
+    """
+
+    async def open(self) -> None:
+        # Blocking, like the sqlite3 calls of kurigram's own open(): once, at start.
+        _create_if_missing(Path(self.database))
+        await super().open()  # type: ignore[no-untyped-call]
+
+    async def update(self) -> None:
+        # kurigram migrates an existing file; the empty one made above is a new session.
+        found = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'version'").fetchone()
+        if found is None:
+            await self.create()  # type: ignore[no-untyped-call]
+        else:
+            await super().update()  # type: ignore[no-untyped-call]
+
+
+def _create_if_missing(path: Path) -> None:
+    if not path.is_file():
+        os.close(create_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+
+
 def build_client(settings: Settings) -> Client:
     """A kurigram client for the bot, its session file kept in `settings.data_dir`."""
     settings.require_telegram()
@@ -82,13 +113,15 @@ def build_client(settings: Settings) -> Client:
     token = settings.bot_token.get_secret_value()
     api_hash = settings.api_hash.get_secret_value()
     redact_in_kurigram_logs(token, api_hash)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    name = session_name(token)
+    workdir = private_dir(settings.data_dir)
     return Client(
-        session_name(token),
+        name,
         api_id=settings.api_id,
         api_hash=api_hash,
         bot_token=token,
-        workdir=settings.data_dir,
+        workdir=workdir,
+        storage_engine=PrivateSessionStorage(name, workdir=workdir),
         # Fetch what arrived while the bot was down (a restart, a deploy): a user's photo or a
         # successful payment must not be lost. The engine recognises redeliveries by event_id.
         skip_updates=False,

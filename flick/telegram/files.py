@@ -11,6 +11,7 @@ from typing import Final
 from pyrogram import types
 
 from flick.ports import Button, Keyboard, Storage
+from flick.private_files import private_dir
 
 #: Telegram's upload limit for a bot over MTProto (kurigram refuses anything larger).
 MAX_UPLOAD_BYTES: Final = 2000 * 1024 * 1024
@@ -43,7 +44,7 @@ async def spool(storage: Storage, key: str, directory: Path | None = None) -> Pa
     kurigram then uploads from the file in parts.
     """
     if directory is not None:
-        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(private_dir, directory)  # users' photos and videos
     suffix = Path(key).suffix or ".bin"
     fd, name = await asyncio.to_thread(
         tempfile.mkstemp, prefix="flick-upload-", suffix=suffix, dir=directory

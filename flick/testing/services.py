@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import secrets
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -97,6 +99,40 @@ def make_storage(seaweed: EmbeddedSeaweed, prefix: str = "test", **options: Any)
     """An S3Storage on a fresh, uniquely named bucket (created by `start()` / `async with`)."""
     bucket = f"{prefix}-{secrets.token_hex(6)}".lower()
     return S3Storage(seaweed.endpoint, seaweed.access_key, seaweed.secret_key, bucket, **options)
+
+
+def connectable_as_nobody(paths: list[str]) -> list[str]:
+    """The sockets a process of the user `nobody` can connect to (a forked child that drops
+    root: no other program, so nothing about where Python is installed matters)."""
+    nobody = pwd.getpwnam("nobody")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: only system calls, then _exit
+        code = 1
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            opened = []
+            for path in paths:
+                with socket.socket(socket.AF_UNIX) as sock:
+                    try:
+                        sock.connect(path)
+                        opened.append(path)
+                    except PermissionError:
+                        pass
+            os.write(write, "\n".join(opened).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as fh:
+        out = fh.read().decode()
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError("the probe as nobody failed")
+    return out.split()
 
 
 def processes_using(path: Path) -> list[psutil.Process]:

@@ -16,6 +16,12 @@ from flick.testing.fake_replicate import FakeReplicate
 KEY, TOKEN = "sk-doctor-test", "r8_doctor-test"
 
 
+@pytest.fixture(autouse=True)
+def _no_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The doctor checks the .env of its working directory: not the developer's."""
+    monkeypatch.chdir(tmp_path)
+
+
 def settings(
     tmp_path: Path, openai: FakeOpenAI, replicate: FakeReplicate, **extra: object
 ) -> Settings:
@@ -39,7 +45,14 @@ async def test_doctor_passes_on_embedded_services_and_fake_providers(
     lines = capsys.readouterr().out.splitlines()
     assert code == 0, lines
     names = [line.split("]", 1)[1].split(":", 1)[0].strip() for line in lines]
-    assert names == ["settings", "database", "storage", "image provider", "video provider"]
+    assert names == [
+        "settings",
+        "files",
+        "database",
+        "storage",
+        "image provider",
+        "video provider",
+    ]
     assert all(line.startswith("[ok  ]") for line in lines)
 
 
@@ -74,3 +87,26 @@ async def test_doctor_names_each_broken_part_and_the_fix(
     assert "BOT_TOKEN" in failing["telegram"]
     for secret in ("pw-secret", "s3-secret", "sk-wrong", "r8_wrong"):
         assert secret not in out
+
+
+async def test_doctor_names_each_secret_file_others_can_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = tmp_path / ".env"
+    env.write_text(f"OPENAI_API_KEY={KEY}\n")
+    env.chmod(0o644)
+    data_dir = tmp_path / "var"
+    data_dir.mkdir(mode=0o755)
+    data_dir.chmod(0o755)  # made by hand, or by an older Flick under umask 022
+    session = data_dir / "flick-bot-1.session"
+    session.write_bytes(b"authorization key")
+    session.chmod(0o644)
+    async with FakeOpenAI(api_key=KEY) as openai, FakeReplicate(api_token=TOKEN) as replicate:
+        code = await doctor(settings(tmp_path, openai, replicate), telegram=False)
+    out = capsys.readouterr().out
+    assert code == 1
+    files = [line for line in out.splitlines() if line.startswith("[FAIL] files:")]
+    assert len(files) == 3, out
+    for path, fix in ((data_dir, "chmod 700"), (session, "chmod 600"), (env, "chmod 600")):
+        assert any(f" {path} " in line and f"{fix} {path}" in line for line in files), path
+    assert KEY not in out
