@@ -125,3 +125,18 @@ async def test_replies_to_a_user_who_blocked_the_bot_mark_them_blocked(harness, 
     await h.settle()
     assert not await pool().fetchval("SELECT blocked FROM users WHERE telegram_id = $1", UID)
     assert tools.texts(h, UID)[-1] == t("en", "balance", balance=1)
+
+
+async def test_a_provider_error_echoing_a_key_is_stored_redacted(harness, tools) -> None:
+    key = "sk-proj-" + "A1b2C3d4E5f6G7h8I9j0" * 2
+    image = RefusingImage(
+        FinalError(f"Incorrect API key provided: {key}", kind="auth", user_reason="generic")
+    )
+    h = await harness(image=image)
+    await tools.to_photos(h, UID)
+    await h.photo(UID)
+    await h.photo(UID)
+    await h.settle()
+    stored = await pool().fetchval("SELECT error_message FROM generations")
+    assert stored.startswith("Incorrect API key provided:")
+    assert key not in stored and key[:12] not in stored
