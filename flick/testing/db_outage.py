@@ -74,8 +74,8 @@ class DbProxy:
         self._port: int | None = None
         self._down = False
         self._links: set[_Link] = set()
-        # Every task this proxy runs (one per accepted connection, and its two pumps): cut()
-        # and close() wait for them, so an outage or a stop leaves nothing running behind it.
+        # One task per accepted connection (its two pumps run inside it): cut() and close()
+        # cancel them and wait, so an outage or a stop leaves nothing running behind it.
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @classmethod
@@ -169,8 +169,7 @@ class DbProxy:
         for link in list(self._links):
             link.reset()
         self._links.clear()
-        current = asyncio.current_task()
-        pending = [t for t in self._tasks if t is not current]
+        pending = list(self._tasks)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -179,10 +178,12 @@ class DbProxy:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._track(task)  # start_server's own task for this connection
+    def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # A plain callback, and a task of our own per connection: cut() cancels these, and the
+        # task start_server makes for a coroutine callback reports a cancellation as an error.
+        self._track(asyncio.get_running_loop().create_task(self._serve(reader, writer)))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._down or self._server is None:
             self.stats.refused += 1
             _reset(writer)
@@ -193,6 +194,9 @@ class DbProxy:
             self.stats.failed += 1
             _reset(writer)
             return
+        except asyncio.CancelledError:
+            _reset(writer)
+            raise
         if self._down or self._server is None:  # cut while connecting
             self.stats.refused += 1
             _reset(up_writer)

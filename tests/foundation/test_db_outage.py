@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -16,14 +17,24 @@ GONE = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
 
 @pytest.fixture
 async def proxy(database_url: str) -> AsyncIterator[DbProxy]:
+    """A running proxy; afterwards, no task of its left and nothing the loop had to report
+    (such as a callback failing on a cancelled connection task)."""
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: reported.append(context))
     before = asyncio.all_tasks()
-    async with DbProxy.for_url(database_url) as running:
-        yield running
-    for _ in range(3):  # let the aborted transports' callbacks run
-        await asyncio.sleep(0)
+    try:
+        async with DbProxy.for_url(database_url) as running:
+            yield running
+        for _ in range(3):  # let the aborted transports' callbacks run
+            await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
     leaked = [t for t in asyncio.all_tasks() - before if not t.done()]
     leaked = [t for t in leaked if t is not asyncio.current_task()]
     assert not leaked, f"the proxy left tasks running: {leaked}"
+    assert not reported, f"the event loop reported: {[c.get('message') for c in reported]}"
 
 
 async def connect(proxy: DbProxy, database_url: str) -> asyncpg.Connection:
