@@ -157,6 +157,7 @@ async def _payments(c: Campaign, windows: Windows, inv: Invariants) -> None:
     assert c.db is not None
     payments = {r["telegram_payment_charge_id"]: r for r in await c.db.fetch(
         'SELECT telegram_payment_charge_id, "user", credits, status, source, '
+        "extract(epoch FROM created_at) AS created, "
         "(SELECT COUNT(*) FROM ledger l WHERE l.payment = p.id AND reason = 'purchase') "
         "AS credits_rows FROM payments p")}  # fmt: skip
     sent = {u.op["charge"]: u.first_sent for u in c.tg.log if u.kind == "pay"}
@@ -173,9 +174,46 @@ async def _payments(c: Campaign, windows: Windows, inv: Invariants) -> None:
                    f"{reconciled} credited by Flick's own reconciliation)")  # fmt: skip
     inv("charges lost: paid, never credited (no manual reconcile)", len(lost),
         ", ".join(f"{n} paid in a {k} window" for k, n in lost_in.most_common()))  # fmt: skip
+    credited = {ch: float(r["created"]) - c.clock_offset for ch, r in payments.items()}
+    dropped, after_restart = _dropped(c, credited)
+    inv.report.add("charges credited only by a later incarnation than the one that received "
+                   "them", str(after_restart))  # fmt: skip
+    inv(f"payments a running Flick dropped (not credited {c.args.payment_grace:g} s after the "
+        "database was back)", len(dropped),
+        ", ".join(f"{n} received in a {k} window" for k, n in dropped.most_common()))  # fmt: skip
     inv("charges credited twice", len(twice), ", ".join(twice[:3]))
     inv("charges credited with other than their order's credits", len(wrong))
     inv("payments nobody made", sum(1 for ch in payments if ch not in c.charges))
+
+
+def _dropped(c: Campaign, credited: dict[str, float]) -> tuple[Counter[str], int]:
+    """Payments a running Flick received and gave up on: it kept running until `payment_grace`
+    after its database was back (an outage under way or starting meanwhile), and the charge was
+    still not credited. Telegram's later redelivery or a reconciliation may have saved them;
+    a Flick that is not restarted would not have been. Also: how many were credited only by an
+    incarnation later than the one that first received them."""
+    grace, windows = c.args.payment_grace, Windows(c.faults)
+    outages = sorted((f.start, f.end) for f in c.faults if f.kind == "outage")
+    dropped: Counter[str] = Counter()
+    after_restart = 0
+    for update in c.tg.log:
+        if update.kind != "pay" or not update.sent_to:
+            continue
+        tc = credited.get(update.op["charge"], float("inf"))
+        first, _ = update.sent_to[0]
+        if c.lives[first][1] < tc < float("inf"):
+            after_restart += 1
+        for k, t in update.sent_to:
+            if t >= tc:
+                continue
+            deadline = t + grace
+            for start, end in outages:
+                if start <= deadline and end >= t:
+                    deadline = max(deadline, end + grace)
+            if c.lives[k][1] > deadline and tc > deadline:
+                dropped[windows.kind(t)] += 1
+                break
+    return dropped, after_restart
 
 
 def _predictions(
@@ -273,3 +311,37 @@ async def _people(c: Campaign, windows: Windows, inv: Invariants) -> None:
                    f"{sum(heard.welcomes.values())} / {sum(sent.values())}")  # fmt: skip
     inv("users welcomed more often than they sent /start (a redelivery had an effect)",
         len(extra), f"{sum(extra.values())} extra welcome(s)" if extra else "")  # fmt: skip
+
+
+def summarize(c: Campaign, report: Report) -> None:
+    """What the campaign did, before what it found."""
+    by_kind: dict[str, list[FaultRecord]] = {}
+    for f in c.faults:
+        by_kind.setdefault(f.kind, []).append(f)
+    planned = c.args.kills + c.args.terms + c.args.outages
+    done = sum(len(by_kind.get(k, [])) for k in ("SIGKILL", "SIGTERM", "outage"))
+    report.add("faults survived", f"{done}: " + ", ".join(
+        f"{k} {len(v)}" for k, v in by_kind.items() if k != "exit"), f"{planned}",
+        done >= planned)  # fmt: skip
+    aims = [f"{k}: " + " ".join(f"{a} {n}" for a, n in sorted(_count(v).items()))
+            for k, v in by_kind.items() if k != "exit"]  # fmt: skip
+    report.add("fault moments (aimed just after …)", "; ".join(aims))
+    outages = [f.seconds for f in by_kind.get("outage", [])]
+    if outages:
+        report.add("database outages", f"{len(outages)}, {sum(outages):.0f} s in all, "
+                   f"{min(outages):.1f}–{max(outages):.1f} s each; {c.proxy.stats.cut} "
+                   f"connections cut, {c.proxy.stats.refused} refused")  # fmt: skip
+    t = c.tally
+    kinds = ", ".join(f"{k} {n}" for k, n in t.redelivered.most_common())
+    report.add("updates sent / redelivered after restarts", f"{len(c.tg.log)} / "
+               f"{len(t.redelivered_updates)}, {sum(t.redelivered.values())} times ({kinds}); "
+               f"{t.late} sent while Flick was down")  # fmt: skip
+    done_videos = sum(u.done for u in c.users)
+    report.add("videos users got / wanted", f"{done_videos} / {len(c.users) * c.args.videos}")
+
+
+def _count(faults: list[FaultRecord]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for f in faults:
+        counts[f.aim] = counts.get(f.aim, 0) + 1
+    return counts

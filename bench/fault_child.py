@@ -38,6 +38,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from bench.common import bench_settings, quiet_logging
+from bench.fault_telegram import VIDEO_MARK
 from bench.offline import inject
 from flick.app import Flick
 from flick.pipeline.generation import PipelineConfig
@@ -48,8 +49,6 @@ from flick.storage import S3Storage
 from flick.telegram.gateway import TelegramGateway
 from flick.testing.telegram import Incoming, OfflineTelegram, raw
 from flick.testing.tg_wire import chat_of
-
-VIDEO_MARK = b"flick-bench-prediction:"  # in a free box the fake Replicate adds to each video
 
 
 def emit(event: dict[str, Any]) -> None:

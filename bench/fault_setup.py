@@ -1,17 +1,23 @@
-"""The fault campaign's options, the providers' script, and reading the child's log."""
+"""The fault campaign's options, its providers (scripted, watched), and reading the child's log."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
 import random
 import shutil
+import struct
 import tempfile
 from collections import Counter
 from pathlib import Path
 
+from aiohttp import web
+
 from bench.common import add_common_args
+from bench.fault_telegram import VIDEO_MARK
+from flick.testing.fake_http import Call
 from flick.testing.fake_openai import FakeOpenAI
 from flick.testing.fake_replicate import FakeReplicate
 from flick.testing.faults import Fault
@@ -20,6 +26,31 @@ KINDS = ("kills", "terms", "outages")
 SHARES = {"kills": 2, "terms": 1, "outages": 2}  # how --faults splits among unset kinds
 DEFAULT_FAULTS = 24
 AIMS = ("random", "video", "prediction", "payment", "photo", "tap", "cancel")
+
+
+class WatchedReplicate(FakeReplicate):
+    """FakeReplicate that tells the campaign the moment a prediction exists (it is billed from
+    then on), whose answer then takes `reply_latency` to reach Flick, as over a network, and
+    whose videos each carry their prediction's id (an MP4 `free` box, which players skip)."""
+
+    created = asyncio.Event()
+    reply_latency = 0.0
+
+    async def _create(self, call: Call) -> web.StreamResponse:
+        response = await super()._create(call)
+        if response.status == 201:
+            self.created.set()
+            await asyncio.sleep(self.reply_latency)
+        return response
+
+    async def _output(self, call: Call) -> web.StreamResponse:
+        response = await super()._output(call)
+        body = response.body if isinstance(response, web.Response) else None
+        if response.status != 200 or not isinstance(body, bytes):
+            return response
+        mark = VIDEO_MARK + call.request.match_info["id"].encode()
+        box = struct.pack(">I", 8 + len(mark)) + b"free" + mark
+        return web.Response(body=body + box, content_type="video/mp4")
 
 
 def provider_script(args: argparse.Namespace, openai: FakeOpenAI, replicate: FakeReplicate) -> None:
@@ -106,6 +137,9 @@ def parse(doc: str | None, argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--redeliver-window", type=float, default=5.0,
                    help="after a restart Telegram redelivers every update since the previous "
                    "start and this many seconds before it (5)")  # fmt: skip
+    p.add_argument("--payment-grace", type=float, default=10.0,
+                   help="seconds a running Flick has, once its database is back, to credit a "
+                   "payment it received (10)")  # fmt: skip
     p.add_argument("--users", type=int, default=30, help="users (30)")
     p.add_argument("--videos", type=int, default=3, help="videos each user wants (3)")
     p.add_argument("--seed", type=int, default=1)

@@ -30,6 +30,9 @@ PRECHECKOUT_WINDOW = 10.0  # Telegram waits this long for a pre-checkout answer,
 # incarnation, its FileStore's media ids at 5,000,000,001.
 FIRST_MESSAGE_ID = 1_000_000_000
 FIRST_PHOTO_ID = 9_000_000_000_000
+# The fake Replicate ends each video with an MP4 `free` box holding this and the prediction id;
+# the child reads it back from what Flick sent, so each video names its generation.
+VIDEO_MARK = b"flick-bench-prediction:"
 
 
 @dataclass
@@ -39,7 +42,12 @@ class Update:
     kind: str  # cmd:<name>, tap, photo, precheckout, pay
     op: dict[str, Any]  # what the child builds the raw update from
     first_sent: float  # time.monotonic()
-    deliveries: int = 0  # times it was written to a running Flick
+    sent_to: list[tuple[int, float]] = field(default_factory=list)  # (incarnation, when)
+
+    @property
+    def deliveries(self) -> int:
+        """Times it was written to a running Flick."""
+        return len(self.sent_to)
 
 
 @dataclass

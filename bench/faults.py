@@ -26,7 +26,6 @@ import json
 import os
 import random
 import signal
-import struct
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -34,53 +33,24 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from aiohttp import web
 
 from bench.common import Report, Services, header, quiet_logging, run, services
-from bench.fault_checks import FaultRecord, check
-from bench.fault_setup import errors_in, keep, provider_script
+from bench.fault_checks import FaultRecord, check, summarize
+from bench.fault_setup import WatchedReplicate, errors_in, keep, provider_script
 from bench.fault_setup import parse as parse_args
 from bench.fault_telegram import FaultTelegram, Update
 from bench.fault_users import Charge, People, Tally, User
 from flick.testing.db_outage import DbProxy
-from flick.testing.fake_http import Call
 from flick.testing.fake_openai import FakeOpenAI
-from flick.testing.fake_replicate import FakeReplicate
 
 OPENAI_KEY = "sk-bench-not-a-real-key"
 REPLICATE_TOKEN = "r8_bench-not-a-real-token"
 VIDEO_MODEL = "wan-video/wan-2.2-i2v-fast"
-VIDEO_MARK = b"flick-bench-prediction:"  # bench.fault_child reads it back from each video
 # Seconds after the moment, at most: how long the thing aimed at stays in flight.
 AIM_SPREAD = {"random": 0.0, "video": 0.15, "prediction": 0.06, "payment": 0.1, "photo": 0.2,
               "tap": 0.1, "cancel": 0.1}  # fmt: skip
 SENT_MOMENT = {"pay": "payment", "photo": "photo", "tap": "tap", "cmd:cancel": "cancel"}
 ROOT = Path(__file__).resolve().parent.parent  # where `python -m bench.fault_child` resolves
-
-
-class WatchedReplicate(FakeReplicate):
-    """FakeReplicate that tells the campaign the moment a prediction exists (it is billed from
-    then on), whose answer then takes `reply_latency` to reach Flick, as over a network, and
-    whose videos each carry their prediction's id (an MP4 `free` box, which players skip)."""
-
-    created = asyncio.Event()
-    reply_latency = 0.0
-
-    async def _create(self, call: Call) -> web.StreamResponse:
-        response = await super()._create(call)
-        if response.status == 201:
-            self.created.set()
-            await asyncio.sleep(self.reply_latency)
-        return response
-
-    async def _output(self, call: Call) -> web.StreamResponse:
-        response = await super()._output(call)
-        body = response.body if isinstance(response, web.Response) else None
-        if response.status != 200 or not isinstance(body, bytes):
-            return response
-        mark = VIDEO_MARK + call.request.match_info["id"].encode()
-        box = struct.pack(">I", 8 + len(mark)) + b"free" + mark
-        return web.Response(body=body + box, content_type="video/mp4")
 
 
 class Campaign:
@@ -101,6 +71,7 @@ class Campaign:
         self.lifecycle = asyncio.Lock()  # one stop, start or outage at a time
         self.moments = {k: asyncio.Event() for k in AIM_SPREAD if k != "random"}
         self.faults: list[FaultRecord] = []
+        self.lives: list[list[float]] = []  # [up since, stopped at] of each incarnation
         self.incarnation = 0
         self.started_at = time.monotonic()  # when the running incarnation was started
         self.clock_offset = time.time() - time.monotonic()
@@ -133,6 +104,7 @@ class Campaign:
         except TimeoutError:
             raise RuntimeError(f"Flick did not start; see {self.log_path}") from None
         self._stopping = False
+        self.lives.append([time.monotonic(), float("inf")])
         due = [] if first else self.tg.redeliveries(previous_start, self.args.redeliver_window)
         self.alive.set()
         for update in due:
@@ -156,6 +128,7 @@ class Campaign:
         elif not self._stopping and not self.closing:
             # Flick ended on its own: a supervisor (systemd) would start it again.
             self.alive.clear()
+            self._ended()
             revive = asyncio.create_task(self._revive(proc))
             self._revivals.add(revive)
             revive.add_done_callback(self._revivals.discard)
@@ -165,6 +138,7 @@ class Campaign:
             if self.proc is not dead or self.closing:
                 return
             await dead.wait()
+            self._ended()
             self.faults.append(FaultRecord("exit", f"rc={dead.returncode}", time.monotonic()))
             await self.start_child()
 
@@ -174,8 +148,13 @@ class Campaign:
         proc = self.proc
         if proc is not None and proc.returncode is None:
             await how(proc)
+        self._ended()
         if self._reader is not None:
             await self._reader  # everything Telegram received before the stop is counted
+
+    def _ended(self) -> None:
+        if self.lives and self.lives[-1][1] == float("inf"):
+            self.lives[-1][1] = time.monotonic()
 
     async def kill_child(self) -> None:
         async def sigkill(proc: asyncio.subprocess.Process) -> None:
@@ -225,7 +204,7 @@ class Campaign:
             return
         try:
             proc.stdin.write((json.dumps(update.op) + "\n").encode())
-            update.deliveries += 1
+            update.sent_to.append((self.incarnation - 1, time.monotonic()))
             await proc.stdin.drain()
         except (ConnectionError, RuntimeError):
             pass
@@ -373,40 +352,6 @@ async def main(args: argparse.Namespace) -> None:
             print(f"    - {name}")
     else:
         print("  every invariant held")
-
-
-def summarize(c: Campaign, report: Report) -> None:
-    """What the campaign did, before what it found."""
-    by_kind: dict[str, list[FaultRecord]] = {}
-    for f in c.faults:
-        by_kind.setdefault(f.kind, []).append(f)
-    planned = c.args.kills + c.args.terms + c.args.outages
-    done = sum(len(by_kind.get(k, [])) for k in ("SIGKILL", "SIGTERM", "outage"))
-    report.add("faults survived", f"{done}: " + ", ".join(
-        f"{k} {len(v)}" for k, v in by_kind.items() if k != "exit"), f"{planned}",
-        done >= planned)  # fmt: skip
-    aims = [f"{k}: " + " ".join(f"{a} {n}" for a, n in sorted(_count(v).items()))
-            for k, v in by_kind.items() if k != "exit"]  # fmt: skip
-    report.add("fault moments (aimed just after …)", "; ".join(aims))
-    outages = [f.seconds for f in by_kind.get("outage", [])]
-    if outages:
-        report.add("database outages", f"{len(outages)}, {sum(outages):.0f} s in all, "
-                   f"{min(outages):.1f}–{max(outages):.1f} s each; {c.proxy.stats.cut} "
-                   f"connections cut, {c.proxy.stats.refused} refused")  # fmt: skip
-    t = c.tally
-    kinds = ", ".join(f"{k} {n}" for k, n in t.redelivered.most_common())
-    report.add("updates sent / redelivered after restarts", f"{len(c.tg.log)} / "
-               f"{len(t.redelivered_updates)}, {sum(t.redelivered.values())} times ({kinds}); "
-               f"{t.late} sent while Flick was down")  # fmt: skip
-    done_videos = sum(u.done for u in c.users)
-    report.add("videos users got / wanted", f"{done_videos} / {len(c.users) * c.args.videos}")
-
-
-def _count(faults: list[FaultRecord]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for f in faults:
-        counts[f.aim] = counts.get(f.aim, 0) + 1
-    return counts
 
 
 async def wait_generations(campaign: Campaign, seconds: float) -> None:

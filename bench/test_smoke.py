@@ -76,9 +76,9 @@ async def test_fault_telegram_redelivers_since_the_previous_start() -> None:
 
     tg = FaultTelegram()
     old = tg.command(1, "start")
-    old.deliveries, old.first_sent = 1, time.monotonic() - 60
+    old.sent_to, old.first_sent = [(0, time.monotonic() - 60)], time.monotonic() - 60
     start = tg.command(1, "start")
-    start.deliveries = 1
+    start.sent_to.append((0, time.monotonic()))
     pending = tg.photo(1)  # never reached Flick: delivered when it is back
     due = tg.redeliveries(time.monotonic() - 1, window=5)
     assert due == [start, pending]
