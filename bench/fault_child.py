@@ -5,31 +5,40 @@ engine resuming unfinished work after Telegram is up), with the offline Telegram
 network. Its PostgreSQL, SeaweedFS, OpenAI and Replicate all live in the parent and survive the
 kills. Protocol, one JSON object a line:
 
-  stdin  (parent → child): what users do, e.g. {"op": "cmd", "uid": 5, "name": "create"},
-         {"op": "tap", "uid": 5, "data": "style:hug", "mid": 12}, {"op": "photo", "uid": 5},
-         {"op": "precheckout", "uid": 5, "payload": "order:…", "amount": 50},
-         {"op": "pay", "uid": 5, "payload": "order:…", "amount": 50, "charge": "ch-5-1"}
+  stdin  (parent → child): updates users send, each with the ids Telegram gave it for good (the
+         parent assigns them, so a redelivered update is the same update): e.g.
+         {"op": "cmd", "uid": 5, "name": "create", "id": 1000000007, "pts": 1000012, "date": …},
+         {"op": "tap", "uid": 5, "data": "style:hug", "mid": 12, "qid": 31},
+         {"op": "photo", "uid": 5, "photo": 9, "media_id": …, "id": …, "pts": …, "date": …},
+         {"op": "precheckout", "uid": 5, "payload": "order:…", "amount": 50, "qid": 32},
+         {"op": "pay", "uid": 5, "payload": "order:…", "amount": 50, "charge": "…", "id": …}
   stdout (child → parent): what Telegram received, written and flushed before the bot hears
          Telegram's answer, so a kill can never hide something Telegram already has:
-         {"ev": "ready"}, {"ev": "text", "chat": 5, "text": "…"}, {"ev": "video", "chat": 5},
-         {"ev": "invoice", "chat": 5}, {"ev": "precheckout", "uid": 5, "ok": true}
+         {"ev": "ready"}, {"ev": "text", "chat": 5, "text": "…"},
+         {"ev": "video", "chat": 5, "prediction": "<id named in the file>"},
+         {"ev": "invoice", "chat": 5}, {"ev": "precheckout", "uid": 5, "qid": 32, "ok": true}
 
+The bot's Stars history (`cfg["stars"]`: every charge users made so far) is Telegram's, so each
+incarnation of the offline Telegram starts with it: Flick can reconcile against it at start-up.
 End of stdin or SIGTERM: a graceful stop (drain, park generations at a resumable point).
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import json
 import os
-import random
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from bench.common import bench_settings, jpeg, quiet_logging
+from PIL import Image, ImageDraw
+
+from bench.common import bench_settings, quiet_logging
+from bench.fault_telegram import VIDEO_MARK
 from bench.offline import inject
 from flick.app import Flick
 from flick.pipeline.openai_images import OpenAIImageProvider
@@ -74,11 +83,25 @@ class Telegram:
         if isinstance(query, functions.messages.SendMessage):
             emit({"ev": "text", "chat": chat_of(query), "text": query.message[:200]})
         elif isinstance(query, functions.messages.SendMedia):
-            kind = "invoice" if isinstance(query.media, raw.types.InputMediaInvoice) else "video"
-            emit({"ev": kind, "chat": chat_of(query)})
+            if isinstance(query.media, raw.types.InputMediaInvoice):
+                emit({"ev": "invoice", "chat": chat_of(query)})
+            else:
+                emit({"ev": "video", "chat": chat_of(query), "prediction": self._marked()})
         elif isinstance(query, functions.messages.SetBotPrecheckoutResults):
             uid = self.queries.pop(query.query_id, None)
-            emit({"ev": "precheckout", "uid": uid, "ok": bool(query.success)})
+            emit({"ev": "precheckout", "uid": uid, "qid": query.query_id,
+                  "ok": bool(query.success)})  # fmt: skip
+
+    def _marked(self) -> str | None:
+        """The prediction whose file this video is (see VIDEO_MARK), from what was just sent."""
+        media = self.tg.server.media
+        data = media[-1].data if media else None
+        media.clear()  # a long campaign must not keep every video
+        at = data.rfind(VIDEO_MARK) if data else -1
+        if data is None or at < 0:
+            return None
+        tail = data[at + len(VIDEO_MARK) :]
+        return tail.split(b"\0", 1)[0].decode(errors="replace") or None
 
     def user(self, uid: int) -> Any:
         user = self.users.get(uid)
@@ -86,24 +109,53 @@ class Telegram:
             user = self.users[uid] = self.tg.user(uid, f"User{uid}", language_code="en")
         return user
 
-    def incoming(self, cmd: dict[str, Any], photo: bytes) -> Incoming | None:
+    def incoming(self, cmd: dict[str, Any]) -> Incoming | None:
+        """The raw update, with the ids the parent gave it (the same on every redelivery)."""
         tg, user = self.tg, self.user(int(cmd["uid"]))
         op = cmd["op"]
+        item: Incoming | None = None
         if op == "cmd":
-            return tg.command(user, str(cmd["name"]))
-        if op == "tap":
-            return tg.callback(user, str(cmd["data"]), message_id=cmd.get("mid") or 1)
-        if op == "photo":
-            return tg.photo(user, photo, size=(96, 96))
-        if op == "precheckout":
+            item = tg.command(user, str(cmd["name"]))
+        elif op == "tap":
+            item = tg.callback(user, str(cmd["data"]), message_id=cmd.get("mid") or 1)
+            item.update.query_id = int(cmd["qid"])
+        elif op == "photo":
+            k = int(cmd["photo"])
+            item = tg.photo(user, photo(k), size=(96, 96), media_id=int(cmd["media_id"]))
+        elif op == "precheckout":
             item = tg.pre_checkout(user, payload=cmd["payload"], total_amount=cmd["amount"])
+            item.update.query_id = int(cmd["qid"])
             self.queries[item.update.query_id] = user.id
-            return item
-        if op == "pay":
-            return tg.payment(
+        elif op == "pay":
+            item = tg.payment(
                 user, payload=cmd["payload"], total_amount=cmd["amount"], charge_id=cmd["charge"]
             )
-        return None
+        if item is not None and "id" in cmd:
+            item.update.message.id = int(cmd["id"])
+            item.update.message.date = int(cmd["date"])
+            item.update.pts = int(cmd["pts"])
+        return item
+
+    def remember_stars(self, history: list[dict[str, Any]]) -> None:
+        """Telegram's Stars history from before this incarnation of the offline Telegram."""
+        stars = self.tg.server.stars
+        for c in history:
+            stars.add(str(c["charge"]), int(c["uid"]), int(c["stars"]), str(c["payload"]).encode())
+            stars.charges[str(c["charge"])].date = int(c["date"])
+
+
+def photo(k: int) -> bytes:
+    """Photo number k: a colour and k's bits as stripes, so no two photos are alike, even after
+    Flick re-encodes them (the campaign matches paid image edits to generations by content)."""
+    image = Image.new("RGB", (96, 96), ((k * 67) % 256, (k * 151) % 256, 90))
+    draw = ImageDraw.Draw(image)
+    for bit in range(24):
+        if k >> bit & 1:
+            x = bit * 4
+            draw.rectangle((x, 60, x + 3, 95), fill=(255, 255, 255))
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
 
 
 async def serve(cfg: dict[str, Any]) -> None:
@@ -129,8 +181,6 @@ async def serve(cfg: dict[str, Any]) -> None:
     video = ReplicateVideoProvider(
         cfg["replicate_token"], model=cfg["video_model"], base_url=cfg["replicate_url"]
     )
-    rng = random.Random(os.getpid())
-    photos = [jpeg((rng.randrange(256), rng.randrange(256), 90), (96, 96)) for _ in range(8)]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -141,6 +191,7 @@ async def serve(cfg: dict[str, Any]) -> None:
         # picker) never names another chat's message in the new one.
         tg.server.message_ids = itertools.count(1 + int(cfg.get("incarnation", 0)) * 50_000)
         telegram = Telegram(tg, cfg["telegram_latency"])
+        telegram.remember_stars(cfg.get("stars", []))
         # Production keeps kurigram's session (and its peer cache) in a file across restarts;
         # the offline client's is in memory, so it is told about the users again, as the file
         # would have. Without it a resumed video meets PEER_ID_INVALID: "the user is gone".
@@ -168,7 +219,7 @@ async def serve(cfg: dict[str, Any]) -> None:
             await app.resume_work()
             settle_heap()
             emit({"ev": "ready", "pid": os.getpid()})
-            reader = asyncio.create_task(_read_commands(telegram, photos, stop))
+            reader = asyncio.create_task(_read_commands(telegram, stop))
             await stop.wait()
             reader.cancel()
             gateway.adapter.uninstall()
@@ -181,16 +232,13 @@ async def _not_yet(event: Any) -> None:
     raise RuntimeError("the adapter is wired to Flick once the engine is up")
 
 
-async def _read_commands(telegram: Telegram, photos: list[bytes], stop: asyncio.Event) -> None:
+async def _read_commands(telegram: Telegram, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 20)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    n = 0
     try:
         while line := await reader.readline():
-            cmd = json.loads(line)
-            n += 1
-            incoming = telegram.incoming(cmd, photos[n % len(photos)])
+            incoming = telegram.incoming(json.loads(line))
             if incoming is not None:
                 await inject(telegram.tg, incoming)
     finally:

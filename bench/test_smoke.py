@@ -54,3 +54,43 @@ async def test_inject_reaches_a_handler() -> None:
         await inject(tg, tg.text(alice, "ping"))
         await tg.push()  # an empty push waits for the handler of the injected update too
         assert seen == ["ping"] and replies and replies[0][0] == 1001
+
+
+def test_fault_mix_splits_the_total() -> None:
+    from bench.faults import parse
+
+    args = parse(["--faults", "20"])
+    assert (args.kills, args.terms, args.outages) == (8, 4, 8)
+    args = parse(["--faults", "100", "--outages", "50"])
+    assert args.kills + args.terms == 50 and args.outages == 50
+    args = parse(["--kills", "3", "--terms", "0"])
+    assert (args.kills, args.terms, args.outages, args.faults) == (3, 0, 0, 3)
+    with pytest.raises(SystemExit):
+        parse(["--faults", "2", "--kills", "5"])
+
+
+async def test_fault_telegram_redelivers_since_the_previous_start() -> None:
+    import time
+
+    from bench.fault_telegram import FaultTelegram
+
+    tg = FaultTelegram()
+    old = tg.command(1, "start")
+    old.sent_to, old.first_sent = [(0, time.monotonic() - 60)], time.monotonic() - 60
+    start = tg.command(1, "start")
+    start.sent_to.append((0, time.monotonic()))
+    pending = tg.photo(1)  # never reached Flick: delivered when it is back
+    due = tg.redeliveries(time.monotonic() - 1, window=5)
+    assert due == [start, pending]
+    assert start.op["id"] != pending.op["id"] and tg.starts_sent[1] == 2
+    tg.hear({"ev": "text", "chat": 1, "text": "Hi User1! I'm Flick 🎬\n\nSend me two photos"})
+    tg.hear({"ev": "text", "chat": 1, "text": "Sorry, something went wrong on my side. You…"})
+    tg.hear({"ev": "video", "chat": 1, "prediction": "abc"})
+    assert tg.heard.welcomes[1] == 1 and len(tg.heard.apologies) == 1
+    assert tg.heard.video_predictions["abc"] == 1
+
+
+def test_fault_photos_are_all_different() -> None:
+    from bench.fault_child import photo
+
+    assert len({photo(k) for k in range(1, 400)}) == 399

@@ -107,10 +107,12 @@ class UpdateBuilders:
         size: tuple[int, int] | None = None,
         caption: str = "",
         grouped_id: int | None = None,
+        media_id: int | None = None,
     ) -> Incoming:
-        """A photo whose bytes the bot can then download (`upload.getFile`)."""
+        """A photo whose bytes the bot can then download (`upload.getFile`); `media_id`: the
+        photo's Telegram id, when a test needs it fixed."""
         width, height = size or image_size(data)
-        photo = self.server.files.add_photo(data, width, height)
+        photo = self.server.files.add_photo(data, width, height, media_id=media_id)
         media = raw.types.MessageMediaPhoto(photo=photo)
         return self.message(user, caption, media=media, grouped_id=grouped_id)
 

@@ -46,13 +46,17 @@ class FileStore:
         self.parts: dict[int, dict[int, bytes]] = {}
         self._ids = itertools.count(5_000_000_001)
 
-    def _new(self) -> tuple[int, int, bytes]:
-        media_id = next(self._ids)
+    def _new(self, media_id: int | None = None) -> tuple[int, int, bytes]:
+        media_id = next(self._ids) if media_id is None else media_id
         return media_id, media_id * 7919 % (1 << 62), b"ref-" + media_id.to_bytes(8, "big")
 
     # ---- what users send ------------------------------------------------------------------
-    def add_photo(self, data: bytes, width: int, height: int) -> Any:
-        media_id, access_hash, reference = self._new()
+    def add_photo(
+        self, data: bytes, width: int, height: int, *, media_id: int | None = None
+    ) -> Any:
+        """A photo a user sends; `media_id` fixes its id (a redelivered update names the same
+        photo as the first delivery did), else the next one."""
+        media_id, access_hash, reference = self._new(media_id)
         sizes = photo_sizes(len(data), width, height)
         key: FileKey = ("photo", media_id, sizes[-1].type)
         self.blobs[key], self.references[key] = bytes(data), reference
