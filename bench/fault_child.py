@@ -44,7 +44,7 @@ from flick.app import Flick
 from flick.pipeline.openai_images import OpenAIImageProvider
 from flick.pipeline.replicate_video import ReplicateVideoProvider
 from flick.pipeline.runner import PipelineConfig
-from flick.runtime import settle_heap
+from flick.runtime import reconcile_at_start, settle_heap
 from flick.storage import S3Storage
 from flick.telegram.gateway import TelegramGateway
 from flick.testing.telegram import Incoming, OfflineTelegram, raw
@@ -215,13 +215,16 @@ async def serve(cfg: dict[str, Any]) -> None:
         ) as app:
             gateway.adapter.dispatch = app.dispatch
             await gateway.start()
-            # As `flick run` does: resume only once Telegram is up (resumed work sends messages).
+            # As `flick run` does: resume only once Telegram is up (resumed work sends messages),
+            # and reconcile with Telegram's Stars history beside it.
             await app.resume_work()
+            reconciling = asyncio.create_task(reconcile_at_start(app, tg.client))
             settle_heap()
             emit({"ev": "ready", "pid": os.getpid()})
             reader = asyncio.create_task(_read_commands(telegram, stop))
             await stop.wait()
             reader.cancel()
+            reconciling.cancel()
             gateway.adapter.uninstall()
             await app.supervisor.stop(drain_seconds=5)
             await gateway.stop()
