@@ -92,6 +92,22 @@ def is_transient(exc: BaseException) -> bool:
     down or not accepting connections yet), a Telegram timeout: worth retrying. Anything else —
     a bug, bad data — is not, and a retry would only repeat it.
     """
+    if isinstance(exc, FinalError):
+        return False  # decided: e.g. a budget spent retrying a transient one
+    if _transient_itself(exc):
+        return True
+    # A client tidying up after a dropped connection raises its own error ("cannot call
+    # Transaction.__aexit__(): the underlying connection is closed"): the cause is what counts.
+    seen = 0
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and seen < 5:
+        if _transient_itself(cause):
+            return True
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return False
+
+
+def _transient_itself(exc: BaseException) -> bool:
     if isinstance(exc, TransientError | TimeoutError | ConnectionError):
         return True
     if isinstance(exc, ServiceError):

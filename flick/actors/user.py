@@ -147,7 +147,9 @@ class UserActor:
             await self._retrying(attempt, budget=budget, what=type(message).__name__)
         except Exception as exc:
             if event_id is None or not is_transient(exc):
-                raise  # a bug: the supervisor restarts the actor (and apologises, once)
+                if event_id is not None:
+                    self.handled(event_id)  # a bug: its redelivery must not crash us again
+                raise  # the supervisor restarts the actor (and apologises, once)
             # Given up after its budget: tell the user, and let a redelivery try again.
             self.log.error("{} not handled: {}", type(message).__name__, exc)
             self.unhandled(event_id)

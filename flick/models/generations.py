@@ -53,11 +53,12 @@ _FIELDS = frozenset(
     }
 )
 
-_SELECT = (
-    'SELECT id, "user", style, status, photo1_key, photo2_key, combined_key, video_key, '
+_COLUMNS = (
+    'id, "user", style, status, photo1_key, photo2_key, combined_key, video_key, '
     "video_file_id, prediction_id, prediction_requested_at, status_message_id, charged, "
-    "refunded, error_class, created_at FROM generations"
+    "refunded, error_class, created_at"
 )
+_SELECT = f"SELECT {_COLUMNS} FROM generations"
 
 
 class RefusedTransition(Exception):  # noqa: N818 - a refusal, logged, never written
@@ -115,10 +116,7 @@ async def insert(
         'INSERT INTO generations ("user", style, status, photo1_key, photo2_key, request_key, '
         "image_provider, video_provider, charged) "
         "VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, 1) "
-        'ON CONFLICT ("user", request_key) DO NOTHING '
-        'RETURNING id, "user", style, status, photo1_key, photo2_key, combined_key, video_key, '
-        "video_file_id, prediction_id, prediction_requested_at, status_message_id, charged, "
-        "refunded, error_class, created_at",
+        f'ON CONFLICT ("user", request_key) DO NOTHING RETURNING {_COLUMNS}',
         user_id,
         style,
         photo_keys[0],

@@ -64,9 +64,10 @@ async def on_generation_ended(actor: Scope, m: msg.GenerationEnded) -> None:
     if m.recipient_gone:
         await actor.mark_blocked()
     if m.error is None:
+        # Delivered, or ended elsewhere first (a /cancel that won the race already moved on).
         if actor.conv.trigger("finish", generation_id=m.generation_id):
             await actor.save()
-        actor.ctx.on_metric("generation", {"outcome": "done", "error_class": ""}, 1)
+            actor.ctx.on_metric("generation", {"outcome": "done", "error_class": ""}, 1)
         return
     refund = await money.refund_generation(m.generation_id, "fail", m.error.kind, str(m.error))
     if actor.conv.trigger("finish", generation_id=m.generation_id):
