@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class FlickError(Exception):
     """Root of every error Flick raises on purpose."""
@@ -107,13 +109,30 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+_NETWORK_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.ENETDOWN,
+        errno.ETIMEDOUT,
+        errno.EPIPE,
+        errno.EAGAIN,
+    }
+)
+
+
 def _transient_itself(exc: BaseException) -> bool:
     if isinstance(exc, TransientError | TimeoutError | ConnectionError):
         return True
     if isinstance(exc, ServiceError):
         return exc.setting in ("S3_ENDPOINT", "DATABASE_URL")
     if isinstance(exc, OSError):
-        return True
+        # The network's errors only: an image library's "cannot identify image file" or a
+        # missing file are OSErrors too, and retrying them would only repeat them.
+        return exc.errno in _NETWORK_ERRNOS
     # Imported here: the exception root must not make every importer load these clients.
     import aiohttp
     import asyncpg

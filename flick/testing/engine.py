@@ -187,7 +187,17 @@ class EngineHarness:
                 if not sup.mailbox_depth():
                     return
             await asyncio.sleep(0.005)
-        raise TimeoutError("the engine did not settle")
+        busy_actors = {
+            uid: ("busy" if a.busy else "") + (" photos" if a.pending_photos else "")
+            + ("" if a.loaded else " loading")
+            for uid, a in sup.actors.items()
+            if a.busy or a.pending_photos or not a.loaded
+        }
+        raise TimeoutError(
+            f"the engine did not settle: mailboxes {sup.mailbox_depth()}, intakes "
+            f"{sup.intakes_running()}, generations {sup.generations_running}, "
+            f"actors {busy_actors}, restarts pending {sorted(sup._restarts)}"
+        )
 
     async def make_video(self, uid: int, style: str = "hug") -> None:
         """The whole happy path for one user (consent included)."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
@@ -16,6 +18,8 @@ from flick.errors import is_transient
 from flick.fsm.conversation import State
 from flick.pipeline import imaging
 from flick.storage import photo_key
+
+T = TypeVar("T")
 
 _EXPECT = {
     State.CHOOSING_STYLE: "expect_style",
@@ -72,15 +76,7 @@ async def _intake(actor: Scope, e: ev.Photo, epoch: int) -> None:
     photo = e.photo
     limits = actor.ctx.photo_limits
 
-    async def store() -> str:
-        data = await imaging.read_limited(actor.ctx.outbox.download(photo), limits.max_bytes)
-        jpeg = await imaging.normalize(data, limits)
-        key = photo_key(actor.uid, datetime.now(UTC), photo.file_unique_id)
-        await actor.ctx.storage.put(key, jpeg, "image/jpeg")
-        return key
-
-    report: object
-    try:
+    async def retried(call: Callable[[], Awaitable[T]]) -> T:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(is_transient),
             wait=wait_random_exponential(multiplier=0.2, max=5.0),
@@ -88,7 +84,17 @@ async def _intake(actor: Scope, e: ev.Photo, epoch: int) -> None:
             reraise=True,
         ):
             with attempt:
-                key = await store()
+                return await call()
+        raise AssertionError("unreachable: tenacity returns or raises")
+
+    report: object
+    try:
+        data = await retried(
+            lambda: imaging.read_limited(actor.ctx.outbox.download(photo), limits.max_bytes)
+        )
+        jpeg = await imaging.normalize(data, limits)  # what the user sent: never retried
+        key = photo_key(actor.uid, datetime.now(UTC), photo.file_unique_id)
+        await retried(lambda: actor.ctx.storage.put(key, jpeg, "image/jpeg"))
         report = msg.PhotoStored(key, epoch, e.event_id)
     except imaging.PhotoRejected as exc:
         report = msg.PhotoRejected(exc.reason, epoch, e.event_id)
