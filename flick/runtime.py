@@ -101,6 +101,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             instruments.sampling(app.supervisor, app.limiter),
         ):
             await gateway.start()
+            if app.supervisor.ctx.bot_username is None:  # for invite and promo links
+                app.supervisor.ctx.bot_username = getattr(gateway.client.me, "username", None)
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, app.reload_styles)
             # Only now: resumed work sends messages, and Telegram is connected.
             await app.resume_work()

@@ -77,7 +77,7 @@ class Generation(Table, tablename="generations"):
     predict_seconds = DoublePrecision(null=True, default=None)  # Replicate's metrics.predict_time
     cost_usd = DoublePrecision(default=0.0)
     charged = Integer(default=1)  # credits taken for it
-    plan_charged = Integer(default=0)  # of which from expiring plan credits (back there if refunded)
+    plan_charged = Integer(default=0)  # of which plan credits (they go back there if refunded)
     refunded = Boolean(default=False)
     created_at = Timestamptz(default=TimestamptzNow(), index=True)
     updated_at = Timestamptz(default=TimestamptzNow())
