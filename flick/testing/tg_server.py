@@ -15,6 +15,7 @@ from typing import Any
 
 from pyrogram import utils
 
+from flick.testing.tg_affiliate import AffiliatePrograms
 from flick.testing.tg_files import FileStore
 from flick.testing.tg_stars import StarsLedger
 from flick.testing.tg_subscriptions import Subscriptions, check_invoice
@@ -47,6 +48,8 @@ class TelegramServer:
     media: list[SentMedia] = field(default_factory=list)
     files: FileStore = field(default_factory=FileStore)
     subscriptions: Subscriptions = field(default_factory=Subscriptions)
+    # Whose session the client is: the bot's, or (False) its owner's, a person's.
+    session_is_bot: bool = True
 
     def __post_init__(self) -> None:
         # One id sequence for the bot's private chats and basic groups, as in Telegram.
@@ -54,6 +57,7 @@ class TelegramServer:
         self.pts = itertools.count(1)
         self.qts = itertools.count(1)
         self.users[self.bot.id] = self.bot
+        self.affiliate = AffiliatePrograms(self.bot)
         self._answers: dict[type[Any], Callable[[Any], Any]] = {
             raw.functions.messages.SendMessage: self._send_message,
             raw.functions.messages.EditMessage: self._edit_message,
@@ -71,6 +75,10 @@ class TelegramServer:
                 q, self.users
             ),
             raw.functions.users.GetUsers: self._get_users,
+            raw.functions.users.GetFullUser: lambda q: self.affiliate.full_user(q, self.users),
+            raw.functions.bots.UpdateStarRefProgram: lambda q: self.affiliate.update(
+                q, self.session_is_bot
+            ),
             raw.functions.updates.GetState: self._get_state,
             raw.functions.upload.SaveFilePart: self.files.save_part,
             raw.functions.upload.SaveBigFilePart: self.files.save_part,
