@@ -11,10 +11,11 @@ A purchase refunded at Telegram while a running generation holds the credit it b
 shortfall is remembered on the user (`credits_owed`, at most what running generations hold) and
 taken from that generation's refund if it fails, so the user never keeps both Stars and credit.
 
-Plan credits (PLAN_UNUSED_CREDITS=expire): `users.plan_credits` is the part of the balance a
-subscription period brought, good until `users.plan_until`. It is spent first; what is left when
-the next period is paid for, or when the period lapses without renewal, is taken away on a
-`plan_expired` ledger row. With `carry` it stays 0 and a plan's credits are ordinary credits.
+Plan credits: `users.plan_credits` is the part of the balance the current subscription period
+brought, spent first. With PLAN_UNUSED_CREDITS=expire they are good until `users.plan_until`:
+what is left when the next period is paid for, or when the period lapses without renewal, is
+taken away on a `plan_expired` ledger row. With `carry` (no `plan_until`) what is left stays as
+ordinary credits, and the next period's ledger row says how many were carried over.
 """
 
 from __future__ import annotations
@@ -433,6 +434,7 @@ class SubscriptionCredited:
     canceled_by: str | None
     created: bool  # the first payment of this subscription
     referred: Referred | None = None
+    carried: int = 0  # unused plan credits of the period before, kept (carry mode)
 
 
 async def _expire_plan(conn: asyncpg.Connection, user_id: int, amount: int, why: str) -> int:
@@ -492,6 +494,11 @@ async def credit_subscription(
         )
         if payment_id is None:
             return None
+        before = await conn.fetchval(
+            'SELECT period_end FROM subscriptions WHERE "user" = $1 AND payload = $2',
+            user_id,
+            payload[:128],
+        )
         sub = await conn.fetchrow(
             'INSERT INTO subscriptions ("user", payload, plan, credits, stars, charge_id, '
             "period_end, renews, canceled_by, payment_failed, renewals, created_at, updated_at) "
@@ -518,7 +525,8 @@ async def credit_subscription(
             "UPDATE payments SET subscription = $2 WHERE id = $1", payment_id, sub["id"]
         )
         user = await conn.fetchrow(_LOCK_USER, user_id)
-        expired, plan_delta = 0, 0
+        expired, carried, plan_delta = 0, 0, 0
+        note = f"plan {plan}, paid until {period_end:%Y-%m-%d}"
         if expire_unused:
             until = user["plan_until"]
             if until is None or period_end > until:  # a new period: the old one's credits go
@@ -529,6 +537,13 @@ async def credit_subscription(
                 await conn.execute(
                     "UPDATE users SET plan_until = $2 WHERE telegram_id = $1", user_id, period_end
                 )
+        elif before is None or period_end > before:
+            # Carried over: the last period's unused credits stay, as ordinary credits now (said
+            # on the ledger); the bucket holds the new period's, spent first as always.
+            carried = user["plan_credits"]
+            plan_delta = credits - carried
+            if carried:
+                note += f"; {carried} unused credit(s) of the period before carried over"
         balance = await _apply(
             conn,
             user_id,
@@ -536,7 +551,7 @@ async def credit_subscription(
             "subscription",
             payment_id=payment_id,
             plan_delta=plan_delta,
-            note=f"plan {plan}, paid until {period_end:%Y-%m-%d}",
+            note=note,
         )
         referred, after = await _reward_referral(conn, user_id, payment_id, referral)
     return SubscriptionCredited(
@@ -549,6 +564,7 @@ async def credit_subscription(
         sub["canceled_by"],
         sub["created"],
         referred,
+        carried,
     )
 
 

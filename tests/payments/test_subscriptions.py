@@ -113,10 +113,11 @@ async def test_first_payment_and_every_renewal_credit_exactly_once(harness, shop
     assert [(r["kind"], r["subscription"]) for r in kinds] == [("subscription", row["id"])] * 3
     texts = shop.texts(h, UID)
     date = f"{row['period_end']:%Y-%m-%d}"
+    carried = t("en", "subscription_carried_note", carried=30)  # none of it used yet
     assert texts[-1] == t(
-        "en", "subscription_renewed", credits=30, date=date, balance=91, expired=""
+        "en", "subscription_renewed", credits=30, date=date, balance=91, expired=carried
     )
-    assert sum(text.startswith("Your subscription renewed") for text in texts) == 2
+    assert sum("Your subscription renewed" in text for text in texts) == 2
     await h.command(UID, "subscription")
     await h.settle()
     shown = h.last_keyboard(UID)
@@ -326,15 +327,32 @@ async def test_a_plan_credit_a_failed_video_gives_back_is_a_plan_credit_again(
     assert await pool().fetchval("SELECT plan_charged FROM generations") == 1
 
 
-async def test_carried_plan_credits_just_add_up(harness, shop) -> None:
+async def test_carried_plan_credits_stay_and_the_ledger_says_so(harness, shop) -> None:
     h = await harness(plans="small:3:300")  # carry is the default
-    payload = await subscribe(h, UID, "first-k", 300)
-    await h.send(sub_paid(h, UID, payload, "renew-k", 300, first=False,
-                          until=int(time.time()) + 2 * PERIOD))  # fmt: skip
+    now = int(time.time())
+    payload = await subscribe(h, UID, "first-k", 300, until=now + PERIOD)
+    await shop.make_video(h, UID)  # a plan credit (spent first): 2 of them left unused
+    await h.send(sub_paid(h, UID, payload, "renew-k", 300, first=False, until=now + 2 * PERIOD))
     await h.settle()
-    assert await h.balance(UID) == 1 + 3 + 3
-    assert await pool().fetchval("SELECT plan_credits FROM users WHERE telegram_id = $1", UID) == 0
-    assert [r for r, _ in await reasons(UID)] == ["free", "subscription", "subscription"]
+    assert await h.balance(UID) == 1 + 3 - 1 + 3 == await h.ledger_sum(UID)
+    assert [r for r, _ in await reasons(UID)] == [
+        "free", "subscription", "generation", "subscription"
+    ]  # fmt: skip
+    note = await pool().fetchval(
+        "SELECT note FROM ledger WHERE \"user\" = $1 AND reason = 'subscription' "
+        "ORDER BY id DESC LIMIT 1",
+        UID,
+    )
+    assert note.endswith("; 2 unused credit(s) of the period before carried over")
+    carried = t("en", "subscription_carried_note", carried=2)
+    assert shop.texts(h, UID)[-1].startswith(carried)
+    # Nothing lapses in carry mode, whatever the date.
+    await pool().execute("UPDATE subscriptions SET period_end = now() - interval '1 day'")
+    h.app.supervisor.post(UID, Crash())
+    await h.settle()
+    await h.command(UID, "balance")
+    await h.settle()
+    assert shop.texts(h, UID)[-1] == t("en", "balance", balance=6)
 
 
 async def test_refunding_a_subscription_charge_whose_credits_were_spent(harness, shop) -> None:

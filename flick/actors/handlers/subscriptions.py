@@ -253,13 +253,13 @@ async def credit(
     if credited.created:
         await actor.say("subscription_started", credits=credits, date=date, balance=balance)
     else:
-        expired = t(actor.lang, "subscription_expired_note", expired=credited.expired)
+        note = ""  # what became of the last period's unused credits
+        if credited.expired:
+            note = t(actor.lang, "subscription_expired_note", expired=credited.expired)
+        elif credited.carried:
+            note = t(actor.lang, "subscription_carried_note", carried=credited.carried)
         await actor.say(
-            "subscription_renewed",
-            credits=credits,
-            date=date,
-            balance=balance,
-            expired=expired if credited.expired else "",
+            "subscription_renewed", credits=credits, date=date, balance=balance, expired=note
         )
     if plan_key not in actor.ctx.plans:
         # Removed by the operator (or never known): credited, and not renewed again.
