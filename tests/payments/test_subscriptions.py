@@ -214,6 +214,23 @@ async def test_a_renewal_after_cancelling_is_credited_and_renewal_stays_off(harn
     assert edits == [("first-x", True), ("first-x", True)]
 
 
+async def test_a_renewal_after_the_user_cancelled_in_telegram(harness, shop) -> None:
+    h = await harness(plans=PLANS)
+    payload = await subscribe(h, UID, "first-t")
+    await h.send(ev.SubscriptionChanged(h.user(UID), "sub:9:1601", payload, "canceled"))
+    await h.settle()
+    await h.send(sub_paid(h, UID, payload, "late-t", first=False))
+    await h.settle()
+    assert await h.balance(UID) == 1 + 60
+    row = await sub_row(UID)
+    assert (row["renews"], row["canceled_by"]) == (False, "user")  # still theirs to turn on
+    assert shop.texts(h, UID)[-1] == t(
+        "en", "subscription_renewed_after_cancel", date=f"{row['period_end']:%Y-%m-%d}"
+    )
+    # The bot does not cancel for them: that would keep them from turning it back on.
+    assert sent(h, "edit_subscription") == []
+
+
 async def test_a_payment_for_a_plan_the_operator_removed(harness, shop) -> None:
     h = await harness(plans=PLANS)
     payload = await subscribe(h, UID, "first-g")

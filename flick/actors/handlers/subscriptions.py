@@ -64,16 +64,16 @@ async def _show(actor: Scope, sub: SubscriptionRecord) -> None:
         notes.append(t(actor.lang, "subscription_note_failed"))
     if sub.plan not in actor.ctx.plans:
         notes.append(t(actor.lang, "subscription_note_gone"))
-    await actor.say(
+    text = t(
+        actor.lang,
         key,
-        ((Button(t(actor.lang, button[0]), button[1]),),),
         plan=t(actor.lang, "plan_title", credits=sub.credits),
         credits=sub.credits,
         stars=sub.stars,
         date=_date(sub.period_end),
         notes="\n".join(notes),
-        balance=actor.conv.balance,
     )
+    await actor.send(text.rstrip(), ((Button(t(actor.lang, button[0]), button[1]),),))
 
 
 async def subscription_pressed(actor: Scope, e: ev.ButtonPress, arg: str) -> None:
