@@ -296,6 +296,10 @@ class TelegramOutbox:
             if error_id(exc) in UNREACHABLE:
                 raise RecipientUnreachable(f"user {user_id}: {error_id(exc)}") from exc
             raise _refused_or_transient(exc, "the subscription change") from exc
+        except ValueError as exc:  # kurigram's own check of the id, before any request
+            if not str(exc).startswith("Peer id invalid"):
+                raise
+            raise RecipientUnreachable(f"user {user_id}: {exc}") from exc
 
     # ---- internals -------------------------------------------------------------------------
     def _check_open(self) -> None:

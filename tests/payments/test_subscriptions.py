@@ -231,6 +231,21 @@ async def test_a_renewal_after_the_user_cancelled_in_telegram(harness, shop) -> 
     assert sent(h, "edit_subscription") == []
 
 
+async def test_an_old_subscription_link_is_refused_at_checkout_with_where_to_get_one(
+    harness, shop
+) -> None:
+    h = await harness(plans=PLANS)
+    payload = await subscribe_link(h, UID)
+    await pool().execute("UPDATE orders SET expires_at = now() - interval '1 minute'")
+    answer = await shop.pre_checkout(h, UID, payload, 900)
+    assert answer.extra["ok"] is False and answer.text == t("en", "precheckout_plan_link_old")
+    payload = await subscribe_link(h, UID)
+    answer = await shop.pre_checkout(h, UID, payload, 500)  # not the link's price
+    assert answer.text == t("en", "precheckout_plan_link_old")
+    answer = await shop.pre_checkout(h, OTHER, payload, 900)  # not their link
+    assert answer.text == t("en", "precheckout_unknown")
+
+
 async def test_a_payment_for_a_plan_the_operator_removed(harness, shop) -> None:
     h = await harness(plans=PLANS)
     payload = await subscribe(h, UID, "first-g")

@@ -70,6 +70,8 @@ async def pre_checkout(actor: Scope, e: ev.PreCheckout) -> None:
         plan = order.plan if order is not None else None
         if problem is None and plan is not None and plan not in actor.ctx.plans:
             problem = "precheckout_plan_gone"  # removed since the link was made
+        elif plan is not None and problem in ("precheckout_expired", "precheckout_mismatch"):
+            problem = "precheckout_plan_link_old"  # for a new link: /subscription, not /buy
     except Exception:
         actor.log.exception("pre-checkout check failed")
         problem = "precheckout_error"
