@@ -20,10 +20,11 @@ from flick.actors.supervisor import Supervisor
 from flick.admin.broadcast import Broadcaster
 from flick.embedded import DataDirLock, EmbeddedPostgres, EmbeddedSeaweed, prepare_data_dir
 from flick.errors import ConfigError
-from flick.models import db, migrations
+from flick.models import db, migrations, referrals
 from flick.ops.instruments import Instruments
 from flick.ops.logging import register_secret
 from flick.payments.packages import build_packages
+from flick.payments.plans import build_plans
 from flick.payments.reconcile import Report, StarTransaction, charges_from, find_missing
 from flick.pipeline.imaging import PhotoLimits
 from flick.pipeline.limiter import AILimiter
@@ -206,6 +207,8 @@ class Flick:
             runner=runner,
             photo_limits=PhotoLimits(s.max_photo_bytes, s.max_photo_side, s.min_photo_side),
             admin_ids=frozenset(s.admin_ids),
+            plans=build_plans(s.plans),
+            bot_username=s.bot_username,
         )
         if self.instruments is not None:
             ctx.on_metric = self.instruments.on_metric
@@ -234,6 +237,11 @@ class Flick:
             logger.info("resuming {} unfinished generation(s)", resumed)
         if await self.broadcaster.resume_all():
             logger.info("resuming unfinished broadcasts")
+        owed = await referrals.inviters_owed()
+        for inviter, referral_id in owed:  # their message lived in memory only
+            self.supervisor.post(inviter, msg.ReferralBonus(referral_id))
+        if owed:
+            logger.info("crediting {} inviter bonus(es) left over from before", len(owed))
 
     def _fallbacks(self, image: ImageProvider, video: VideoProvider) -> dict[str, Any]:
         """LOCAL_FALLBACK: the offline providers stand in when a remote one is down."""
@@ -271,7 +279,14 @@ class Flick:
                 "reconciling charge {} that never reached the bot", charge.charge_id
             )
             self.supervisor.post(
-                charge.user_id, msg.ReconciledCharge(charge.charge_id, charge.stars, charge.payload)
+                charge.user_id,
+                msg.ReconciledCharge(
+                    charge.charge_id,
+                    charge.stars,
+                    charge.payload,
+                    charge.subscription_period,
+                    charge.date,
+                ),
             )
         return report
 

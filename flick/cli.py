@@ -1,4 +1,4 @@
-"""The `flick` command: run, chat, services, doctor, payments reconcile."""
+"""The `flick` command: run, chat, services, doctor, payments reconcile, affiliate."""
 
 from __future__ import annotations
 
@@ -67,6 +67,17 @@ def main(argv: list[str] | None = None) -> int:
     pay = sub.add_parser("payments", help="payment tools")
     pay_sub = pay.add_subparsers(dest="payments_command", required=True)
     pay_sub.add_parser("reconcile", help="credit Stars charges that never reached the bot")
+    aff = sub.add_parser(
+        "affiliate",
+        help="Telegram's affiliate program for the bot (signs in as the bot's owner)",
+    )
+    aff.add_argument("--bot", help="the bot's @username (default: BOT_USERNAME)")
+    aff_sub = aff.add_subparsers(dest="affiliate_command", required=True)
+    aff_sub.add_parser("show", help="the current program")
+    aff_set = aff_sub.add_parser("set", help="start or raise the program")
+    aff_set.add_argument("permille", type=int, help="commission per mille, e.g. 100 for 10%%")
+    aff_set.add_argument("--months", type=int, help="how long affiliates earn (default: no end)")
+    aff_sub.add_parser("end", help="end the program")
     args = parser.parse_args(argv)
 
     try:
@@ -98,6 +109,18 @@ def main(argv: list[str] | None = None) -> int:
             from flick.runtime import reconcile_command
 
             return asyncio.run(reconcile_command(settings))
+        elif args.command == "affiliate":
+            from flick.runtime import affiliate_command
+
+            return asyncio.run(
+                affiliate_command(
+                    settings,
+                    args.affiliate_command,
+                    args.bot,
+                    getattr(args, "permille", 0),
+                    getattr(args, "months", None),
+                )
+            )
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2

@@ -85,6 +85,11 @@ class PaymentSucceeded(Event):
     currency: str
     total_amount: int
     payload: str
+    # A Star subscription's payment: the first (`first_recurring`) or a renewal (`recurring`),
+    # and the end of the period it pays for (Unix time).
+    recurring: bool = False
+    first_recurring: bool = False
+    subscription_until: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,15 @@ class PaymentRefunded(Event):
     currency: str
     total_amount: int
     payload: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionChanged(Event):
+    """Telegram tells the bot a user's Star subscription changed (`updateBotStarsSubscription`):
+    the user cancelled or restored its renewal in Telegram, or a renewal could not be paid."""
+
+    payload: str  # the subscription invoice's payload
+    state: str  # canceled, restored, payment_failed
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,6 +121,25 @@ class TerminalOutbox:
     async def refund_star_payment(self, user_id: int, charge_id: str) -> bool:
         return True
 
+    async def create_invoice_link(
+        self,
+        *,
+        title: str,
+        description: str,
+        payload: str,
+        currency: str,
+        amount: int,
+        label: str,
+        subscription_period: int | None = None,
+    ) -> str:
+        self.invoice = (payload, amount)
+        print(f"   [TEST PAYMENT — no real Stars] subscription: {title}, {amount} {currency}")
+        print("   Type `pay` to simulate its first payment.")
+        return "https://t.me/$offline-invoice"
+
+    async def edit_subscription(self, user_id: int, charge_id: str, *, canceled: bool) -> None:
+        print(f"   (subscription renewal {'off' if canceled else 'on'})")
+
 
 def parse(line: str, outbox: TerminalOutbox, n: int) -> list[ev.Event] | str:
     """Turn one typed line into engine events (or an error for the terminal)."""

@@ -88,6 +88,23 @@ class Outbox(Protocol):
     async def refund_star_payment(self, user_id: int, charge_id: str) -> bool:
         """Refund a Stars charge. False when Telegram says it was already refunded."""
 
+    async def create_invoice_link(
+        self,
+        *,
+        title: str,
+        description: str,
+        payload: str,
+        currency: str,
+        amount: int,
+        label: str,
+        subscription_period: int | None = None,
+    ) -> str:
+        """An invoice link (t.me/$…); with `subscription_period`, a Star subscription's."""
+
+    async def edit_subscription(self, user_id: int, charge_id: str, *, canceled: bool) -> None:
+        """Turn a user's Star subscription's renewal off (`canceled`) or back on; `charge_id` is
+        its first payment's. Raises TelegramRefused when Telegram refuses."""
+
 
 class Storage(Protocol):
     async def put(self, key: str, data: bytes, content_type: str) -> None: ...

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ from flick.ops.sentry import setup_sentry
 from flick.payments.reconcile import Report
 from flick.private_files import exposures
 from flick.settings import Settings
-from flick.telegram.client import Client, build_client
+from flick.telegram.affiliate import AffiliateError, current_program, set_program
+from flick.telegram.client import Client, build_client, build_owner_client
 from flick.telegram.gateway import TelegramGateway, connect
 from flick.telegram.outbox import TelegramOutbox
 from flick.telegram.stars import star_transactions
@@ -70,6 +72,42 @@ async def reconcile_command(settings: Settings) -> int:
     return 0 if report else 1
 
 
+async def affiliate_command(
+    settings: Settings, action: str, bot: str | None, permille: int = 0, months: int | None = None
+) -> int:
+    """`flick affiliate show|set|end`: Telegram's affiliate program for the bot, changed as its
+    owner (Telegram does not let a bot change its own). The first run signs the owner in."""
+    bot = bot or settings.bot_username
+    if not bot:
+        print("flick: name the bot: --bot @username, or set BOT_USERNAME", file=sys.stderr)
+        return 2
+    client = build_owner_client(settings)
+    await client.start()  # asks for the phone number and login code the first time
+    try:
+        return await affiliate(client, action, bot, permille, months)
+    finally:
+        await client.stop()
+
+
+async def affiliate(
+    client: Client, action: str, bot: str, permille: int = 0, months: int | None = None
+) -> int:
+    """The affiliate command on a signed-in client: prints what Telegram now has."""
+    try:
+        if action == "show":
+            program = await current_program(client, bot)
+        else:
+            program = await set_program(client, bot, permille if action == "set" else 0, months)
+    except AffiliateError as exc:
+        print(f"flick: {exc}", file=sys.stderr)
+        return 1
+    if program is None or (program.permille == 0 and program.ends is None):
+        print(f"@{bot.lstrip('@')} has no affiliate program")
+    else:
+        print(f"@{bot.lstrip('@')}: {program.describe()}")
+    return 0
+
+
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     for exposure in exposures(Path(settings.data_dir)):
         logger.warning("{}; run `{}`", exposure, exposure.fix)
@@ -101,6 +139,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             instruments.sampling(app.supervisor, app.limiter),
         ):
             await gateway.start()
+            if app.supervisor.ctx.bot_username is None:  # for invite and promo links
+                app.supervisor.ctx.bot_username = getattr(gateway.client.me, "username", None)
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, app.reload_styles)
             # Only now: resumed work sends messages, and Telegram is connected.
             await app.resume_work()

@@ -6,6 +6,7 @@ lists every problem and how to fix it; secrets are `SecretStr`, so they never re
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -13,6 +14,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from flick.errors import ConfigError
+
+_PLAN_KEY = re.compile(r"[a-z0-9_]{1,32}")
 
 # How to fix each setting, shown next to its problem. Keys are field names.
 HINTS: dict[str, str] = {
@@ -23,7 +26,9 @@ HINTS: dict[str, str] = {
     "use the embedded PostgreSQL",
     "s3_endpoint": "host:port of your MinIO/S3 server, or unset it to use the embedded SeaweedFS",
     "admin_ids": "comma-separated Telegram user ids, e.g. 12345,67890",
-    "packages": "comma-separated credits:stars pairs, e.g. 1:50,5:225",
+    "packages": "comma-separated credits:stars pairs, a bonus as credits+bonus:stars, "
+    "e.g. 1:50,5:225,10+2:400",
+    "plans": "comma-separated key:credits:stars, e.g. monthly:30:900 (key: a-z, 0-9, _)",
 }
 
 
@@ -90,9 +95,20 @@ class Settings(BaseSettings):
     # Conversation.
     free_credits: int = Field(default=1, ge=0)
     styles_file: Path | None = None
-    packages: Annotated[list[tuple[int, int]], NoDecode] = Field(
-        default_factory=lambda: [(1, 50), (5, 225), (10, 400), (25, 875)]
+    # (credits, stars, bonus credits) per package: PACKAGES=1:50,5:225,10+2:400.
+    packages: Annotated[list[tuple[int, int, int]], NoDecode] = Field(
+        default_factory=lambda: [(1, 50, 0), (5, 225, 0), (10, 400, 0), (25, 875, 0)]
     )
+    # Star subscriptions (key, credits per 30 days, stars per 30 days): PLANS=monthly:30:900.
+    # Empty: none offered.
+    plans: Annotated[list[tuple[str, int, int]], NoDecode] = Field(default_factory=list)
+    # What happens to a plan's unused credits when the next period starts (or the plan ends).
+    plan_unused_credits: Literal["carry", "expire"] = "carry"
+    # Credits for the inviter and for the invitee once the invitee makes a first purchase.
+    referral_inviter_credits: int = Field(default=2, ge=0, le=10_000)
+    referral_invitee_credits: int = Field(default=1, ge=0, le=10_000)
+    # The bot's @username, for invite links; unset: learned from Telegram at start.
+    bot_username: str | None = None
     # What one Star is worth to the operator in USD, for the margin in /stats.
     star_usd: float = Field(default=0.013, ge=0)
     support_contact: str = "@flick_support"
@@ -130,19 +146,49 @@ class Settings(BaseSettings):
     @classmethod
     def _split_packages(cls, value: object) -> object:
         if isinstance(value, str):
-            pairs = []
+            found = []
             for part in value.replace(" ", "").split(","):
                 credits, _, stars = part.partition(":")
-                pairs.append((int(credits), int(stars)))
-            return pairs
+                base, _, bonus = credits.partition("+")
+                found.append((int(base), int(stars), int(bonus or 0)))
+            return found
+        if isinstance(value, list):  # (credits, stars) pairs: no bonus
+            return [tuple(p) if len(p) == 3 else (*p, 0) for p in value]
         return value
 
     @field_validator("packages")
     @classmethod
-    def _positive_packages(cls, value: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        if not value or any(c <= 0 or s <= 0 for c, s in value):
-            raise ValueError("every package needs credits > 0 and stars > 0")
+    def _positive_packages(cls, value: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+        if not value or any(c <= 0 or s <= 0 or b < 0 for c, s, b in value):
+            raise ValueError("every package needs credits > 0, stars > 0 and a bonus >= 0")
         return value
+
+    @field_validator("plans", mode="before")
+    @classmethod
+    def _split_plans(cls, value: object) -> object:
+        if isinstance(value, str):
+            found = []
+            for part in value.replace(" ", "").split(","):
+                if part:
+                    key, credits, stars = part.split(":")
+                    found.append((key, int(credits), int(stars)))
+            return found
+        return value
+
+    @field_validator("plans")
+    @classmethod
+    def _valid_plans(cls, value: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+        keys = [key for key, _, _ in value]
+        if any(not _PLAN_KEY.fullmatch(key) for key in keys) or len(set(keys)) != len(keys):
+            raise ValueError("each plan needs its own key of 1-32 characters a-z, 0-9 or _")
+        if any(c <= 0 or s <= 0 for _, c, s in value):
+            raise ValueError("every plan needs credits > 0 and stars > 0")
+        return value
+
+    @field_validator("bot_username")
+    @classmethod
+    def _bare_username(cls, value: str | None) -> str | None:
+        return value.strip().lstrip("@") or None if value is not None else None
 
     # Derived places inside the data directory.
     @property

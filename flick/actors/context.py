@@ -9,6 +9,7 @@ from typing import Protocol
 
 from flick.admin.broadcast import Broadcaster
 from flick.payments.packages import Package
+from flick.payments.plans import Plan
 from flick.pipeline.imaging import PhotoLimits
 from flick.pipeline.runner import GenerationRunner, Job
 from flick.ports import Outbox, Storage
@@ -48,3 +49,5 @@ class Context:
     on_metric: Callable[[str, dict[str, str], float], None] = field(
         default=lambda name, labels, value: None
     )
+    plans: dict[str, Plan] = field(default_factory=dict)
+    bot_username: str | None = None  # for invite links: BOT_USERNAME, or learned from Telegram

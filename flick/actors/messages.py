@@ -67,6 +67,15 @@ class ReconciledCharge:
     charge_id: str
     stars: int
     payload: str
+    subscription_period: int | None = None  # a Star subscription's payment (seconds)
+    date: int = 0  # when Telegram took it (Unix time)
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralBonus:
+    """Someone this user invited made a first purchase: credit the inviter's bonus (once)."""
+
+    referral_id: int
 
 
 @dataclass(frozen=True, slots=True)

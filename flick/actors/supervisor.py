@@ -26,7 +26,7 @@ from flick.ops.sentry import capture_generation_failure
 from flick.pipeline.runner import Job
 from flick.ports import RecipientGone, RecipientUnreachable
 
-_MONEY = (ev.PreCheckout, ev.PaymentSucceeded, ev.PaymentRefunded)
+_MONEY = (ev.PreCheckout, ev.PaymentSucceeded, ev.PaymentRefunded, ev.SubscriptionChanged)
 
 
 class Supervisor:

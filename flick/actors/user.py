@@ -47,6 +47,8 @@ _NEVER_DROPPED = (
     msg.Grant,
     msg.RefundPurchase,
     msg.ReconciledCharge,
+    msg.ReferralBonus,
+    ev.SubscriptionChanged,
 )
 
 
@@ -79,6 +81,10 @@ class UserActor:
         self.blocked = account.blocked
         self.lang = pick_language(account.language, account.language_code)
         self.mailbox.remember(account.handled)
+        if account.plan_lapsed:  # a plan period ended unrenewed while they were away
+            lapsed = await money.expire_lapsed_plan(u.user_id)
+            if lapsed is not None:
+                self.conv.balance = lapsed.balance
         if account.session is not None:
             self.conv.restore(*account.session)
             await self._settle_stale_processing()
@@ -224,5 +230,7 @@ class UserActor:
 
 
 def _from_user(event: ev.Event) -> bool:
-    """Did the user act (rather than Telegram reporting on a payment)?"""
-    return not isinstance(event, ev.PreCheckout | ev.PaymentRefunded)
+    """Did the user act (rather than Telegram reporting on a payment or a subscription)?"""
+    if isinstance(event, ev.PaymentSucceeded):
+        return not (event.recurring and not event.first_recurring)  # a renewal is Telegram's
+    return not isinstance(event, ev.PreCheckout | ev.PaymentRefunded | ev.SubscriptionChanged)

@@ -75,3 +75,45 @@ async def user_card(user_id: int) -> dict[str, Any]:
         "payments": [dict(r) for r in payments],
         "generations": {r["status"]: r["n"] for r in gens},
     }
+
+
+async def growth(days: int) -> dict[str, Any]:
+    """Revenue by source and the credits given away, over the last `days` days."""
+    since = datetime.now(UTC) - timedelta(days=days)
+    p = pool()
+    paid = await p.fetch(
+        "SELECT kind, count(*) AS n, COALESCE(SUM(stars_amount), 0) AS stars FROM payments "
+        "WHERE created_at >= $1 AND status = 'paid' GROUP BY kind",
+        since,
+    )
+    by_kind = {r["kind"]: (r["n"], r["stars"]) for r in paid}
+    new_subs = await p.fetchval("SELECT count(*) FROM subscriptions WHERE created_at >= $1", since)
+    refunded = await p.fetchval(
+        "SELECT COALESCE(SUM(stars_amount), 0) FROM payments WHERE refunded_at >= $1", since
+    )
+    given = await p.fetch(
+        "SELECT reason, COALESCE(SUM(delta), 0) AS credits FROM ledger WHERE created_at >= $1 "
+        "AND reason = ANY($2::text[]) GROUP BY reason",
+        since,
+        ["promo", "referral", "bonus", "plan_expired"],
+    )
+    credits = {r["reason"]: int(r["credits"]) for r in given}
+    now = await p.fetchrow(
+        "SELECT count(*) AS active, count(*) FILTER (WHERE renews) AS renewing "
+        "FROM subscriptions WHERE period_end > now()"
+    )
+    subs_n, subs_stars = by_kind.get("subscription", (0, 0))
+    return {
+        "package_payments": by_kind.get("package", (0, 0))[0],
+        "package_stars": by_kind.get("package", (0, 0))[1],
+        "sub_payments": subs_n,
+        "sub_stars": subs_stars,
+        "sub_new": new_subs,
+        "refunded_stars": refunded,
+        "promo": credits.get("promo", 0),
+        "referral": credits.get("referral", 0),
+        "bonus": credits.get("bonus", 0),
+        "expired": -credits.get("plan_expired", 0),
+        "sub_active": now["active"],
+        "sub_renewing": now["renewing"],
+    }

@@ -31,6 +31,12 @@ class User(Table, tablename="users"):
     balance = Integer(default=0)
     # Credits a refunded purchase still claims from running generations (see models/money.py).
     credits_owed = Integer(default=0)
+    # The part of the balance that came with a subscription plan and lapses at `plan_until`
+    # (PLAN_UNUSED_CREDITS=expire; always 0 with carry). Spent first. See models/money.py.
+    plan_credits = Integer(default=0)
+    plan_until = Timestamptz(null=True, default=None)
+    # The user's own invite link is t.me/<bot>?start=ref_<invite_code> (made on first /invite).
+    invite_code = Varchar(length=16, null=True, default=None, unique=True)
     blocked = Boolean(default=False)  # blocked the bot: stop messaging them
     consent_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz(default=TimestamptzNow(), index=True)
@@ -71,6 +77,7 @@ class Generation(Table, tablename="generations"):
     predict_seconds = DoublePrecision(null=True, default=None)  # Replicate's metrics.predict_time
     cost_usd = DoublePrecision(default=0.0)
     charged = Integer(default=1)  # credits taken for it
+    plan_charged = Integer(default=0)  # of which plan credits (they go back there if refunded)
     refunded = Boolean(default=False)
     created_at = Timestamptz(default=TimestamptzNow(), index=True)
     updated_at = Timestamptz(default=TimestamptzNow())
@@ -82,11 +89,37 @@ class Order(Table, tablename="orders"):
 
     id = UUID(primary_key=True, default=UUID4())
     user = ForeignKey(references=User, index=True, null=False, on_delete=OnDelete.restrict)
-    package_credits = Integer()
+    package_credits = Integer()  # what the invoice buys (bonus included) or a plan's credits
     stars = Integer()
+    bonus = Integer(default=0)  # of package_credits, the package's bonus credits
+    plan = Varchar(length=32, null=True, default=None)  # a subscription plan's key, else a package
     status = Varchar(length=16, default="pending")  # pending, paid
     created_at = Timestamptz(default=TimestamptzNow())
     expires_at = Timestamptz()
+
+
+class Subscription(Table, tablename="subscriptions"):
+    """A user's Telegram Stars subscription to a plan: one row per (user, invoice payload).
+
+    Telegram repeats the invoice payload on every renewal; the first payment's charge id is what
+    the bot names when it cancels or restores renewal. `period_end` is Telegram's expiry of the
+    period paid for last.
+    """
+
+    id = BigSerial(primary_key=True)
+    user = ForeignKey(references=User, index=True, null=False, on_delete=OnDelete.restrict)
+    payload = Varchar(length=128)
+    plan = Varchar(length=32)
+    credits = Integer()  # per period, as sold (the operator may change or remove the plan since)
+    stars = Integer()
+    charge_id = Varchar(length=255)  # the first payment's: for payments.botCancelStarsSubscription
+    period_end = Timestamptz()
+    renews = Boolean(default=True)
+    canceled_by = Varchar(length=8, null=True, default=None)  # user (in Telegram), bot
+    payment_failed = Boolean(default=False)  # Telegram could not charge the last renewal
+    renewals = Integer(default=0)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
 
 
 class Payment(Table, tablename="payments"):
@@ -100,7 +133,12 @@ class Payment(Table, tablename="payments"):
     invoice_payload = Varchar(length=255, default="")
     currency = Varchar(length=8, default="XTR")
     stars_amount = Integer()
-    credits = Integer()
+    credits = Integer()  # everything the charge credited, a package's bonus included
+    bonus = Integer(default=0)  # of which a package's bonus
+    kind = Varchar(length=16, default="package", index=True)  # package, subscription
+    subscription = ForeignKey(
+        references=Subscription, null=True, default=None, index=True, on_delete=OnDelete.restrict
+    )
     status = Varchar(length=16, default="paid")  # paid, refunded
     source = Varchar(length=16, default="update")  # update, reconcile
     created_at = Timestamptz(default=TimestamptzNow(), index=True)
@@ -114,7 +152,8 @@ class LedgerEntry(Table, tablename="ledger"):
     user = ForeignKey(references=User, index=True, null=False, on_delete=OnDelete.restrict)
     delta = Integer()
     balance_after = Integer()
-    # free, purchase, generation, refund, payment_refunded, grant
+    # free, purchase, bonus, subscription, plan_expired, promo, referral, generation, refund,
+    # payment_refunded, grant
     reason = Varchar(length=32)
     generation = ForeignKey(
         references=Generation, null=True, default=None, index=True, on_delete=OnDelete.restrict
@@ -155,13 +194,64 @@ class Broadcast(Table, tablename="broadcasts"):
     finished_at = Timestamptz(null=True, default=None)
 
 
+class PromoCode(Table, tablename="promo_codes"):
+    """An operator's code worth `credits`, good for `max_uses` users until `expires_at`."""
+
+    id = BigSerial(primary_key=True)
+    code = Varchar(length=32, unique=True)  # normalised: A-Z, 0-9, "_" and "-"
+    credits = Integer()
+    max_uses = Integer()
+    used = Integer(default=0)
+    expires_at = Timestamptz(null=True, default=None)
+    disabled_at = Timestamptz(null=True, default=None)
+    created_by = BigInt(default=0)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class PromoRedemption(Table, tablename="promo_redemptions"):
+    """One user's use of one code (unique per code and user); `request_key` is the update."""
+
+    id = BigSerial(primary_key=True)
+    code = ForeignKey(references=PromoCode, index=True, null=False, on_delete=OnDelete.restrict)
+    user = ForeignKey(references=User, index=True, null=False, on_delete=OnDelete.restrict)
+    credits = Integer()
+    request_key = Varchar(length=128, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class Referral(Table, tablename="referrals"):
+    """Who invited whom (one inviter per invitee), and the bonuses of the first purchase.
+
+    `rewarded_at`: the invitee's first purchase counted (their bonus credited with it);
+    `inviter_credited_at`: the inviter's bonus credited, by the inviter's actor.
+    """
+
+    id = BigSerial(primary_key=True)
+    inviter = ForeignKey(references=User, index=True, null=False, on_delete=OnDelete.restrict)
+    invitee = ForeignKey(
+        references=User, unique=True, index=True, null=False, on_delete=OnDelete.restrict
+    )
+    payment = ForeignKey(
+        references=Payment, null=True, default=None, index=True, on_delete=OnDelete.restrict
+    )
+    inviter_bonus = Integer(default=0)
+    invitee_bonus = Integer(default=0)
+    created_at = Timestamptz(default=TimestamptzNow())
+    rewarded_at = Timestamptz(null=True, default=None)
+    inviter_credited_at = Timestamptz(null=True, default=None)
+
+
 TABLES: tuple[type[Table], ...] = (
     User,
     UserSession,
     Generation,
     Order,
+    Subscription,
     Payment,
     LedgerEntry,
     HandledUpdate,
     Broadcast,
+    PromoCode,
+    PromoRedemption,
+    Referral,
 )

@@ -45,10 +45,13 @@ def precheckout_problem(
 
 def credits_for(
     order: Order | None, user_id: int, stars: int, packages: tuple[Package, ...]
-) -> int:
-    """What a charge buys: its order's package when the order is the payer's own; otherwise the
-    most credits the price list gives for that many Stars (at least one: they paid)."""
+) -> tuple[int, int]:
+    """What a charge buys, as (credits, of which bonus): its order's package when the order is
+    the payer's own; otherwise the most credits the price list gives for that many Stars, its
+    bonus included (at least one credit: they paid)."""
     if order is not None and order.user_id == user_id:
-        return order.credits
-    best = max((p.credits for p in packages if p.stars <= stars), default=0)
-    return best or 1
+        return order.credits, order.bonus
+    best = max(
+        (p for p in packages if p.stars <= stars), key=lambda p: (p.total, p.bonus), default=None
+    )
+    return (best.total, best.bonus) if best is not None else (1, 0)

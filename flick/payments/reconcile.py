@@ -23,6 +23,7 @@ class StarTransaction:
     payload: str
     refund: bool
     date: int
+    subscription_period: int | None = None  # a Star subscription's payment
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pyrogram
 from loguru import logger
 from pyrogram import Client, types
 from pyrogram.handlers import (
@@ -17,6 +18,7 @@ from pyrogram.handlers import (
     EditedMessageHandler,
     MessageHandler,
     PreCheckoutQueryHandler,
+    RawUpdateHandler,
 )
 
 from flick.events import Event, GroupMessage
@@ -25,7 +27,11 @@ from flick.telegram.translate import (
     callback_event,
     message_event,
     pre_checkout_event,
+    subscription_event,
 )
+
+# The generated `raw` package's `import *` re-exports are invisible to strict mypy.
+_raw: Any = pyrogram.raw
 
 Dispatch = Callable[[Event | GroupMessage], Awaitable[None]]
 
@@ -51,6 +57,8 @@ class TelegramAdapter:
             EditedMessageHandler(self._on_edited),
             CallbackQueryHandler(self._on_callback),
             PreCheckoutQueryHandler(self._on_pre_checkout),
+            # Last in the group: kurigram gives it only what no handler above took.
+            RawUpdateHandler(self._on_raw),
         ]
         for handler in self._handlers:
             self.client.add_handler(handler, self.group)
@@ -78,6 +86,18 @@ class TelegramAdapter:
 
     async def _on_pre_checkout(self, _client: Client, query: types.PreCheckoutQuery) -> None:
         await self._handle("pre-checkout", query, pre_checkout_event, _sender_id(query))
+
+    async def _on_raw(
+        self, _client: Client, update: Any, users: dict[int, Any], chats: dict[int, Any]
+    ) -> None:
+        if not isinstance(update, _raw.types.UpdateBotStarsSubscription):
+            return  # nothing else kurigram leaves unparsed concerns the bot
+        await self._handle(
+            "subscription update",
+            update,
+            lambda u: subscription_event(u, users),
+            getattr(update, "user_id", None),
+        )
 
     async def _handle(
         self, what: str, update: Any, translate: Callable[[Any], Translated], user_id: int | None

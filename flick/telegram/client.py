@@ -10,8 +10,9 @@ from typing import Any, Final
 from pyrogram import Client, enums
 from pyrogram.storage import SQLiteStorage
 
+from flick.errors import ConfigError
 from flick.private_files import create_private, private_dir
-from flick.settings import Settings
+from flick.settings import HINTS, Settings
 
 #: Options shared by the production client and the offline one in `flick.testing.telegram`, so
 #: tests parse updates exactly as production does.
@@ -129,4 +130,28 @@ def build_client(settings: Settings) -> Client:
     )
 
 
-__all__ = ["Client", "build_client"]
+OWNER_SESSION = "flick-owner"
+
+
+def build_owner_client(settings: Settings) -> Client:
+    """A kurigram client signed in as the bot's owner (a person, not the bot), for what Telegram
+    lets only users do (`flick affiliate`). The first start asks for the phone number and login
+    code in the terminal; the session is kept in `settings.data_dir`, private to Flick's user."""
+    missing = [name for name in ("api_id", "api_hash") if getattr(settings, name) is None]
+    if missing:
+        raise ConfigError([(name.upper(), "is not set", HINTS[name]) for name in missing])
+    assert settings.api_hash is not None
+    api_hash = settings.api_hash.get_secret_value()
+    redact_in_kurigram_logs(api_hash)
+    workdir = private_dir(settings.data_dir)
+    return Client(
+        OWNER_SESSION,
+        api_id=settings.api_id,
+        api_hash=api_hash,
+        workdir=workdir,
+        storage_engine=PrivateSessionStorage(OWNER_SESSION, workdir=workdir),
+        no_updates=True,  # it only asks; it must not take the owner's updates
+    )
+
+
+__all__ = ["Client", "build_client", "build_owner_client"]

@@ -250,6 +250,57 @@ class TelegramOutbox:
             raise _refused_or_transient(exc, "the refund") from exc
         return True
 
+    async def create_invoice_link(
+        self,
+        *,
+        title: str,
+        description: str,
+        payload: str,
+        currency: str,
+        amount: int,
+        label: str,
+        subscription_period: int | None = None,
+    ) -> str:
+        """`payments.exportInvoice`: Stars (XTR, no provider, one price); Telegram accepts a
+        subscription's period only here, never in a sent invoice."""
+        self._check_open()
+        prices = [types.LabeledPrice(label=label, amount=amount)]
+        try:
+            link: str = await self.pacer.direct(
+                lambda: self.client.create_invoice_link(
+                    title=title,
+                    description=description,
+                    payload=payload,
+                    currency=currency,
+                    prices=prices,
+                    provider_token="",
+                    subscription_period=subscription_period,
+                ),
+                "invoice link",
+                budget=ANSWER_BUDGET,
+            )
+        except RPCError as exc:
+            raise _refused_or_transient(exc, "the invoice link") from exc
+        return link
+
+    async def edit_subscription(self, user_id: int, charge_id: str, *, canceled: bool) -> None:
+        """`payments.botCancelStarsSubscription` (restore when not `canceled`)."""
+        self._check_open()
+        try:
+            await self.pacer.direct(
+                lambda: self.client.edit_user_star_subscription(user_id, charge_id, canceled),
+                "subscription change",
+                budget=ANSWER_BUDGET,
+            )
+        except RPCError as exc:
+            if error_id(exc) in UNREACHABLE:
+                raise RecipientUnreachable(f"user {user_id}: {error_id(exc)}") from exc
+            raise _refused_or_transient(exc, "the subscription change") from exc
+        except ValueError as exc:  # kurigram's own check of the id, before any request
+            if not str(exc).startswith("Peer id invalid"):
+                raise
+            raise RecipientUnreachable(f"user {user_id}: {exc}") from exc
+
     # ---- internals -------------------------------------------------------------------------
     def _check_open(self) -> None:
         if not self._open:

@@ -50,6 +50,7 @@ async def star_transactions(
                     payload=payload,
                     refund=bool(tx.refund),
                     date=int(tx.date),
+                    subscription_period=tx.subscription_period or None,
                 )
             )
         offset = status.next_offset or ""

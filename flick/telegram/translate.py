@@ -22,6 +22,7 @@ from flick.events import (
     Photo,
     PhotoRef,
     PreCheckout,
+    SubscriptionChanged,
     Text,
     Unsupported,
     UserInfo,
@@ -92,6 +93,7 @@ def message_event(message: types.Message) -> Translated:
 def _service_event(message: types.Message, user: UserInfo) -> Translated:
     paid = message.successful_payment
     if paid is not None and paid.telegram_payment_charge_id:
+        until = paid.subscription_expiration_date
         return PaymentSucceeded(
             user=user,
             # The charge id, not the message id: the same payment redelivered is the same event.
@@ -101,6 +103,9 @@ def _service_event(message: types.Message, user: UserInfo) -> Translated:
             currency=paid.currency,
             total_amount=int(paid.total_amount),
             payload=text_or_bytes(paid.invoice_payload),
+            recurring=bool(paid.is_recurring),
+            first_recurring=bool(paid.is_first_recurring),
+            subscription_until=int(until.timestamp()) if until is not None else None,
         )
     refund = message.refunded_payment
     if refund is not None and refund.telegram_payment_charge_id:
@@ -181,6 +186,36 @@ def callback_event(query: types.CallbackQuery) -> Translated:
         callback_id=str(query.id),
         data=text_or_bytes(query.data),
         message_id=message.id if message is not None else None,
+    )
+
+
+def subscription_event(update: Any, users: dict[int, Any]) -> Translated:
+    """`updateBotStarsSubscription` (kurigram has no parsed type for it): a user cancelled or
+    restored a Star subscription's renewal in Telegram, or its renewal could not be paid."""
+    raw_user = users.get(update.user_id)
+    if raw_user is None or getattr(raw_user, "bot", False):
+        return None
+    if update.payment_failed:
+        state = "payment_failed"
+    elif update.canceled:
+        state = "canceled"
+    elif update.restored:
+        state = "restored"
+    else:
+        return None
+    user = UserInfo(
+        user_id=raw_user.id,
+        chat_id=raw_user.id,
+        username=getattr(raw_user, "username", None),
+        first_name=getattr(raw_user, "first_name", None),
+        language_code=getattr(raw_user, "lang_code", None),
+    )
+    return SubscriptionChanged(
+        user=user,
+        # qts numbers the bot's updates of this kind: a redelivery has the same one.
+        event_id=f"sub:{update.qts}:{update.user_id}",
+        payload=text_or_bytes(update.payload),
+        state=state,
     )
 
 

@@ -167,6 +167,32 @@ class RecordingOutbox:
         self._record(Sent("refund_star_payment", user_id, charge_id))
         return True
 
+    async def create_invoice_link(
+        self,
+        *,
+        title: str,
+        description: str,
+        payload: str,
+        currency: str,
+        amount: int,
+        label: str,
+        subscription_period: int | None = None,
+    ) -> str:
+        extra = {
+            "payload": payload,
+            "currency": currency,
+            "amount": amount,
+            "description": description,
+            "label": label,
+            "subscription_period": subscription_period,
+        }
+        number = self._record(Sent("create_invoice_link", None, title, extra=extra))
+        return f"https://t.me/$invoice{number}"
+
+    async def edit_subscription(self, user_id: int, charge_id: str, *, canceled: bool) -> None:
+        extra = {"charge_id": charge_id, "canceled": canceled}
+        self._record(Sent("edit_subscription", user_id, charge_id, extra=extra))
+
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()

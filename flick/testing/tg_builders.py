@@ -16,6 +16,7 @@ from pyrogram import utils
 
 from flick.testing.tg_media import image_size, new_chat, unsupported_media
 from flick.testing.tg_server import TelegramServer
+from flick.testing.tg_subscriptions import PERIOD
 from flick.testing.tg_wire import RawUser, raw
 
 
@@ -254,6 +255,87 @@ class UpdateBuilders:
             currency=currency, total_amount=total_amount, charge=charge, payload=data
         )
         return self.service(user, action)
+
+    # ---- Star subscriptions ----------------------------------------------------------------
+    def pre_checkout_link(self, user: RawUser, url: str) -> Incoming:
+        """The pre-checkout query of a user paying an invoice link the bot made."""
+        link = self.server.subscriptions.link(url)
+        return self.pre_checkout(
+            user, payload=link.payload, total_amount=link.amount, currency=link.currency
+        )
+
+    def pay_link(self, user: RawUser, url: str, *, charge_id: str | None = None) -> Incoming:
+        """A user pays a subscription's invoice link: its first payment (the subscription
+        starts, for one period)."""
+        link = self.server.subscriptions.link(url)
+        charge = charge_id or f"stxSub{next(self._ids)}"
+        sub = self.server.subscriptions.subscribe(link, user.id, charge)
+        return self.subscription_payment(
+            user, payload=link.payload, total_amount=link.amount, charge_id=charge,
+            first=True, until=sub.until,
+        )  # fmt: skip
+
+    def renewal(
+        self, user: RawUser, first_charge_id: str, *, charge_id: str | None = None
+    ) -> Incoming:
+        """Telegram renews a subscription for one more period: a new charge, the same payload.
+        (Built even when renewal is off: a test decides what reaches the bot.)"""
+        charge = charge_id or f"stxRenew{next(self._ids)}"
+        sub = self.server.subscriptions.renew(first_charge_id, charge)
+        return self.subscription_payment(
+            user, payload=sub.payload, total_amount=sub.stars, charge_id=charge,
+            first=False, until=sub.until,
+        )  # fmt: skip
+
+    def subscription_payment(
+        self,
+        user: RawUser,
+        *,
+        payload: bytes | str,
+        total_amount: int,
+        charge_id: str,
+        first: bool,
+        until: int,
+    ) -> Incoming:
+        """The service message of a subscription's payment: `recurring_init` on the first,
+        `recurring_used` on every one, and the end of the period paid for."""
+        data = payload.encode() if isinstance(payload, str) else payload
+        self.server.stars.add(charge_id, user.id, total_amount, data, subscription_period=PERIOD)
+        action = raw.types.MessageActionPaymentSentMe(
+            currency="XTR",
+            total_amount=total_amount,
+            payload=data,
+            charge=raw.types.PaymentCharge(id=charge_id, provider_charge_id=""),
+            recurring_init=first or None,
+            recurring_used=True,
+            subscription_until_date=until,
+        )
+        return self.service(user, action)
+
+    def change_subscription(
+        self, user: RawUser, first_charge_id: str, *, canceled: bool
+    ) -> Incoming:
+        """The user turns renewal off (or back on) in their Telegram app
+        (`payments.changeStarsSubscription`); the bot gets `updateBotStarsSubscription`."""
+        request = raw.functions.payments.ChangeStarsSubscription(
+            peer=raw.types.InputPeerSelf(), subscription_id=first_charge_id, canceled=canceled
+        )
+        request.write()  # a request Telegram could not read is a bug of the test
+        sub = self.server.subscriptions.user_change(request, user.id)
+        return self._subscription_update(
+            user, sub.payload, canceled=canceled or None, restored=(not canceled) or None
+        )
+
+    def subscription_payment_failed(self, user: RawUser, first_charge_id: str) -> Incoming:
+        """Telegram could not charge a renewal (not enough Stars): the period ends unrenewed."""
+        sub = self.server.subscriptions.by_charge[first_charge_id]
+        return self._subscription_update(user, sub.payload, payment_failed=True)
+
+    def _subscription_update(self, user: RawUser, payload: bytes, **flags: Any) -> Incoming:
+        update = raw.types.UpdateBotStarsSubscription(
+            user_id=user.id, payload=payload, qts=next(self.server.qts), **flags
+        )
+        return Incoming(update, users=(user,))
 
     def refund(
         self,

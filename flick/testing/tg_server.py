@@ -15,8 +15,10 @@ from typing import Any
 
 from pyrogram import utils
 
+from flick.testing.tg_affiliate import AffiliatePrograms
 from flick.testing.tg_files import FileStore
 from flick.testing.tg_stars import StarsLedger
+from flick.testing.tg_subscriptions import Subscriptions, check_invoice
 from flick.testing.tg_wire import (
     Exchange,
     Fault,
@@ -45,12 +47,17 @@ class TelegramServer:
     messages: dict[int, Any] = field(default_factory=dict)  # bot's, by id
     media: list[SentMedia] = field(default_factory=list)
     files: FileStore = field(default_factory=FileStore)
+    subscriptions: Subscriptions = field(default_factory=Subscriptions)
+    # Whose session the client is: the bot's, or (False) its owner's, a person's.
+    session_is_bot: bool = True
 
     def __post_init__(self) -> None:
         # One id sequence for the bot's private chats and basic groups, as in Telegram.
         self.message_ids = itertools.count(1)
         self.pts = itertools.count(1)
+        self.qts = itertools.count(1)
         self.users[self.bot.id] = self.bot
+        self.affiliate = AffiliatePrograms(self.bot)
         self._answers: dict[type[Any], Callable[[Any], Any]] = {
             raw.functions.messages.SendMessage: self._send_message,
             raw.functions.messages.EditMessage: self._edit_message,
@@ -60,10 +67,18 @@ class TelegramServer:
             raw.functions.messages.SetBotPrecheckoutResults: self._precheckout_answer,
             raw.functions.bots.SetBotCommands: lambda q: True,
             raw.functions.payments.RefundStarsCharge: self._refund,
+            raw.functions.payments.ExportInvoice: self.subscriptions.export,
+            raw.functions.payments.BotCancelStarsSubscription: lambda q: (
+                self.subscriptions.bot_cancel(q, chat_of(q), self.users)
+            ),
             raw.functions.payments.GetStarsTransactions: lambda q: self.stars.transactions(
                 q, self.users
             ),
             raw.functions.users.GetUsers: self._get_users,
+            raw.functions.users.GetFullUser: lambda q: self.affiliate.full_user(q, self.users),
+            raw.functions.bots.UpdateStarRefProgram: lambda q: self.affiliate.update(
+                q, self.session_is_bot
+            ),
             raw.functions.updates.GetState: self._get_state,
             raw.functions.upload.SaveFilePart: self.files.save_part,
             raw.functions.upload.SaveBigFilePart: self.files.save_part,
@@ -269,11 +284,10 @@ def _doc_kind(doc: Any) -> str:
 
 def _invoice_media(request: Any, media: Any) -> Any:
     invoice = media.invoice
-    if not media.payload or len(media.payload) > 128:
-        raise rpc_error(request, "INVOICE_PAYLOAD_INVALID")
-    # Stars: no payment provider and exactly one price, or Telegram refuses the invoice.
-    if invoice.currency == "XTR" and (media.provider or len(invoice.prices) != 1):
-        raise rpc_error(request, "STARS_INVOICE_INVALID")
+    check_invoice(request, media)
+    if invoice.subscription_period is not None:
+        # A subscription is sold through an invoice link only (payments.exportInvoice).
+        raise rpc_error(request, "SUBSCRIPTION_EXPORT_MISSING")
     return raw.types.MessageMediaInvoice(
         title=media.title,
         description=media.description,

@@ -17,6 +17,7 @@ class StarCharge:
     payload: bytes
     date: int = field(default_factory=lambda: int(time.time()))
     refunded_at: int | None = None
+    subscription_period: int | None = None  # a Star subscription's payment
 
 
 class StarsLedger:
@@ -26,8 +27,17 @@ class StarsLedger:
     def __init__(self) -> None:
         self.charges: dict[str, StarCharge] = {}
 
-    def add(self, charge_id: str, user_id: int, stars: int, payload: bytes) -> None:
-        self.charges.setdefault(charge_id, StarCharge(charge_id, user_id, stars, payload))
+    def add(
+        self,
+        charge_id: str,
+        user_id: int,
+        stars: int,
+        payload: bytes,
+        subscription_period: int | None = None,
+    ) -> None:
+        charge = StarCharge(charge_id, user_id, stars, payload)
+        charge.subscription_period = subscription_period
+        self.charges.setdefault(charge_id, charge)
 
     def refund(self, request: Any, charge_id: str) -> None:
         """Mark a charge refunded; CHARGE_ALREADY_REFUNDED if it was (known or not)."""
@@ -70,4 +80,5 @@ def _transaction(charge: StarCharge, peer: Any, stars: int, refund: bool | None)
         peer=peer,
         refund=refund,
         bot_payload=charge.payload or None,
+        subscription_period=charge.subscription_period,
     )

@@ -5,6 +5,11 @@ client, or Telegram replaying an update) can send: commands, style taps (stale o
 bad photos, cancel, duplicates of earlier updates, crashes, and payments (buy presses, pre-checkout,
 successful payments with new or repeated charge ids, refunds). After every step the engine is
 settled and the invariants are checked against the actor, user_sessions and the money tables.
+Money includes growth: bonus packs, promo codes (a plentiful one, a scarce one shared by every
+example, expired, disabled and unknown ones, in odd spellings, by command and deep link),
+referrals (the user invited by someone, and inviting a friend who buys), and a subscription (its
+link, first payment, renewals, repeated charges, cancellations in /subscription and in Telegram)
+with expiring plan credits.
 
 Hypothesis runs in a worker thread; every step hands its coroutine to the test's event loop (where
 the engine lives) and waits for it, so the engine runs exactly as in production.
@@ -20,8 +25,10 @@ import io
 import itertools
 import json
 import os
+import time
 import uuid
 from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -40,7 +47,9 @@ from flick import events as ev
 from flick.actors.messages import Crash
 from flick.fsm.conversation import State
 from flick.fsm.generation import ACTIVE
+from flick.models import promos, referrals
 from flick.models.db import pool
+from flick.pipeline.runner import PipelineConfig
 from flick.testing.engine import EngineHarness, make_jpeg
 
 COMMANDS = [
@@ -55,6 +64,9 @@ COMMANDS = [
     "language",
     "terms",
     "paysupport",
+    "subscription",
+    "invite",
+    "promo",
     "frobnicate",
 ]
 STYLES = ["romantic", "hug", "kiss", "dance", "../../etc", "HUG", ""]
@@ -72,6 +84,10 @@ FORGED = st.one_of(
             "cancel",
             "style:../../etc",
             "consent",
+            "sub:plan:nope",
+            "sub:cancel:1",
+            "sub:resume:x",
+            "sub:plan:",
             ":",
             "",
         ]
@@ -80,6 +96,17 @@ FORGED = st.one_of(
 )
 TOO_LARGE = (2100, 40)  # over the engine's max_photo_side below
 USER_IDS = itertools.count(3_000_000)
+PACKAGES = "1:50,5:225,10+2:400,25:875"
+PLAN_CREDITS, PLAN_STARS, PERIOD = 3, 300, 30 * 24 * 3600
+INVITER_BONUS, INVITEE_BONUS = 2, 1
+# Promo codes the engine starts with: (credits, uses, expired, disabled).
+CODES = {
+    "PLENTY": (2, 1_000_000, False, False),
+    "SCARCE": (1, 3, False, False),  # shared by every example: soon used up
+    "OLD": (5, 100, True, False),
+    "OFF": (5, 100, False, True),
+}
+SPELLINGS = ["PLENTY", " plenty ", "ＰＬＥＮＴＹ", "РLENTY", "scarce", "OLD", "off", "NOPE", "🎁"]
 
 
 def _jpeg_half() -> bytes:
@@ -131,6 +158,20 @@ class FlickMachine(RuleBasedStateMachine):
         self.queries: list[str] = []
         self.presses: list[str] = []
         self.known = False  # the user exists (any event creates them)
+        # growth
+        self.promo_expected = 0  # credits from PLENTY (SCARCE is read back: it is shared)
+        self.plenty_used = False
+        self.referred = False  # came through self.other's invite link (before any purchase)
+        self.invitee_expected = 0  # this user's invitee bonus
+        self.rewarded_charge: str | None = None  # the purchase that counted for the referral
+        self.inviter_expected = 0  # bonuses for the friend this user invited
+        self.friend = next(USER_IDS)
+        self.friend_joined = False
+        self.friend_bought = False
+        self.sub_payload: str | None = None
+        self.sub_charges: list[str] = []
+        self.plan_until = 0  # the latest period end credited
+        self.expired_expected = 0
 
     # ---- plumbing -----------------------------------------------------------------------------
     def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
@@ -234,6 +275,9 @@ class FlickMachine(RuleBasedStateMachine):
     @rule()
     def crash(self) -> None:
         self.run(_post(self.h, self.uid, Crash()))
+        # Waits in the mailbox through the restart's backoff: settling includes the new actor's
+        # load (without it, the actor is gone for a moment and settling finds nothing to do).
+        self.run(_post(self.h, self.uid, _Loaded()))
         # The mailbox (which outlives the actor) remembers the update ids, so duplicates of
         # what came before the crash are still recognised: keep drawing from all of them.
         self.settle()
@@ -301,7 +345,7 @@ class FlickMachine(RuleBasedStateMachine):
         ]
 
     def _credits_of(self, index: int) -> int:
-        return self.h.app.supervisor.ctx.packages[index].credits
+        return self.h.app.supervisor.ctx.packages[index].total
 
     def _payload(self, choice: int, kind: str) -> str:
         mine = sorted(self.orders)
@@ -370,6 +414,13 @@ class FlickMachine(RuleBasedStateMachine):
                 self.paid_orders.add(payload)
             else:
                 self.charges[charge_id] = _credits_for_stars(self.h, amount)
+            self.purchased(charge_id)
+
+    def purchased(self, charge_id: str) -> None:
+        """A new charge of this user: the first one after an invite link counts for it."""
+        if self.referred and self.rewarded_charge is None:
+            self.rewarded_charge = charge_id
+            self.invitee_expected += INVITEE_BONUS
 
     @rule(choice=st.integers(min_value=0, max_value=9), known=st.booleans())
     def refund(self, choice: int, known: bool) -> None:
@@ -382,7 +433,115 @@ class FlickMachine(RuleBasedStateMachine):
             ev.PaymentRefunded(self.user(), self.h.next_id(), charge_id, None, "XTR", 50, None)
         )
         if charge_id in self.charges and charge_id not in self.refunds:
-            self.refunds[charge_id] = min(self.charges[charge_id], balance)
+            bought = self.charges[charge_id]
+            if charge_id == self.rewarded_charge:
+                bought += INVITEE_BONUS  # the referral bonus came with it, and goes with it
+            self.refunds[charge_id] = min(bought, balance)
+
+    # ---- rules: promo codes, referrals, the subscription ---------------------------------------
+    @rule(spelling=st.sampled_from(SPELLINGS), deep_link=st.booleans())
+    def promo(self, spelling: str, deep_link: bool) -> None:
+        if deep_link:
+            command = ev.Command(self.user(), self.h.next_id(), "start", f"promo_{spelling}")
+        else:
+            command = ev.Command(self.user(), self.h.next_id(), "promo", spelling)
+        self.deliver(command)
+        plenty = spelling.strip().upper() in ("PLENTY", "ＰＬＥＮＴＹ", "РLENTY")
+        if plenty and not self.plenty_used:
+            self.plenty_used = True
+            self.promo_expected += CODES["PLENTY"][0]
+
+    @rule(which=st.sampled_from(["inviter", "inviter", "self", "nobody"]))
+    def arrive_by_invite(self, which: str) -> None:
+        """/start ref_… with someone's link (self.other's), one's own, or nobody's."""
+        if which == "nobody":
+            code = "nobody"
+        else:
+            uid = self.other if which == "inviter" else self.uid
+            self.run(self.h.send(ev.Command(self.user(uid), self.h.next_id(), "start")))
+            self.settle()
+            code = self.run(referrals.invite_code(uid))
+        self.deliver(ev.Command(self.user(), self.h.next_id(), "start", f"ref_{code}"))
+        if which == "inviter" and not self.referred and not self.charges:
+            self.referred = True
+
+    @rule()
+    def friend_buys(self) -> None:
+        """Someone this user invited joins (once) and buys: the first purchase pays the bonus."""
+        if not self.friend_joined:
+            self.deliver(ev.Command(self.user(), self.h.next_id(), "invite"))
+            code = self.run(referrals.invite_code(self.uid))
+            friend = self.user(self.friend)
+            self.deliver(ev.Command(friend, self.h.next_id(), "start", f"ref_{code}"))
+            self.friend_joined = True
+        charge = f"fr-{self.friend}-{self.h.next_id()}"
+        payment = ev.PaymentSucceeded(
+            self.user(self.friend), self.h.next_id(), charge, "", "XTR", 50, "junk"
+        )
+        self.deliver(payment, remember=False)
+        if not self.friend_bought:
+            self.friend_bought = True
+            self.inviter_expected += INVITER_BONUS
+
+    @rule()
+    def subscribe(self) -> None:
+        """/subscription and the plan's button: a link (unless a subscription is active)."""
+        self.deliver(ev.Command(self.user(), self.h.next_id(), "subscription"))
+        before = len(self.h.outbox.sent)
+        self.press("sub:plan:monthly")
+        links = [s for s in self.h.outbox.sent[before:] if s.method == "create_invoice_link"]
+        if links:
+            assert not self.sub_charges or self.plan_until < time.time(), "a second subscription"
+            self.sub_payload = links[-1].extra["payload"]
+            assert links[-1].extra["subscription_period"] == PERIOD
+
+    @precondition(lambda self: self.sub_payload is not None)
+    @rule(kind=st.sampled_from(["first", "renewal", "renewal", "repeat"]))
+    def subscription_payment(self, kind: str) -> None:
+        assert self.sub_payload is not None
+        if kind == "repeat" and self.sub_charges:
+            charge = self.sub_charges[-1]
+            until = self.plan_until
+        else:
+            charge = f"sub-{self.uid}-{len(self.sub_charges)}"
+            if kind == "first" or not self.sub_charges:
+                until = int(time.time()) + PERIOD
+            else:
+                until = self.plan_until + PERIOD
+        first = kind == "first" or not self.sub_charges
+        plan_before = self.run(
+            pool().fetchval("SELECT plan_credits FROM users WHERE telegram_id = $1", self.uid)
+        )
+        payment = ev.PaymentSucceeded(
+            self.user(), self.h.next_id(), charge, "", "XTR", PLAN_STARS, self.sub_payload,
+            recurring=True, first_recurring=first, subscription_until=until,
+        )  # fmt: skip
+        self.deliver(payment)
+        if charge in self.charges:
+            return  # a charge seen before: no effect
+        self.sub_charges.append(charge)
+        self.charges[charge] = PLAN_CREDITS
+        if until > self.plan_until:  # a new period: the last one's unused credits expire
+            self.expired_expected += plan_before or 0
+            self.plan_until = until
+        self.purchased(charge)
+
+    @precondition(lambda self: bool(self.sub_charges))
+    @rule(who=st.sampled_from(["bot", "bot", "user", "user_restores", "payment_failed"]))
+    def subscription_change(self, who: str) -> None:
+        sub_id = self.run(
+            pool().fetchval('SELECT max(id) FROM subscriptions WHERE "user" = $1', self.uid)
+        )
+        if who == "bot":
+            self.deliver(ev.Command(self.user(), self.h.next_id(), "subscription"))
+            renews = self.run(
+                pool().fetchval("SELECT renews FROM subscriptions WHERE id = $1", sub_id)
+            )
+            self.press(f"sub:{'cancel' if renews else 'resume'}:{sub_id}")
+            return
+        state = {"user": "canceled", "user_restores": "restored"}.get(who, who)
+        assert self.sub_payload is not None
+        self.deliver(ev.SubscriptionChanged(self.user(), self.h.next_id(), self.sub_payload, state))
 
     # ---- invariants -----------------------------------------------------------------------------
     @invariant()
@@ -394,7 +553,7 @@ class FlickMachine(RuleBasedStateMachine):
         )
         db_state = State(saved["state"]) if saved else State.IDLE
         actor = self.h.app.supervisor.actors.get(self.uid)
-        if actor is not None:
+        if actor is not None and actor.loaded:
             assert isinstance(actor.conv.state, State)
             assert actor.conv.state is db_state, (actor.conv.state, db_state)
 
@@ -406,21 +565,74 @@ class FlickMachine(RuleBasedStateMachine):
         actor = self.h.app.supervisor.actors.get(self.uid)
         assert m["balance"] >= 0
         assert m["balance"] == m["ledger_sum"], m
-        if actor is not None:
+        if actor is not None and actor.loaded:
             assert actor.conv.balance == m["balance"], (actor.conv.balance, m)
+        assert 0 <= m["plan_credits"] <= m["balance"]
         # The ledger explains every credit, and agrees with the payments and generations tables.
         assert m["free"] == [1]
-        assert m["purchase_rows"] == m["payments"] and m["purchased"] == m["payment_credits"]
+        assert m["purchase_rows"] == m["package_payments"]
+        assert m["purchased"] + m["bonus"] == m["package_credits"]
+        assert m["bonus"] == m["payment_bonus"]
+        assert m["subscription_rows"] == m["subscription_payments"]
+        assert m["subscribed"] == m["subscription_credits"]
         assert m["generation_rows"] == m["generations"] and m["spent"] == m["generations"]
         assert m["refund_rows"] == m["refunded_generations"] == m["refunded"]
         assert m["payment_refund_rows"] == m["refunded_payments"]
-        # ...and with what this user actually paid and got refunded (the model).
+        assert m["promo"] == m["redeemed"] and m["promo_rows"] == m["redemptions"]
+        # ...and with what this user actually paid, redeemed and got refunded (the model).
         assert m["charges"] == self.charges, (m["charges"], self.charges)
         assert m["refunded_charges"] == set(self.refunds)
         taken = sum(self.refunds.values())
-        assert m["taken"] == taken
+        assert m["taken_now"] == taken
+        # What a refund could not take at once (a running generation held it) is taken if that
+        # generation's credit comes back, never more than the refunds fell short.
+        short = sum(
+            self.charges[c] + (INVITEE_BONUS if c == self.rewarded_charge else 0) - n
+            for c, n in self.refunds.items()
+        )
+        assert m["taken_later"] >= 0 and m["taken_later"] + m["credits_owed"] <= short
+        scarce = CODES["SCARCE"][0] if m["has_scarce"] else 0
+        assert m["promo"] == self.promo_expected + scarce
+        assert m["referral"] == self.invitee_expected + self.inviter_expected
+        assert m["expired"] == self.expired_expected
         bought = sum(self.charges.values())
-        assert m["balance"] == 1 + bought - m["spent"] + m["refunded"] - taken
+        assert m["balance"] == (
+            1 + bought + m["promo"] + m["referral"] - m["spent"] + m["refunded"]
+            - taken - m["taken_later"] - m["expired"]
+        )  # fmt: skip
+
+    @invariant()
+    def promo_codes_never_go_beyond_their_uses(self) -> None:
+        rows = self.run(
+            pool().fetch(
+                "SELECT c.code, c.used, c.max_uses, count(r.id) AS n FROM promo_codes c "
+                "LEFT JOIN promo_redemptions r ON r.code = c.id GROUP BY c.id"
+            )
+        )
+        for row in rows:
+            assert row["used"] == row["n"] <= row["max_uses"], dict(row)
+        unusable = self.run(
+            pool().fetchval(
+                "SELECT count(*) FROM promo_redemptions r JOIN promo_codes c ON c.id = r.code "
+                "WHERE c.code = ANY($1::text[])",
+                ["OLD", "OFF"],
+            )
+        )
+        assert unusable == 0
+
+    @invariant()
+    def the_inviter_gets_one_bonus_per_invitee(self) -> None:
+        if not self.referred:
+            return
+        bonus = self.run(
+            pool().fetchval(
+                'SELECT COALESCE(SUM(delta), 0) FROM ledger WHERE "user" = $1 '
+                "AND reason = 'referral' AND note LIKE $2",
+                self.other,
+                f"%invited {self.uid},%",
+            )
+        )
+        assert bonus == (INVITER_BONUS if self.rewarded_charge else 0)
 
     @invariant()
     def one_unfinished_generation_at_most_and_it_is_the_sessions(self) -> None:
@@ -467,8 +679,12 @@ class FlickMachine(RuleBasedStateMachine):
 
 
 def _credits_for_stars(h: EngineHarness, stars: int) -> int:
-    best = max((p.credits for p in h.app.supervisor.ctx.packages if p.stars <= stars), default=0)
+    best = max((p.total for p in h.app.supervisor.ctx.packages if p.stars <= stars), default=0)
     return best or 1
+
+
+class _Loaded:
+    """A message no handler takes: consumed once the user's (restarted) actor has loaded."""
 
 
 async def _post(h: EngineHarness, uid: int, message: object) -> None:
@@ -479,27 +695,59 @@ async def _money(uid: int) -> dict[str, Any]:
     p = pool()
     ledger = await p.fetch('SELECT reason, delta FROM ledger WHERE "user" = $1', uid)
     payments = await p.fetch(
-        'SELECT telegram_payment_charge_id AS id, credits, status FROM payments WHERE "user" = $1',
+        "SELECT telegram_payment_charge_id AS id, credits, bonus, kind, status FROM payments "
+        'WHERE "user" = $1',
         uid,
+    )
+    ledger_full = await p.fetch(
+        "SELECT reason, delta, payment IS NOT NULL AS by_payment FROM ledger "
+        "WHERE \"user\" = $1 AND reason = 'payment_refunded'",
+        uid,
+    )
+    redemptions = await p.fetch(
+        "SELECT c.code, r.credits FROM promo_redemptions r JOIN promo_codes c ON c.id = r.code "
+        'WHERE r."user" = $1',
+        uid,
+    )
+    user = await p.fetchrow(
+        "SELECT balance, plan_credits, credits_owed FROM users WHERE telegram_id = $1", uid
     )
     gens = await p.fetch('SELECT charged, refunded FROM generations WHERE "user" = $1', uid)
 
     def of(reason: str) -> list[int]:
         return [r["delta"] for r in ledger if r["reason"] == reason]
 
+    packages = [r for r in payments if r["kind"] == "package"]
+    subs = [r for r in payments if r["kind"] == "subscription"]
     return {
-        "balance": await p.fetchval("SELECT balance FROM users WHERE telegram_id = $1", uid),
+        "balance": user["balance"],
+        "plan_credits": user["plan_credits"],
+        "credits_owed": user["credits_owed"],
         "ledger_sum": sum(r["delta"] for r in ledger),
         "free": of("free"),
         "purchase_rows": len(of("purchase")),
         "purchased": sum(of("purchase")),
-        "payments": len(payments),
-        "payment_credits": sum(r["credits"] for r in payments),
+        "bonus": sum(of("bonus")),
+        "package_payments": len(packages),
+        "package_credits": sum(r["credits"] for r in packages),
+        "payment_bonus": sum(r["bonus"] for r in payments),
+        "subscription_rows": len(of("subscription")),
+        "subscribed": sum(of("subscription")),
+        "subscription_payments": len(subs),
+        "subscription_credits": sum(r["credits"] for r in subs),
+        "expired": -sum(of("plan_expired")),
+        "promo": sum(of("promo")),
+        "promo_rows": len(of("promo")),
+        "redeemed": sum(r["credits"] for r in redemptions),
+        "redemptions": len(redemptions),
+        "has_scarce": any(r["code"] == "SCARCE" for r in redemptions),
+        "referral": sum(of("referral")),
         "charges": {r["id"]: r["credits"] for r in payments},
         "refunded_charges": {r["id"] for r in payments if r["status"] == "refunded"},
         "refunded_payments": sum(1 for r in payments if r["status"] == "refunded"),
-        "payment_refund_rows": len(of("payment_refunded")),
-        "taken": -sum(of("payment_refunded")),
+        "payment_refund_rows": sum(1 for r in ledger_full if r["by_payment"]),
+        "taken_now": -sum(r["delta"] for r in ledger_full if r["by_payment"]),
+        "taken_later": -sum(r["delta"] for r in ledger_full if not r["by_payment"]),
         "generation_rows": len(of("generation")),
         "generations": len(gens),
         "spent": -sum(of("generation")),
@@ -513,7 +761,27 @@ async def _explore(harness, tools, video_factory, examples: int) -> None:
     video = video_factory(tools.InFlight())
     video.gate.clear()
     ENGINE.loop = asyncio.get_running_loop()
-    ENGINE.h = await harness(video=video, max_photo_side=2000, ai_concurrency=2)
+    ENGINE.h = await harness(
+        video=video,
+        # A gated video waits as long as an example runs: a budget running out mid-example
+        # would end it at a random moment (and the money with it) while invariants are read.
+        pipeline=PipelineConfig(
+            poll_interval=0.02, compose_budget=900, animate_budget=900, deliver_budget=900
+        ),
+        max_photo_side=2000,
+        ai_concurrency=2,
+        packages=PACKAGES,
+        plans=f"monthly:{PLAN_CREDITS}:{PLAN_STARS}",
+        plan_unused_credits="expire",
+        referral_inviter_credits=INVITER_BONUS,
+        referral_invitee_credits=INVITEE_BONUS,
+        bot_username="flick_test_bot",
+    )
+    for code, (credits, uses, expired, disabled) in CODES.items():
+        expires = datetime.now(UTC) + timedelta(days=-1 if expired else 30)
+        await promos.create(code, credits, uses, expires, admin_id=0)
+        if disabled:
+            await promos.disable(code)
     ENGINE.video = video
     ENGINE.tools = tools
     config = settings(

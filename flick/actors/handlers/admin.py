@@ -6,16 +6,20 @@ stays exact), which reports back what it actually did; an ambiguous target is re
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from flick import events as ev
 from flick.actors import messages as msg
 from flick.actors.scope import Scope
 from flick.errors import TelegramRefused
-from flick.models import orders
+from flick.i18n import t
+from flick.models import orders, promos, referrals, subscriptions
 from flick.models import stats as figures
+from flick.payments.promos import normalize_code
 from flick.ports import RecipientGone, RecipientUnreachable
 from flick.untrusted import parse_int
 
-COMMANDS = frozenset({"stats", "user", "grant", "refund", "broadcast"})
+COMMANDS = frozenset({"stats", "user", "grant", "refund", "broadcast", "promos"})
 
 
 async def handle(actor: Scope, e: ev.Command) -> None:
@@ -30,9 +34,20 @@ async def stats(actor: Scope, args: str) -> None:
     asked = parse_int(args, max_digits=4)
     days = asked if asked is not None and 0 < asked <= 3650 else 30
     s = await figures.stats(days)
+    g = await figures.growth(days)
     outcomes = ", ".join(f"{k}: {v}" for k, v in s["outcomes"].items()) or "—"
-    income = s["stars"] * actor.ctx.settings.star_usd
-    await actor.say(
+    star_usd = actor.ctx.settings.star_usd
+    income = s["stars"] * star_usd
+    growth = t(
+        actor.lang,
+        "admin_stats_growth",
+        **g,
+        package_usd=f"{g['package_stars'] * star_usd:.2f}",
+        sub_usd=f"{g['sub_stars'] * star_usd:.2f}",
+        sub_renewals=max(0, g["sub_payments"] - g["sub_new"]),
+    )
+    text = t(
+        actor.lang,
         "admin_stats",
         days=days,
         users=s["users"],
@@ -45,6 +60,7 @@ async def stats(actor: Scope, args: str) -> None:
         cost=f"{s['cost_usd']:.2f}",
         margin=f"{income - s['cost_usd']:.2f}",
     )
+    await actor.send(f"{text}\n{growth}")
 
 
 async def user(actor: Scope, args: str) -> None:
@@ -62,7 +78,8 @@ async def user(actor: Scope, args: str) -> None:
         or "  —"
     )
     gens = ", ".join(f"{k}: {v}" for k, v in card["generations"].items()) or "—"
-    await actor.say(
+    text = t(
+        actor.lang,
         "admin_user",
         id=uid,
         username=u["username"] or "—",
@@ -72,6 +89,34 @@ async def user(actor: Scope, args: str) -> None:
         created=f"{u['created_at']:%Y-%m-%d}",
         payments=payments,
         generations=gens,
+    )
+    await actor.send(f"{text}\n{await _growth_card(actor, uid)}")
+
+
+async def _growth_card(actor: Scope, uid: int) -> str:
+    sub = await subscriptions.current(uid)
+    if sub is None:
+        plan = "—"
+    else:
+        state = "renews" if sub.renews else f"renewal off ({sub.canceled_by or '?'})"
+        if not sub.active:
+            state = "ended"
+        plan = (
+            f"{sub.plan} ({sub.credits} credits for {sub.stars}⭐, {sub.renewals} renewal(s)), "
+            f"{state}, period end {sub.period_end:%Y-%m-%d}"
+            + (", last renewal failed" if sub.payment_failed else "")
+        )
+    codes = ", ".join(f"{c} (+{n}, {when:%Y-%m-%d})" for c, n, when in await promos.of_user(uid))
+    invites = await referrals.summary(uid)
+    return t(
+        actor.lang,
+        "admin_user_growth",
+        subscription=plan,
+        codes=codes or "—",
+        invited_by=invites.invited_by or "—",
+        invited=invites.invited,
+        counted=invites.counted,
+        earned=invites.earned,
     )
 
 
@@ -125,6 +170,69 @@ async def broadcast(actor: Scope, args: str) -> None:
     await actor.say("admin_broadcast_started", id=bid)
 
 
-_HANDLERS = {"stats": stats, "user": user, "grant": grant, "refund": refund, "broadcast": broadcast}
+async def promo_codes(actor: Scope, args: str) -> None:
+    """/promos: the latest codes; /promos new CODE CREDITS USES [DAYS]; /promos off CODE."""
+    action, _, rest = args.partition(" ")
+    if not action:
+        found = await promos.recent()
+        lines = [
+            t(
+                actor.lang,
+                "admin_promo_line",
+                code=c.code,
+                credits=c.credits,
+                used=c.used,
+                uses=c.max_uses,
+                state=c.state,
+                until=f"{c.expires_at:%Y-%m-%d %H:%M}" if c.expires_at else "—",
+            )
+            for c in found
+        ]
+        await actor.send("\n".join(lines) if lines else t(actor.lang, "admin_promos_none"))
+    elif action == "new":
+        await _new_code(actor, rest.split())
+    elif action == "off":
+        code = normalize_code(rest)
+        status = await promos.disable(code) if code else "unknown"
+        await actor.say(f"admin_promo_{status}", code=code or rest.strip()[:32] or "?")
+    else:
+        await actor.say("admin_promos_usage")
+
+
+async def _new_code(actor: Scope, parts: list[str]) -> None:
+    code = normalize_code(parts[0]) if parts else None
+    numbers = [parse_int(p, max_digits=7) for p in parts[1:]]
+    limits = (10_000, 1_000_000, 3650)  # credits, uses, days
+    if (
+        code is None
+        or len(numbers) not in (2, 3)
+        or any(n is None or not 0 < n <= top for n, top in zip(numbers, limits, strict=False))
+    ):
+        await actor.say("admin_promos_usage")
+        return
+    credits, uses, days = (n or 0 for n in (*numbers, 0)[:3])
+    expires = datetime.now(UTC) + timedelta(days=days) if days else None
+    if not await promos.create(code, credits, uses, expires, actor.uid):
+        await actor.say("admin_promo_exists", code=code)
+        return
+    username = actor.ctx.bot_username
+    await actor.say(
+        "admin_promo_created",
+        code=code,
+        credits=credits,
+        uses=uses,
+        until=f"{expires:%Y-%m-%d %H:%M} UTC" if expires else "—",
+        link=f"https://t.me/{username}?start=promo_{code}" if username else "—",
+    )
+
+
+_HANDLERS = {
+    "stats": stats,
+    "user": user,
+    "grant": grant,
+    "refund": refund,
+    "broadcast": broadcast,
+    "promos": promo_codes,
+}
 
 __all__ = ["COMMANDS", "handle"]

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from flick import events as ev
+from flick.actors.handlers import promos, referrals
 from flick.actors.handlers.replies import offer_packages, show_styles
 from flick.actors.scope import Scope
 from flick.fsm.conversation import State
@@ -24,6 +25,11 @@ async def cmd_start(actor: Scope, e: ev.Command) -> None:
         price=price,
         keyboard=((Button(t(actor.lang, "button_create"), "create"),),),
     )
+    # A deep link's parameter: t.me/<bot>?start=promo_CODE or ?start=ref_CODE.
+    if e.args.startswith(promos.PREFIX):
+        await promos.redeem(actor, e.args.removeprefix(promos.PREFIX), e.event_id)
+    elif e.args.startswith(referrals.PREFIX):
+        await referrals.arrived_through(actor, e.args.removeprefix(referrals.PREFIX))
 
 
 async def cmd_help(actor: Scope, e: ev.Command) -> None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from flick import events as ev
 from flick.actors import messages as msg
+from flick.actors.handlers import subscriptions
 from flick.actors.handlers.generations import continue_after_top_up
+from flick.actors.handlers.referrals import after_first_purchase, bonuses
 from flick.actors.handlers.replies import offer_packages
 from flick.actors.scope import Scope
 from flick.errors import TelegramRefused
@@ -16,6 +18,7 @@ from flick.i18n import t
 from flick.models import money, orders
 from flick.payments.invoices import credits_for, order_id_of, payload_for, precheckout_problem
 from flick.payments.packages import CURRENCY, find
+from flick.payments.plans import SUBSCRIPTION_PERIOD
 from flick.ports import RecipientGone, RecipientUnreachable
 
 
@@ -32,13 +35,17 @@ async def buy_pressed(actor: Scope, e: ev.ButtonPress, arg: str) -> None:
         return
     await outbox.answer_button(e.callback_id)
     order_id = await orders.create(
-        actor.uid, package.credits, package.stars, actor.ctx.settings.order_ttl_seconds
+        actor.uid,
+        package.total,
+        package.stars,
+        actor.ctx.settings.order_ttl_seconds,
+        bonus=package.bonus,
     )
     try:
         await outbox.send_invoice(
             actor.user.chat_id,
             title=package.title(actor.lang),
-            description=t(actor.lang, "invoice_description", credits=package.credits),
+            description=package.description(actor.lang),
             payload=payload_for(order_id),
             currency=CURRENCY,
             amount=package.stars,
@@ -60,6 +67,11 @@ async def pre_checkout(actor: Scope, e: ev.PreCheckout) -> None:
         order_id = order_id_of(e.payload)
         order = await orders.get(order_id) if order_id else None
         problem = precheckout_problem(order, actor.uid, e.currency, e.total_amount)
+        plan = order.plan if order is not None else None
+        if problem is None and plan is not None and plan not in actor.ctx.plans:
+            problem = "precheckout_plan_gone"  # removed since the link was made
+        elif plan is not None and problem in ("precheckout_expired", "precheckout_mismatch"):
+            problem = "precheckout_plan_link_old"  # for a new link: /subscription, not /buy
     except Exception:
         actor.log.exception("pre-checkout check failed")
         problem = "precheckout_error"
@@ -72,11 +84,41 @@ async def pre_checkout(actor: Scope, e: ev.PreCheckout) -> None:
 
 async def succeeded(actor: Scope, e: ev.PaymentSucceeded) -> None:
     """Credit a charge exactly once. A charge we cannot match is still credited: they paid."""
+    order_id = order_id_of(e.payload)
+    order = await orders.get(order_id) if order_id else None
+    if e.recurring or e.first_recurring or (order is not None and order.plan is not None):
+        await subscriptions.credit(
+            actor,
+            charge_id=e.charge_id,
+            provider_id=e.provider_charge_id,
+            payload=e.payload,
+            stars=e.total_amount,
+            first=e.first_recurring or not e.recurring,
+            until=e.subscription_until,
+            source="update",
+        )
+        return
     await _credit(actor, e.charge_id, e.provider_charge_id, e.payload, e.total_amount, "update")
 
 
 async def reconciled(actor: Scope, m: msg.ReconciledCharge) -> None:
-    """A charge Telegram lists that never reached us as an update: credited the same way."""
+    """A charge Telegram lists that never reached us as an update: credited the same way (a
+    subscription's by its period; whether it was the first is for our records to say)."""
+    order_id = order_id_of(m.payload)
+    order = await orders.get(order_id) if order_id else None
+    if m.subscription_period or (order is not None and order.plan is not None):
+        period = m.subscription_period or SUBSCRIPTION_PERIOD
+        await subscriptions.credit(
+            actor,
+            charge_id=m.charge_id,
+            provider_id=None,
+            payload=m.payload,
+            stars=m.stars,
+            first=False,
+            until=m.date + period if m.date else None,
+            source="reconcile",
+        )
+        return
     await _credit(actor, m.charge_id, None, m.payload, m.stars, "reconcile")
 
 
@@ -88,7 +130,7 @@ async def _credit(
     if order is None or order.user_id != actor.uid:
         order_id = None  # someone else's (forwarded) invoice pays for nothing of theirs
         actor.log.warning("payment {} names no order of this user; credited by amount", charge_id)
-    credits = credits_for(order, actor.uid, stars, actor.ctx.packages)
+    credits, bonus = credits_for(order, actor.uid, stars, actor.ctx.packages)
     credited = await money.credit_payment(
         actor.uid,
         charge_id=charge_id,
@@ -99,14 +141,23 @@ async def _credit(
         credits=credits,
         order_id=order_id,
         source=source,
+        bonus=bonus,
+        referral=bonuses(actor),
     )
     if credited is None:
         actor.log.info("payment {} was already credited", charge_id)
         return
     actor.conv.balance = credited.balance
     actor.ctx.on_metric("payment", {}, stars)
-    actor.ctx.on_metric("credits_granted", {"reason": "purchase"}, credits)
-    await actor.say("payment_thanks", credits=credits, balance=credited.balance)
+    actor.ctx.on_metric("credits_granted", {"reason": "purchase"}, credits - bonus)
+    if bonus:
+        actor.ctx.on_metric("credits_granted", {"reason": "bonus"}, bonus)
+        await actor.say(
+            "payment_thanks_bonus", credits=credits, bonus=bonus, balance=credited.balance
+        )
+    else:
+        await actor.say("payment_thanks", credits=credits, balance=credited.balance)
+    await after_first_purchase(actor, credited.referred)
     await continue_after_top_up(actor)
 
 

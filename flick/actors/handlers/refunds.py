@@ -1,7 +1,9 @@
 """Refunds of Stars purchases: Telegram telling us of one, or an operator ordering one.
 
 Either way the purchase's owner's actor takes back what it bought (`money.refund_payment`):
-never below zero, and credits a running generation holds are taken if they come back.
+never below zero, and credits a running generation holds are taken if they come back. A
+subscription's charge refunded also ends its renewal, here and at Telegram: a refund means the
+operator and the user part ways on that plan (the user may subscribe again).
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 from flick import events as ev
 from flick.actors import messages as msg
 from flick.actors.scope import Scope
+from flick.errors import TelegramRefused, TransientError
 from flick.models import money
+from flick.ports import RecipientGone, RecipientUnreachable
 
 
 async def refunded(actor: Scope, e: ev.PaymentRefunded) -> None:
@@ -40,5 +44,21 @@ async def _take_back(actor: Scope, charge_id: str, note: str) -> money.PurchaseR
             result.already_spent,
             result.held,
         )
-    await actor.say("payment_refunded", credits=result.taken, balance=result.balance)
+    if result.kind == "subscription":
+        await actor.say(
+            "subscription_refunded",
+            credits=result.taken,
+            spent=result.already_spent + result.held,
+            balance=result.balance,
+        )
+    else:
+        await actor.say("payment_refunded", credits=result.taken, balance=result.balance)
+    if result.subscription_charge is not None:
+        try:
+            await actor.ctx.outbox.edit_subscription(
+                actor.uid, result.subscription_charge, canceled=True
+            )
+        except (TelegramRefused, TransientError, RecipientGone, RecipientUnreachable) as exc:
+            # Recorded as off here: a renewal that comes anyway is credited and stopped again.
+            actor.log.warning("renewal of refunded subscription not turned off: {}", exc)
     return result

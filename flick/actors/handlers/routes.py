@@ -16,8 +16,11 @@ from flick.actors.handlers import (
     generations,
     payments,
     photos,
+    promos,
+    referrals,
     refunds,
     resume,
+    subscriptions,
     text,
 )
 from flick.actors.scope import Scope
@@ -63,6 +66,7 @@ EVENTS: dict[type, Handler] = {
     ev.PreCheckout: payments.pre_checkout,
     ev.PaymentSucceeded: payments.succeeded,
     ev.PaymentRefunded: refunds.refunded,
+    ev.SubscriptionChanged: subscriptions.changed,
     msg.PhotoStored: photos.on_photo_stored,
     msg.PhotoRejected: photos.on_photo_rejected,
     msg.GenerationEnded: generations.on_generation_ended,
@@ -72,6 +76,7 @@ EVENTS: dict[type, Handler] = {
     msg.AdminReport: balance.on_admin_report,
     msg.ReconciledCharge: payments.reconciled,
     msg.RecipientBlocked: balance.on_recipient_blocked,
+    msg.ReferralBonus: referrals.on_referral_bonus,
     msg.Crash: on_crash,
 }
 
@@ -87,6 +92,9 @@ COMMANDS: dict[str, CommandHandler] = {
     "language": commands.cmd_language,
     "terms": commands.cmd_terms,
     "paysupport": payments.paysupport,
+    "subscription": subscriptions.cmd_subscription,
+    "promo": promos.cmd_promo,
+    "invite": referrals.cmd_invite,
 }
 
 BUTTONS: dict[str, ButtonHandler] = {
@@ -97,4 +105,5 @@ BUTTONS: dict[str, ButtonHandler] = {
     "buy": payments.buy_pressed,
     "video": buttons.btn_video,
     "cancel": buttons.btn_cancel,
+    "sub": subscriptions.subscription_pressed,
 }
