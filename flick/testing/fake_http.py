@@ -15,10 +15,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple, Self
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from flick.testing.faults import GENERIC_FAULTS, Fault
-from flick.testing.specs import FormPart, Operation, load_spec
+from flick.testing.spec_shims import FormPart, form_boundary, parse_form
+from flick.testing.specs import SpecRequest, load_spec
 
 
 def header_seconds(value: float) -> str:
@@ -62,7 +63,7 @@ class Call:
     request: web.Request
     record: RecordedRequest
     fault: Fault | None
-    operation: Operation | None
+    checked: SpecRequest | None  # the request as the spec saw it; None: not an API request
 
 
 Handler = Callable[[Call], Awaitable[web.StreamResponse]]
@@ -154,8 +155,8 @@ class SpecFake:
 
     def reply(self, call: Call, body: Any, status: int = 200) -> web.Response:
         """A JSON reply, itself checked against the spec: a fake must not drift either."""
-        if call.operation is not None and 200 <= status < 300:
-            for problem in self.spec.check_response(call.operation, status, body):
+        if call.checked is not None and 200 <= status < 300:
+            for problem in self.spec.check_response(call.checked, status, body):
                 self._violate(call.record, f"fake's reply {status}: {problem}")
         return web.json_response(body, status=status)
 
@@ -195,19 +196,20 @@ class SpecFake:
     async def _answer(
         self, route: Route, request: web.Request, record: RecordedRequest
     ) -> web.StreamResponse:
-        problems, media, parts = await self._read_body(request, record)
-        operation = None
+        raw = await request.read()
+        problems = self._record_body(request, raw, record)
+        checked = None
         if route.checked and route.op != "unknown":
-            try:
-                operation, path_params = self.spec.match(request.method, request.path)
-            except LookupError as exc:
-                problems.append(str(exc))
-            else:
-                problems += self.spec.check_request(
-                    operation, path_params, request.query, request.headers
-                )
-                if not problems:
-                    problems += self.spec.check_body(operation, media, record.json, parts)
+            checked = self.spec.request(
+                request.method,
+                request.path,
+                query=request.query,
+                headers=request.headers,
+                body=raw,
+                content_type=request.headers.get("Content-Type", ""),
+            )
+            if not problems:
+                problems = self.spec.check_request(checked)
         if problems:
             for problem in problems:
                 self._violate(record, problem)
@@ -231,42 +233,36 @@ class SpecFake:
                 if request.transport is not None:
                     request.transport.close()
                 return web.Response(status=499)
-        return await route.handler(Call(request, record, fault, operation))
+        return await route.handler(Call(request, record, fault, checked))
 
-    async def _read_body(
-        self, request: web.Request, record: RecordedRequest
-    ) -> tuple[list[str], str | None, list[FormPart] | None]:
-        if not request.body_exists:
-            return [], None, None
-        media = request.content_type
-        if media == "multipart/form-data":
-            parts: list[FormPart] = []
-            reader = await request.multipart()
-            async for part in reader:
-                if not isinstance(part, BodyPartReader):
-                    return ["nested multipart is not supported"], media, parts
-                data = bytes(await part.read())
-                item = FormPart(
-                    part.name or "", part.filename, part.headers.get("Content-Type"), data
-                )
-                parts.append(item)
-                if item.is_file:
-                    record.files.setdefault(item.name, []).append(item)
+    def _record_body(self, request: web.Request, raw: bytes, record: RecordedRequest) -> list[str]:
+        """Keep what the body says for the test to read; problems if it cannot be read at all."""
+        if not raw:
+            return []
+        if request.content_type == "multipart/form-data":
+            try:
+                boundary = form_boundary(request.headers.get("Content-Type", ""))
+                parts = parse_form(raw, boundary)
+            except ValueError as exc:
+                return [f"body is not a multipart form: {exc}"]
+            for part in parts:
+                if part.is_file:
+                    record.files.setdefault(part.name, []).append(part)
                 else:
-                    record.form.setdefault(item.name, []).append(data.decode("utf-8", "replace"))
-            return [], media, parts
-        raw = await request.read()
-        if media == "application/json":
+                    text = part.data.decode("utf-8", "replace")
+                    record.form.setdefault(part.name, []).append(text)
+        elif request.content_type == "application/json":
             try:
                 record.json = json.loads(raw)
             except ValueError as exc:
-                return [f"body is not valid JSON: {exc}"], media, None
-        return [], media, None
+                return [f"body is not valid JSON: {exc}"]
+        return []
 
     async def _unknown(self, call: Call) -> web.StreamResponse:
         request = call.request
+        checked = self.spec.request(request.method, request.path)
         try:
-            operation, _ = self.spec.match(request.method, request.path)
+            operation = self.spec.operation(checked)
         except LookupError as exc:
             self._violate(call.record, str(exc))
             return self.error_response(400, str(exc), code="invalid_request")
