@@ -11,13 +11,13 @@ import asyncio
 import json
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple, Self
 
 from aiohttp import web
 
-from flick.testing.faults import GENERIC_FAULTS, Fault
+from flick.testing.faults import GENERIC_FAULTS, Fault, assert_all_used
 from flick.testing.spec_shims import FormPart, form_boundary, parse_form
 from flick.testing.specs import SpecRequest, load_spec
 
@@ -97,6 +97,8 @@ class SpecFake:
         self._in_flight_by_op: dict[str, int] = {}
         self.origin = ""
         self._scripts: dict[str, deque[Fault]] = {}
+        self._every: dict[str, Fault] = {}  # op -> the fault answering all its requests
+        self._every_used: set[str] = set()
         self._runner: web.AppRunner | None = None
 
     # Subclasses say what they serve and how their provider words an error.
@@ -139,6 +141,19 @@ class SpecFake:
 
     def script(self, op: str, *faults: Fault) -> None:
         """Queue faults: each answers one future request of `op`, in order."""
+        self._check_faults(op, faults)
+        self._scripts.setdefault(op, deque()).extend(faults)
+
+    def script_every(self, op: str, fault: Fault | None) -> None:
+        """`fault` answers every request of `op` once the queued ones are used (the provider is
+        down, or slow, until `script_every(op, None)`)."""
+        if fault is None:
+            self._every.pop(op, None)
+            return
+        self._check_faults(op, (fault,))
+        self._every[op] = fault
+
+    def _check_faults(self, op: str, faults: Iterable[Fault]) -> None:
         ops = {route.op for route in self.routes()}
         if op not in ops:
             raise ValueError(f"unknown operation {op!r}; this fake serves {sorted(ops)}")
@@ -148,7 +163,19 @@ class SpecFake:
                 raise ValueError(
                     f"{fault.kind} does not apply to {op} (allowed: {sorted(allowed)})"
                 )
-        self._scripts.setdefault(op, deque()).extend(faults)
+
+    def unused_faults(self) -> dict[str, list[Fault]]:
+        """Scripted faults no request has triggered yet, by operation (a `script_every` fault
+        counts as used once it has answered one request)."""
+        unused = {op: list(queue) for op, queue in self._scripts.items() if queue}
+        for op, fault in self._every.items():
+            if op not in self._every_used:
+                unused.setdefault(op, []).append(fault)
+        return unused
+
+    def assert_faults_used(self) -> None:
+        """Fail if a scripted fault was never triggered; fixtures call it when a test ends."""
+        assert_all_used(type(self).__name__, self.unused_faults())
 
     def calls(self, op: str) -> list[RecordedRequest]:
         return [record for record in self.requests if record.op == op]
@@ -218,7 +245,14 @@ class SpecFake:
         if self.api_key is not None and request.headers.get("Authorization") != expected:
             return self.error_response(401, "Incorrect API key provided", code="invalid_api_key")
         queue = self._scripts.get(route.op)
-        fault = record.fault = queue.popleft() if queue else None
+        fault: Fault | None
+        if queue:
+            fault = queue.popleft()
+        else:
+            fault = self._every.get(route.op)
+            if fault is not None:
+                self._every_used.add(route.op)
+        record.fault = fault
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)

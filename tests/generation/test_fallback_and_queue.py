@@ -15,7 +15,7 @@ OTHER = 7402
 async def test_openai_down_falls_back_to_the_local_image_provider(
     harness, gen, storage, fake_openai, fake_replicate
 ) -> None:
-    fake_openai.script("images.edit", *[Fault.status(500)] * 100)
+    fake_openai.script_every("images.edit", Fault.status(500))  # OpenAI is down
     h = await harness(local_fallback=True, pipeline=replace(gen.FAST, compose_budget=0.8))
     await h.make_video(UID)
 
@@ -37,7 +37,7 @@ async def test_openai_down_falls_back_to_the_local_image_provider(
 async def test_replicate_down_falls_back_to_the_local_video_provider(
     harness, gen, storage, fake_openai, fake_replicate
 ) -> None:
-    fake_replicate.script("predictions.create", *[Fault.status(503)] * 100)
+    fake_replicate.script_every("predictions.create", Fault.status(503))
     h = await harness(local_fallback=True, pipeline=replace(gen.FAST, animate_budget=0.8))
     await h.make_video(UID)
 
@@ -54,7 +54,7 @@ async def test_replicate_down_falls_back_to_the_local_video_provider(
 
 
 async def test_without_fallback_a_provider_down_refunds(harness, gen, fake_replicate) -> None:
-    fake_replicate.script("predictions.create", *[Fault.status(503)] * 100)
+    fake_replicate.script_every("predictions.create", Fault.status(503))
     h = await harness(pipeline=replace(gen.FAST, animate_budget=0.8))
     await h.make_video(UID)
     row = await gen.generation(await gen.generation_id(UID))

@@ -23,6 +23,7 @@ class Case:
     error_class: str
     message: str  # catalog key of what the user is told
     pipeline: dict[str, Any] | None = None  # PipelineConfig overrides
+    every: Fault | None = None  # answers every request once `faults` are used (a service down)
 
 
 FINAL = {
@@ -59,10 +60,11 @@ FINAL = {
     ),
     "openai_500_until_the_budget_is_spent": Case(
         "images.edit",
-        (Fault.status(500),) * 50,
+        (),
         "timeout",
         "failed_timeout",
         {"compose_budget": 0.5},
+        every=Fault.status(500),
     ),
     "prediction_fails": Case(
         "predictions.create",
@@ -124,7 +126,9 @@ async def test_a_final_failure_refunds_once_and_tells_the_user(
     name: str, harness, gen, fake_openai, fake_replicate
 ) -> None:
     case = FINAL[name]
-    _fake(case, fake_openai, fake_replicate).script(case.op, *case.faults)
+    fake = _fake(case, fake_openai, fake_replicate)
+    fake.script(case.op, *case.faults)
+    fake.script_every(case.op, case.every)
     h = await harness(pipeline=replace(gen.FAST, **(case.pipeline or {})))
     await h.make_video(UID)
 

@@ -328,3 +328,24 @@ def test_a_reply_with_an_undocumented_status_is_a_violation() -> None:
     assert spec.check_response(request, 299, {"object": "list", "data": []}) == [
         "Unknown response http status: 299"
     ]
+
+
+async def test_a_scripted_fault_never_triggered_fails_the_test(fake_openai: FakeOpenAI) -> None:
+    fake_openai.script("models.retrieve", Fault.status(500))
+    fake_openai.script_every("models.list", Fault.latency(0.01))
+    with pytest.raises(AssertionError, match="never triggered") as unused:
+        fake_openai.assert_faults_used()  # what the fixture does when the test ends
+    assert "models.retrieve" in str(unused.value) and "models.list" in str(unused.value)
+
+    async with aiohttp.ClientSession(headers=AUTH) as session:
+        for path in ("/models/gpt-image-1", "/models", "/models"):
+            async with session.get(fake_openai.base_url + path):
+                pass
+
+    assert fake_openai.unused_faults() == {}
+    fake_openai.assert_faults_used()
+    assert [r.fault for r in fake_openai.requests] == [
+        Fault.status(500),
+        Fault.latency(0.01),
+        Fault.latency(0.01),  # script_every: every request, not once
+    ]
