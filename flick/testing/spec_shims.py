@@ -57,9 +57,9 @@ class FormPart:
 def parse_form(body: bytes, boundary: str) -> tuple[FormPart, ...]:
     """The parts of a multipart/form-data body, in order, files told from text by a filename.
 
-    werkzeug's decoder (openapi-core's own dependency): the stdlib email parser that
-    openapi-core's `data_form_loads` uses takes ~50 ms per MB of photos. Cached: the fake, the
-    deserializer and `unknown_fields` each read the same body (~10 ms per MB).
+    werkzeug's decoder (openapi-core's own dependency): the stdlib email parser behind
+    openapi-core's `data_form_loads` took 6 times as long on a 3.7 MB form of two photos.
+    Cached: the fake, the deserializer and `unknown_fields` each read the same body.
     """
     if not boundary:
         raise ValueError("multipart/form-data without a boundary")
