@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 
 from flick.fsm.conversation import State
 from flick.i18n import t
 from flick.models.ledger import pool
 from flick.pipeline.local import LocalImageProvider
+from flick.testing.engine import EngineHarness
+from flick.testing.inflight import CountingVideo
 
+Harness = Callable[..., Awaitable[EngineHarness]]  # the `harness` fixture
 USERS = 1000
 SLOW = 1
 COMMANDS = ("start", "balance", "help")
 
 
-async def test_a_thousand_users_at_once_each_in_order(harness, tools, video_factory) -> None:
+async def test_a_thousand_users_at_once_each_in_order(
+    harness: Harness, tools: SimpleNamespace, video_factory: Callable[..., CountingVideo]
+) -> None:
     video = video_factory()
     video.gate.clear()  # the slow user's prediction keeps "processing" until we let it finish
     h = await harness(video=video, db_pool_max=10)
@@ -32,7 +39,7 @@ async def test_a_thousand_users_at_once_each_in_order(harness, tools, video_fact
     gen_id = (await tools.session(SLOW))[1]["generation_id"]
 
     async def animating() -> bool:
-        return await tools.generation_status(gen_id) == "animating"
+        return bool(await tools.generation_status(gen_id) == "animating")
 
     await tools.wait_for(animating, "the slow video reached the animating step")
 
@@ -71,7 +78,9 @@ LIMIT = 8
 CROWD = 200
 
 
-async def test_the_ai_limiter_bounds_calls_in_flight(harness, tools, video_factory) -> None:
+async def test_the_ai_limiter_bounds_calls_in_flight(
+    harness: Harness, tools: SimpleNamespace, video_factory: Callable[..., CountingVideo]
+) -> None:
     meter = tools.InFlight()
     gate = asyncio.Event()  # closed: compose calls stay in the provider, the crowd piles up
     image = tools.CountingImage(LocalImageProvider(size=(96, 128), margin=8), meter, gate)
@@ -98,7 +107,7 @@ async def test_the_ai_limiter_bounds_calls_in_flight(harness, tools, video_facto
     await meter.reached(LIMIT)
 
     async def all_queued() -> bool:
-        return h.app.limiter.waiting == CROWD - LIMIT
+        return bool(h.app.limiter.waiting == CROWD - LIMIT)
 
     await tools.wait_for(all_queued, "every other generation waits for a slot")
     assert meter.now == LIMIT and h.app.limiter.running == LIMIT  # the bound, with 192 waiting
