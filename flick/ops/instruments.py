@@ -46,10 +46,14 @@ class Instruments:
     async def sampling(
         self, supervisor: Supervisor, limiter: AILimiter, every: float = 1.0
     ) -> AsyncIterator[None]:
+        # The first sample is taken now, not when the task first runs: the gauges are right
+        # from the moment this is entered (and a scrape or a test can rely on it).
+        self.sample(supervisor, limiter)
+
         async def loop() -> None:
             while True:
-                self.sample(supervisor, limiter)
                 await asyncio.sleep(every)
+                self.sample(supervisor, limiter)
 
         task = asyncio.create_task(loop(), name="metrics-sampler")
         try:

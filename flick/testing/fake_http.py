@@ -11,14 +11,15 @@ import asyncio
 import json
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple, Self
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
-from flick.testing.faults import GENERIC_FAULTS, Fault
-from flick.testing.specs import FormPart, Operation, load_spec
+from flick.testing.faults import GENERIC_FAULTS, Fault, assert_all_used
+from flick.testing.spec_shims import FormPart, form_boundary, parse_form
+from flick.testing.specs import SpecRequest, load_spec
 
 
 def header_seconds(value: float) -> str:
@@ -62,7 +63,7 @@ class Call:
     request: web.Request
     record: RecordedRequest
     fault: Fault | None
-    operation: Operation | None
+    checked: SpecRequest | None  # the request as the spec saw it; None: not an API request
 
 
 Handler = Callable[[Call], Awaitable[web.StreamResponse]]
@@ -96,6 +97,8 @@ class SpecFake:
         self._in_flight_by_op: dict[str, int] = {}
         self.origin = ""
         self._scripts: dict[str, deque[Fault]] = {}
+        self._every: dict[str, Fault] = {}  # op -> the fault answering all its requests
+        self._every_used: set[str] = set()
         self._runner: web.AppRunner | None = None
 
     # Subclasses say what they serve and how their provider words an error.
@@ -138,6 +141,19 @@ class SpecFake:
 
     def script(self, op: str, *faults: Fault) -> None:
         """Queue faults: each answers one future request of `op`, in order."""
+        self._check_faults(op, faults)
+        self._scripts.setdefault(op, deque()).extend(faults)
+
+    def script_every(self, op: str, fault: Fault | None) -> None:
+        """`fault` answers every request of `op` once the queued ones are used (the provider is
+        down, or slow, until `script_every(op, None)`)."""
+        if fault is None:
+            self._every.pop(op, None)
+            return
+        self._check_faults(op, (fault,))
+        self._every[op] = fault
+
+    def _check_faults(self, op: str, faults: Iterable[Fault]) -> None:
         ops = {route.op for route in self.routes()}
         if op not in ops:
             raise ValueError(f"unknown operation {op!r}; this fake serves {sorted(ops)}")
@@ -147,15 +163,27 @@ class SpecFake:
                 raise ValueError(
                     f"{fault.kind} does not apply to {op} (allowed: {sorted(allowed)})"
                 )
-        self._scripts.setdefault(op, deque()).extend(faults)
+
+    def unused_faults(self) -> dict[str, list[Fault]]:
+        """Scripted faults no request has triggered yet, by operation (a `script_every` fault
+        counts as used once it has answered one request)."""
+        unused = {op: list(queue) for op, queue in self._scripts.items() if queue}
+        for op, fault in self._every.items():
+            if op not in self._every_used:
+                unused.setdefault(op, []).append(fault)
+        return unused
+
+    def assert_faults_used(self) -> None:
+        """Fail if a scripted fault was never triggered; fixtures call it when a test ends."""
+        assert_all_used(type(self).__name__, self.unused_faults())
 
     def calls(self, op: str) -> list[RecordedRequest]:
         return [record for record in self.requests if record.op == op]
 
     def reply(self, call: Call, body: Any, status: int = 200) -> web.Response:
         """A JSON reply, itself checked against the spec: a fake must not drift either."""
-        if call.operation is not None and 200 <= status < 300:
-            for problem in self.spec.check_response(call.operation, status, body):
+        if call.checked is not None and 200 <= status < 300:
+            for problem in self.spec.check_response(call.checked, status, body):
                 self._violate(call.record, f"fake's reply {status}: {problem}")
         return web.json_response(body, status=status)
 
@@ -195,19 +223,20 @@ class SpecFake:
     async def _answer(
         self, route: Route, request: web.Request, record: RecordedRequest
     ) -> web.StreamResponse:
-        problems, media, parts = await self._read_body(request, record)
-        operation = None
+        raw = await request.read()
+        problems = self._record_body(request, raw, record)
+        checked = None
         if route.checked and route.op != "unknown":
-            try:
-                operation, path_params = self.spec.match(request.method, request.path)
-            except LookupError as exc:
-                problems.append(str(exc))
-            else:
-                problems += self.spec.check_request(
-                    operation, path_params, request.query, request.headers
-                )
-                if not problems:
-                    problems += self.spec.check_body(operation, media, record.json, parts)
+            checked = self.spec.request(
+                request.method,
+                request.path,
+                query=request.query,
+                headers=request.headers,
+                body=raw,
+                content_type=request.headers.get("Content-Type", ""),
+            )
+            if not problems:
+                problems = self.spec.check_request(checked)
         if problems:
             for problem in problems:
                 self._violate(record, problem)
@@ -216,7 +245,14 @@ class SpecFake:
         if self.api_key is not None and request.headers.get("Authorization") != expected:
             return self.error_response(401, "Incorrect API key provided", code="invalid_api_key")
         queue = self._scripts.get(route.op)
-        fault = record.fault = queue.popleft() if queue else None
+        fault: Fault | None
+        if queue:
+            fault = queue.popleft()
+        else:
+            fault = self._every.get(route.op)
+            if fault is not None:
+                self._every_used.add(route.op)
+        record.fault = fault
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
@@ -231,42 +267,36 @@ class SpecFake:
                 if request.transport is not None:
                     request.transport.close()
                 return web.Response(status=499)
-        return await route.handler(Call(request, record, fault, operation))
+        return await route.handler(Call(request, record, fault, checked))
 
-    async def _read_body(
-        self, request: web.Request, record: RecordedRequest
-    ) -> tuple[list[str], str | None, list[FormPart] | None]:
-        if not request.body_exists:
-            return [], None, None
-        media = request.content_type
-        if media == "multipart/form-data":
-            parts: list[FormPart] = []
-            reader = await request.multipart()
-            async for part in reader:
-                if not isinstance(part, BodyPartReader):
-                    return ["nested multipart is not supported"], media, parts
-                data = bytes(await part.read())
-                item = FormPart(
-                    part.name or "", part.filename, part.headers.get("Content-Type"), data
-                )
-                parts.append(item)
-                if item.is_file:
-                    record.files.setdefault(item.name, []).append(item)
+    def _record_body(self, request: web.Request, raw: bytes, record: RecordedRequest) -> list[str]:
+        """Keep what the body says for the test to read; problems if it cannot be read at all."""
+        if not raw:
+            return []
+        if request.content_type == "multipart/form-data":
+            try:
+                boundary = form_boundary(request.headers.get("Content-Type", ""))
+                parts = parse_form(raw, boundary)
+            except ValueError as exc:
+                return [f"body is not a multipart form: {exc}"]
+            for part in parts:
+                if part.is_file:
+                    record.files.setdefault(part.name, []).append(part)
                 else:
-                    record.form.setdefault(item.name, []).append(data.decode("utf-8", "replace"))
-            return [], media, parts
-        raw = await request.read()
-        if media == "application/json":
+                    text = part.data.decode("utf-8", "replace")
+                    record.form.setdefault(part.name, []).append(text)
+        elif request.content_type == "application/json":
             try:
                 record.json = json.loads(raw)
             except ValueError as exc:
-                return [f"body is not valid JSON: {exc}"], media, None
-        return [], media, None
+                return [f"body is not valid JSON: {exc}"]
+        return []
 
     async def _unknown(self, call: Call) -> web.StreamResponse:
         request = call.request
+        checked = self.spec.request(request.method, request.path)
         try:
-            operation, _ = self.spec.match(request.method, request.path)
+            operation = self.spec.operation(checked)
         except LookupError as exc:
             self._violate(call.record, str(exc))
             return self.error_response(400, str(exc), code="invalid_request")

@@ -2,10 +2,14 @@
 
 Each fault answers one future request of an operation. The generic kinds (`GENERIC_FAULTS`) are
 answered by the fakes' HTTP machinery (`fake_http`); the others by the provider's fake itself.
+
+A fault that is scripted and never triggered means the test did not test what it says it does:
+the fixtures that make fakes call `assert_faults_used()` when the test ends, which fails it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 #: Faults every operation of every fake understands; fakes add their own per operation.
@@ -102,3 +106,13 @@ class Fault:
     def after(self, seconds: float) -> Fault:
         """The same fault, answered `seconds` late."""
         return replace(self, delay=seconds)
+
+
+def assert_all_used(fake: str, unused: Mapping[str, Sequence[object]]) -> None:
+    """Fail (AssertionError) if any scripted fault of `fake` was never triggered."""
+    left = {where: list(faults) for where, faults in unused.items() if faults}
+    if left:
+        listed = "; ".join(f"{where}: {faults}" for where, faults in left.items())
+        raise AssertionError(
+            f"{fake}: faults scripted and never triggered (the test missed its point): {listed}"
+        )

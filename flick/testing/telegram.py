@@ -26,6 +26,7 @@ from pyrogram import Client, errors, types
 from pyrogram.storage import SQLiteStorage
 
 from flick.telegram.client import CLIENT_OPTIONS, session_name
+from flick.testing.faults import assert_all_used
 from flick.testing.tg_builders import Incoming, UpdateBuilders
 from flick.testing.tg_server import TelegramServer
 from flick.testing.tg_wire import Exchange, Fault, OfflineSession, SentMedia, raw, roundtrip
@@ -183,6 +184,11 @@ class OfflineTelegram(UpdateBuilders):
         """The next `request_type` request (to `chat_id`, if given) fails with `error`, e.g.
         `FloodWait(value=3)`, `UserIsBlocked`, `TimeoutError`. Faults queue up in order."""
         self.server.faults.append(Fault(request_type, error, chat_id))
+
+    def assert_faults_used(self) -> None:
+        """Fail if a `fail_next` fault was never triggered; the `tg` fixture calls it at the end."""
+        unused = {"fail_next": list(self.server.faults)}
+        assert_all_used("OfflineTelegram", unused)
 
     def block(self, user_id: int) -> None:
         """From now on `user_id` has blocked the bot: sends to them fail USER_IS_BLOCKED."""

@@ -80,6 +80,8 @@ async def running_bot(
             async with gateway:
                 yield Bot(tg, harness, openai, replicate)
         assert openai.violations == [] and replicate.violations == []
+        for fake in (openai, replicate, tg):
+            fake.assert_faults_used()
 
 
 @pytest.fixture

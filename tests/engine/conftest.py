@@ -3,8 +3,8 @@
 `harness(**settings)` starts an EngineHarness on the session's database and the test's fresh bucket
 and stops it at the end of the test. Test modules cannot import a conftest (importlib mode), so the
 helpers they share come as fixtures too: `tools` (reading the conversation back, making events, and
-the provider wrappers CountingImage/CountingVideo, which implement the ports' Protocols themselves)
-and `video_factory` (a CountingVideo over a LocalVideoProvider the test owns).
+the provider wrappers CountingImage/CountingVideo/InFlight of `flick.testing.inflight`) and
+`video_factory` (a CountingVideo over a LocalVideoProvider the test owns).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import asyncio
 import itertools
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
-from datetime import datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -27,106 +26,12 @@ from flick.fsm.conversation import State
 from flick.i18n import LANGUAGES, catalog, t
 from flick.models.db import pool
 from flick.pipeline.local import LocalImageProvider, LocalVideoProvider
-from flick.ports import ComposedImage, Prediction
 from flick.testing.engine import EngineHarness, make_jpeg
+from flick.testing.inflight import CountingImage, CountingVideo, InFlight
 from flick.testing.memory import RecordingOutbox, Sent
 
 
-# ---- providers: real implementations of the ports that also count or hold ----------------------
-class CountingImage:
-    """An ImageProvider around another one that records how many compose calls are in flight."""
-
-    def __init__(self, inner: Any, meter: InFlight) -> None:
-        self.inner, self.meter = inner, meter
-        self.name = inner.name
-        self.calls = 0
-
-    async def compose(self, photos: Sequence[bytes], prompt: str, style: str) -> ComposedImage:
-        self.calls += 1
-        with self.meter:
-            return await self.inner.compose(photos, prompt, style)
-
-    async def check(self) -> None:
-        await self.inner.check()
-
-
-class InFlight:
-    """A shared counter of provider work in progress and its highest value."""
-
-    def __init__(self) -> None:
-        self.now = 0
-        self.peak = 0
-
-    def __enter__(self) -> InFlight:
-        self.now += 1
-        self.peak = max(self.peak, self.now)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.now -= 1
-
-
-class CountingVideo:
-    """A VideoProvider around another one. A prediction is "in flight" from `start` until a poll
-    reports it finished (or it is cancelled); `gate`, while clear, keeps every prediction
-    "processing", the way a slow Replicate model would. No __aexit__: the app never closes it, so it
-    outlives an engine restart like a real provider's predictions do."""
-
-    def __init__(self, inner: LocalVideoProvider, meter: InFlight | None = None) -> None:
-        self.inner = inner
-        self.meter = meter or InFlight()
-        self.name = inner.name
-        self.started: list[str] = []
-        self._open: set[str] = set()
-        self.gate = asyncio.Event()
-        self.gate.set()
-
-    async def start(self, image: bytes, content_type: str, inputs: Mapping[str, Any]) -> str:
-        self.meter.__enter__()
-        try:
-            pid = await self.inner.start(image, content_type, inputs)
-        except BaseException:
-            self.meter.__exit__()
-            raise
-        self.started.append(pid)
-        self._open.add(pid)
-        return pid
-
-    async def find_accepted(
-        self,
-        image: bytes,
-        content_type: str,
-        inputs: Mapping[str, Any],
-        *,
-        since: datetime,
-        skip: Collection[str] = (),
-    ) -> str | None:
-        return await self.inner.find_accepted(image, content_type, inputs, since=since, skip=skip)
-
-    def _end(self, pid: str) -> None:
-        if pid in self._open:
-            self._open.discard(pid)
-            self.meter.__exit__()
-
-    async def poll(self, prediction_id: str) -> Prediction:
-        if not self.gate.is_set():
-            return Prediction(id=prediction_id, status="processing")
-        prediction = await self.inner.poll(prediction_id)
-        if prediction.status in ("succeeded", "failed", "canceled"):
-            self._end(prediction_id)
-        return prediction
-
-    def open_output(self, prediction: Prediction) -> AsyncIterator[bytes]:
-        return self.inner.open_output(prediction)
-
-    async def cancel(self, prediction_id: str) -> None:
-        self._end(prediction_id)
-        await self.inner.cancel(prediction_id)
-
-    async def check(self) -> None:
-        await self.inner.check()
-
-
+# ---- an outbox that can hold downloads ----------------------------------------------------------
 class HeldOutbox(RecordingOutbox):
     """The recording outbox, where a test can hold the download of chosen files (a slow network)."""
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from functools import partial
 
 from flick.pipeline.limiter import AILimiter
+from flick.testing.waits import until
 
 
 async def _hold(limiter: AILimiter, name: str, order: list[str], places: dict[str, list[int]],
@@ -19,19 +21,31 @@ async def _hold(limiter: AILimiter, name: str, order: list[str], places: dict[st
         await release.wait()
 
 
+def _arrived(limiter: AILimiter, order: list[str], count: int) -> bool:
+    return len(order) + limiter.waiting == count  # holding a permit, or queued for one
+
+
+def _last(places: dict[str, list[int]], name: str) -> int | None:
+    told = places.get(name)
+    return told[-1] if told else None
+
+
 async def test_permits_go_in_arrival_order_and_places_are_told_as_they_change() -> None:
     limiter = AILimiter(1, refresh_seconds=0.02)
     order: list[str] = []
     places: dict[str, list[int]] = {}
     gates = {name: asyncio.Event() for name in "abcd"}
     tasks = []
-    for name in "abcd":
+    for count, name in enumerate("abcd", start=1):
         tasks.append(asyncio.create_task(_hold(limiter, name, order, places, gates[name])))
-        await asyncio.sleep(0.005)
+        await until(partial(_arrived, limiter, order, count), f"{name} arrived")
     assert order == ["a"] and limiter.waiting == 3
-    for name in "abc":
-        gates[name].set()
-        await asyncio.sleep(0.1)  # several refreshes
+
+    gates["a"].set()
+    await until(lambda: _last(places, "c") == 1 and _last(places, "d") == 2, "c, d moved up")
+    gates["b"].set()
+    await until(lambda: _last(places, "d") == 1, "d moved up")
+    gates["c"].set()
     gates["d"].set()
     await asyncio.gather(*tasks)
     assert order == ["a", "b", "c", "d"]
@@ -45,12 +59,12 @@ async def test_a_cancelled_waiter_leaves_the_queue_and_the_next_one_moves_up() -
     places: dict[str, list[int]] = {}
     gates = {name: asyncio.Event() for name in "abc"}
     tasks = {}
-    for name in "abc":
+    for count, name in enumerate("abc", start=1):
         tasks[name] = asyncio.create_task(_hold(limiter, name, order, places, gates[name]))
-        await asyncio.sleep(0.005)
+        await until(partial(_arrived, limiter, order, count), f"{name} arrived")
     tasks["b"].cancel()
-    await asyncio.sleep(0.1)
-    assert places["c"] == [2, 1]  # moved up at the next refresh, before any permit was freed
+    await until(lambda: _last(places, "c") == 1, "c moved up")
+    assert places["c"] == [2, 1] and order == ["a"]  # at a refresh, before a permit was freed
     gates["a"].set()
     gates["c"].set()
     await asyncio.gather(tasks["a"], tasks["c"])
@@ -65,9 +79,11 @@ async def test_waiting_makes_no_objects_per_refresh() -> None:
     tasks = [
         asyncio.create_task(_hold(limiter, str(i), order, places, release)) for i in range(200)
     ]
-    await asyncio.sleep(0.05)
+    await until(lambda: limiter.waiting == 199, "199 waiting")
     gc.collect()  # everything alive now is old
-    await asyncio.sleep(0.2)  # twenty refreshes of 199 waiters whose places do not change
+    # An observation window, not a synchronisation: ~twenty refreshes of 199 waiters whose places
+    # do not change (a busy machine makes fewer, and the bound still holds).
+    await asyncio.sleep(0.2)
     young = len(gc.get_objects(generation=0)) + len(gc.get_objects(generation=1))
     release.set()
     await asyncio.gather(*tasks)

@@ -4,18 +4,24 @@ apology; an idle actor goes away and the next event brings the user's state back
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import SimpleNamespace
 
 from flick import events as ev
 from flick.actors.messages import Crash
 from flick.fsm.conversation import State
 from flick.i18n import t
 from flick.models.db import pool
+from flick.testing.engine import EngineHarness
+from flick.testing.inflight import CountingVideo
 
+Harness = Callable[..., Awaitable[EngineHarness]]  # the `harness` fixture
 UID = 701
 
 
-async def test_crash_mid_conversation_apologises_and_carries_on(harness, tools) -> None:
+async def test_crash_mid_conversation_apologises_and_carries_on(
+    harness: Harness, tools: SimpleNamespace
+) -> None:
     h = await harness()
     await tools.to_photos(h, UID, "romantic")
     await h.photo(UID, tools.jpeg("red"))
@@ -44,7 +50,9 @@ async def test_crash_mid_conversation_apologises_and_carries_on(harness, tools) 
     assert h.app.supervisor.crashes == 1
 
 
-async def test_events_queued_behind_a_crash_are_still_handled(harness, tools) -> None:
+async def test_events_queued_behind_a_crash_are_still_handled(
+    harness: Harness, tools: SimpleNamespace
+) -> None:
     h = await harness()
     await h.command(UID, "start")
     h.app.supervisor.post(UID, Crash())
@@ -61,7 +69,9 @@ async def test_events_queued_behind_a_crash_are_still_handled(harness, tools) ->
     assert [r["reason"] for r in await tools.ledger(UID)] == ["free"]
 
 
-async def test_the_apology_is_in_the_users_language(harness, tools) -> None:
+async def test_the_apology_is_in_the_users_language(
+    harness: Harness, tools: SimpleNamespace
+) -> None:
     h = await harness()
     await h.command(UID, "language")
     await h.settle()
@@ -73,7 +83,7 @@ async def test_the_apology_is_in_the_users_language(harness, tools) -> None:
 
 
 async def test_crash_while_a_generation_runs_does_not_lose_it(
-    harness, tools, video_factory
+    harness: Harness, tools: SimpleNamespace, video_factory: Callable[..., CountingVideo]
 ) -> None:
     video = video_factory()
     video.gate.clear()
@@ -95,7 +105,9 @@ async def test_crash_while_a_generation_runs_does_not_lose_it(
     assert await h.balance(UID) == 0 == await h.ledger_sum(UID)
 
 
-async def test_repeated_crashes_each_restart_the_actor_with_one_apology(harness, tools) -> None:
+async def test_repeated_crashes_each_restart_the_actor_with_one_apology(
+    harness: Harness, tools: SimpleNamespace
+) -> None:
     h = await harness()
     await tools.to_photos(h, UID)
     for _ in range(3):
@@ -111,7 +123,9 @@ async def test_repeated_crashes_each_restart_the_actor_with_one_apology(harness,
     assert len(tools.calls(h, "send_video", UID)) == 1
 
 
-async def test_a_photo_being_stored_when_the_actor_crashes_is_not_lost(harness, tools) -> None:
+async def test_a_photo_being_stored_when_the_actor_crashes_is_not_lost(
+    harness: Harness, tools: SimpleNamespace
+) -> None:
     h = await harness()
     await tools.to_photos(h, UID)
     await h.photo(UID, tools.jpeg("red"))  # in the mailbox, its download not started yet
@@ -123,11 +137,13 @@ async def test_a_photo_being_stored_when_the_actor_crashes_is_not_lost(harness, 
     assert len(data["photos"]) == 1 or told_to_resend, "the photo vanished silently"
 
 
-async def _no_actor(h) -> bool:
+async def _no_actor(h: EngineHarness) -> bool:
     return UID not in h.app.supervisor.actors
 
 
-async def test_idle_actor_stops_and_the_next_event_restores_its_state(harness, tools) -> None:
+async def test_idle_actor_stops_and_the_next_event_restores_its_state(
+    harness: Harness, tools: SimpleNamespace
+) -> None:
     h = await harness(actor_idle_seconds=0.2)
     await tools.to_photos(h, UID, "dance")
     await h.photo(UID, tools.jpeg("red"))
@@ -154,7 +170,7 @@ async def test_idle_actor_stops_and_the_next_event_restores_its_state(harness, t
 
 
 async def test_idle_stop_during_a_generation_then_delivery_wakes_the_user(
-    harness, tools, video_factory
+    harness: Harness, tools: SimpleNamespace, video_factory: Callable[..., CountingVideo]
 ) -> None:
     video = video_factory()
     video.gate.clear()
@@ -172,7 +188,9 @@ async def test_idle_stop_during_a_generation_then_delivery_wakes_the_user(
     assert await pool().fetchval("SELECT status FROM generations") == "done"
 
 
-async def test_a_language_choice_survives_an_idle_stop(harness, tools) -> None:
+async def test_a_language_choice_survives_an_idle_stop(
+    harness: Harness, tools: SimpleNamespace
+) -> None:
     h = await harness(actor_idle_seconds=0.2)
     await h.command(UID, "language")
     await h.settle()
@@ -185,7 +203,9 @@ async def test_a_language_choice_survives_an_idle_stop(harness, tools) -> None:
     assert tools.texts(h, UID)[-1] == t("ru", "balance", balance=1)
 
 
-async def test_an_update_redelivered_after_a_crash_is_handled_once(harness, tools) -> None:
+async def test_an_update_redelivered_after_a_crash_is_handled_once(
+    harness: Harness, tools: SimpleNamespace
+) -> None:
     h = await harness()
     await tools.to_photos(h, UID)
     photo = tools.photo_event(h, UID)
@@ -201,7 +221,7 @@ async def test_an_update_redelivered_after_a_crash_is_handled_once(harness, tool
 
 
 async def test_a_crashed_actors_photo_that_lands_after_the_idle_stop_is_not_lost(
-    harness, tools
+    harness: Harness, tools: SimpleNamespace
 ) -> None:
     # The download outlives the actor that started it; its restarted successor idle-stopped
     # before it finished, and the report went to a mailbox nobody read any more.
@@ -215,11 +235,14 @@ async def test_a_crashed_actors_photo_that_lands_after_the_idle_stop_is_not_lost
         async for chunk in download(photo):
             yield chunk
 
-    h.outbox.download = held
+    h.outbox.download = held  # type: ignore[method-assign]  # this outbox's downloads, held
     await h.photo(UID, tools.jpeg("red"))
     await tools.wait_for(lambda: _downloading(h), "the download started")
     h.app.supervisor.post(UID, Crash())
-    await asyncio.sleep(0.6)  # three idle periods of the restarted actor
+    # Time passing, not a synchronisation: three idle periods of the restarted actor. Nothing
+    # can be waited for (an actor with a download in flight stays up), and the held download
+    # keeps the state below whatever the machine's speed.
+    await asyncio.sleep(0.6)
     assert h.app.supervisor.intakes_running(UID) == 1
     gate.set()
     await tools.settle_all(h)
@@ -228,5 +251,5 @@ async def test_a_crashed_actors_photo_that_lands_after_the_idle_stop_is_not_lost
     assert tools.texts(h, UID)[-1] == t("en", "photo_one_more")
 
 
-async def _downloading(h) -> bool:
+async def _downloading(h: EngineHarness) -> bool:
     return h.app.supervisor.intakes_running(UID) == 1

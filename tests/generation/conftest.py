@@ -3,7 +3,7 @@ replicate SDKs (inside our providers) talking to the spec-checking fakes.
 
 Fixtures:
 - `fake_openai`, `fake_replicate`: the fakes; each test ends by checking that no request broke
-  the provider's spec (`violations == []`).
+  the provider's spec (`violations == []`) and that every scripted fault was triggered.
 - `engine(**kw)`: an EngineHarness (not started) whose providers point at the fakes, for tests
   that start and stop engines themselves (restart); `harness(**kw)`: the same, started, and
   stopped when the test ends. Keyword arguments: `pipeline=PipelineConfig(...)`, `outbox=`,
@@ -55,6 +55,7 @@ async def fake_openai() -> AsyncIterator[FakeOpenAI]:
     async with FakeOpenAI(api_key=OPENAI_KEY, models={"gpt-image-1"}) as fake:
         yield fake
         assert [str(v) for v in fake.violations] == []
+        fake.assert_faults_used()
 
 
 @pytest_asyncio.fixture
@@ -64,6 +65,7 @@ async def fake_replicate() -> AsyncIterator[FakeReplicate]:
     ) as fake:
         yield fake
         assert [str(v) for v in fake.violations] == []
+        fake.assert_faults_used()
 
 
 # ---- engines -----------------------------------------------------------------------------------

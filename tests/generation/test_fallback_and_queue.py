@@ -3,19 +3,30 @@ a waiting user is shown."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from types import SimpleNamespace
 
 from flick.fsm.conversation import State
+from flick.storage import S3Storage
+from flick.testing.engine import EngineHarness
+from flick.testing.fake_openai import FakeOpenAI
+from flick.testing.fake_replicate import FakeReplicate
 from flick.testing.faults import Fault
 
+Harness = Callable[..., Awaitable[EngineHarness]]  # the `harness` fixture
 UID = 7401
 OTHER = 7402
 
 
 async def test_openai_down_falls_back_to_the_local_image_provider(
-    harness, gen, storage, fake_openai, fake_replicate
+    harness: Harness,
+    gen: SimpleNamespace,
+    storage: S3Storage,
+    fake_openai: FakeOpenAI,
+    fake_replicate: FakeReplicate,
 ) -> None:
-    fake_openai.script("images.edit", *[Fault.status(500)] * 100)
+    fake_openai.script_every("images.edit", Fault.status(500))  # OpenAI is down
     h = await harness(local_fallback=True, pipeline=replace(gen.FAST, compose_budget=0.8))
     await h.make_video(UID)
 
@@ -35,9 +46,13 @@ async def test_openai_down_falls_back_to_the_local_image_provider(
 
 
 async def test_replicate_down_falls_back_to_the_local_video_provider(
-    harness, gen, storage, fake_openai, fake_replicate
+    harness: Harness,
+    gen: SimpleNamespace,
+    storage: S3Storage,
+    fake_openai: FakeOpenAI,
+    fake_replicate: FakeReplicate,
 ) -> None:
-    fake_replicate.script("predictions.create", *[Fault.status(503)] * 100)
+    fake_replicate.script_every("predictions.create", Fault.status(503))
     h = await harness(local_fallback=True, pipeline=replace(gen.FAST, animate_budget=0.8))
     await h.make_video(UID)
 
@@ -53,8 +68,10 @@ async def test_replicate_down_falls_back_to_the_local_video_provider(
     assert [r[0] for r in await gen.ledger(UID)] == ["free", "generation"]
 
 
-async def test_without_fallback_a_provider_down_refunds(harness, gen, fake_replicate) -> None:
-    fake_replicate.script("predictions.create", *[Fault.status(503)] * 100)
+async def test_without_fallback_a_provider_down_refunds(
+    harness: Harness, gen: SimpleNamespace, fake_replicate: FakeReplicate
+) -> None:
+    fake_replicate.script_every("predictions.create", Fault.status(503))
     h = await harness(pipeline=replace(gen.FAST, animate_budget=0.8))
     await h.make_video(UID)
     row = await gen.generation(await gen.generation_id(UID))
@@ -63,7 +80,9 @@ async def test_without_fallback_a_provider_down_refunds(harness, gen, fake_repli
     assert await h.balance(UID) == 1
 
 
-async def test_a_waiting_user_sees_their_place_in_the_queue(harness, gen, fake_replicate) -> None:
+async def test_a_waiting_user_sees_their_place_in_the_queue(
+    harness: Harness, gen: SimpleNamespace, fake_replicate: FakeReplicate
+) -> None:
     fake_replicate.run_time = 1.0  # the first user's prediction holds the only slot a while
     h = await harness(ai_concurrency=1)
     first = await gen.start_generation(h, UID)

@@ -4,15 +4,21 @@ transient one is retried inside the step's budget and the video is delivered for
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from flick.fsm.conversation import State
 from flick.pipeline.runner import PipelineConfig
+from flick.testing.engine import EngineHarness
+from flick.testing.fake_openai import FakeOpenAI
+from flick.testing.fake_replicate import FakeReplicate
 from flick.testing.faults import Fault
 
+Harness = Callable[..., Awaitable[EngineHarness]]  # the `harness` fixture
 UID = 7101
 
 
@@ -23,6 +29,7 @@ class Case:
     error_class: str
     message: str  # catalog key of what the user is told
     pipeline: dict[str, Any] | None = None  # PipelineConfig overrides
+    every: Fault | None = None  # answers every request once `faults` are used (a service down)
 
 
 FINAL = {
@@ -59,10 +66,11 @@ FINAL = {
     ),
     "openai_500_until_the_budget_is_spent": Case(
         "images.edit",
-        (Fault.status(500),) * 50,
+        (),
         "timeout",
         "failed_timeout",
         {"compose_budget": 0.5},
+        every=Fault.status(500),
     ),
     "prediction_fails": Case(
         "predictions.create",
@@ -121,10 +129,16 @@ def _fake(case: Case, fake_openai: Any, fake_replicate: Any) -> Any:
 
 @pytest.mark.parametrize("name", list(FINAL))
 async def test_a_final_failure_refunds_once_and_tells_the_user(
-    name: str, harness, gen, fake_openai, fake_replicate
+    name: str,
+    harness: Harness,
+    gen: SimpleNamespace,
+    fake_openai: FakeOpenAI,
+    fake_replicate: FakeReplicate,
 ) -> None:
     case = FINAL[name]
-    _fake(case, fake_openai, fake_replicate).script(case.op, *case.faults)
+    fake = _fake(case, fake_openai, fake_replicate)
+    fake.script(case.op, *case.faults)
+    fake.script_every(case.op, case.every)
     h = await harness(pipeline=replace(gen.FAST, **(case.pipeline or {})))
     await h.make_video(UID)
 
@@ -156,7 +170,9 @@ async def test_a_final_failure_refunds_once_and_tells_the_user(
     assert h.app.supervisor.generations_running == 0
 
 
-async def test_moderation_message_asks_for_other_photos(harness, gen, fake_openai) -> None:
+async def test_moderation_message_asks_for_other_photos(
+    harness: Harness, gen: SimpleNamespace, fake_openai: FakeOpenAI
+) -> None:
     fake_openai.script("images.edit", Fault.moderation_blocked())
     h = await harness()
     await h.make_video(UID)
@@ -177,7 +193,11 @@ async def test_moderation_message_asks_for_other_photos(harness, gen, fake_opena
     ids=["500", "429_retry_after", "malformed_json", "disconnect"],
 )
 async def test_a_transient_openai_failure_is_retried_and_delivered(
-    fault: Fault, harness, gen, fake_openai, fake_replicate
+    fault: Fault,
+    harness: Harness,
+    gen: SimpleNamespace,
+    fake_openai: FakeOpenAI,
+    fake_replicate: FakeReplicate,
 ) -> None:
     fake_openai.script("images.edit", fault)
     h = await harness()
@@ -193,10 +213,13 @@ async def test_a_transient_openai_failure_is_retried_and_delivered(
     assert [r[0] for r in await gen.ledger(UID)] == ["free", "generation"]
     if fault.retry_after is not None:
         # Retry-After honoured: the second request waited at least that long after the first.
+        assert edits[0].finished is not None
         assert edits[1].started - edits[0].finished >= fault.retry_after - 0.01
 
 
-async def test_retry_after_beyond_the_budget_gives_up_at_once(harness, gen, fake_openai) -> None:
+async def test_retry_after_beyond_the_budget_gives_up_at_once(
+    harness: Harness, gen: SimpleNamespace, fake_openai: FakeOpenAI
+) -> None:
     """A 429 asking to come back after the budget ends: no pointless wait, no second call."""
     fake_openai.script("images.edit", Fault.status(429, retry_after=60))
     h = await harness(pipeline=replace(gen.FAST, compose_budget=30))
@@ -220,7 +243,7 @@ async def test_retry_after_beyond_the_budget_gives_up_at_once(harness, gen, fake
     ids=["create_503", "create_429", "poll_500", "poll_malformed", "output_502"],
 )
 async def test_a_transient_replicate_failure_never_pays_twice(
-    op: str, fault: Fault, harness, gen, fake_replicate
+    op: str, fault: Fault, harness: Harness, gen: SimpleNamespace, fake_replicate: FakeReplicate
 ) -> None:
     fake_replicate.script(op, fault)
     h = await harness()
@@ -236,7 +259,9 @@ async def test_a_transient_replicate_failure_never_pays_twice(
     assert await h.balance(UID) == 0
 
 
-async def test_a_prediction_stuck_starting_is_replaced(harness, gen, fake_replicate) -> None:
+async def test_a_prediction_stuck_starting_is_replaced(
+    harness: Harness, gen: SimpleNamespace, fake_replicate: FakeReplicate
+) -> None:
     """A prediction that never gets a machine is canceled (nothing was billed) and a new one is
     made; the row follows the new one and the user pays one credit."""
     fake_replicate.start_delay = 3600
@@ -258,7 +283,9 @@ async def test_a_prediction_stuck_starting_is_replaced(harness, gen, fake_replic
     assert await h.balance(UID) == 0
 
 
-async def test_an_aborted_prediction_is_replaced_not_refunded(harness, gen, fake_replicate) -> None:
+async def test_an_aborted_prediction_is_replaced_not_refunded(
+    harness: Harness, gen: SimpleNamespace, fake_replicate: FakeReplicate
+) -> None:
     """`aborted` (terminated before it ran, so never billed) was unknown to the SDK's model: the
     poll failed to parse and was retried until the budget ran out. Now a new prediction is made."""
     fake_replicate.script("predictions.create", Fault.prediction_aborted())
@@ -276,11 +303,13 @@ async def test_an_aborted_prediction_is_replaced_not_refunded(harness, gen, fake
     assert fake_replicate.violations == []
 
 
-async def _created(fake: Any, n: int) -> bool:
+async def _created(fake: FakeReplicate, n: int) -> bool:
     return fake.predictions_created >= n
 
 
-async def test_a_prediction_past_its_budget_is_canceled(harness, gen, fake_replicate) -> None:
+async def test_a_prediction_past_its_budget_is_canceled(
+    harness: Harness, gen: SimpleNamespace, fake_replicate: FakeReplicate
+) -> None:
     fake_replicate.script("predictions.create", Fault.never_finishes())
     h = await harness(pipeline=PipelineConfig(poll_interval=0.02, animate_budget=0.6))
     await h.make_video(UID)

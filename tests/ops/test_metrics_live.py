@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 
 from flick.ops.health import HealthServer
 from flick.ops.instruments import Instruments
 from flick.ops.metrics import Metrics
+from flick.pipeline.limiter import AILimiter
 from flick.pipeline.local import LocalVideoProvider
 from flick.storage import S3Storage
 from flick.testing.engine import EngineHarness
+from flick.testing.inflight import CountingVideo
 
 UID = 4242
 
@@ -35,14 +39,15 @@ async def test_metrics_show_a_running_generation(
 ) -> None:
     metrics = Metrics()
     instruments = Instruments(metrics)
-    async with (
-        LocalVideoProvider(tmp_path / "videos", latency=1.5, width=64, fps=4) as video,
-        EngineHarness(database_url, storage, tmp_path, video=video, instruments=instruments) as h,
-    ):
-        checks = {"database": lambda: asyncio.sleep(0)}
+    async with LocalVideoProvider(tmp_path / "videos", width=64, fps=4) as local:
+        video = CountingVideo(local)
+        video.gate.clear()  # the prediction stays "processing" until the test has looked
+        engine = EngineHarness(
+            database_url, storage, tmp_path, video=video, instruments=instruments
+        )
         async with (
-            HealthServer("127.0.0.1:0", checks, metrics) as health,
-            instruments.sampling(h.app.supervisor, h.app.limiter, every=0.05),
+            engine as h,
+            HealthServer("127.0.0.1:0", {"database": no_check}, metrics) as health,
         ):
             assert health.port is not None
             await h.command(UID, "start")
@@ -56,15 +61,35 @@ async def test_metrics_show_a_running_generation(
             await h.photo(UID)
             await h.photo(UID)
             await h.settle(generations=False)
-            while h.app.limiter.running == 0:  # noqa: ASYNC110 - until the video step holds it
-                await asyncio.sleep(0.02)
-            await asyncio.sleep(0.1)  # one sampling period
+            await video.meter.reached(1)  # the video step holds the AI slot, compose is done
+            # What the periodic sampler does (every second in production), done when it matters.
+            instruments.sample(h.app.supervisor, h.app.limiter)
             during = await scrape(health.port)
             assert value(during, "flick_ai_calls_running") == 1
             assert value(during, "flick_actors_live") == 1
             assert value(during, "flick_credits_spent_total") == 1
             assert value(during, 'flick_generation_step_seconds_count{step="compose"}') == 1
+            video.gate.set()
             await h.settle()
             after = await scrape(health.port)
     assert value(after, 'flick_generations_finished_total{error_class="",outcome="done"}') == 1
     assert value(after, 'flick_generation_step_seconds_count{step="deliver"}') == 1
+
+
+async def no_check() -> None:
+    return None
+
+
+async def test_the_sampler_sets_the_gauges_when_entered_and_stops_when_left() -> None:
+    metrics = Metrics()
+    instruments = Instruments(metrics)
+    limiter = AILimiter(2)
+    # Only what sample() reads of the supervisor: its actors and mailbox depth.
+    supervisor: Any = SimpleNamespace(actors={1: "actor"}, mailbox_depth=lambda: 3)
+
+    async with limiter.slot(), instruments.sampling(supervisor, limiter, every=3600):
+        text = metrics.render().decode()
+        assert value(text, "flick_ai_calls_running") == 1  # sampled on entry, not in a second
+        assert value(text, "flick_actors_live") == 1
+        assert value(text, "flick_mailbox_depth") == 3
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "metrics-sampler"]

@@ -1,7 +1,8 @@
 """Fakes of OpenAI and Replicate, and the real providers pointed at them.
 
-Every fake checks, when its test ends, that no request broke the provider's spec: a test that sends
-an invalid request on purpose asserts on `fake.violations` and then clears it.
+Every fake checks, when its test ends, that no request broke the provider's spec (a test that sends
+an invalid request on purpose asserts on `fake.violations` and then clears it), and that every
+fault the test scripted was triggered.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ async def fake_openai() -> AsyncIterator[FakeOpenAI]:
     async with FakeOpenAI(api_key=OPENAI_KEY, models={"gpt-image-1"}) as fake:
         yield fake
         assert [str(v) for v in fake.violations] == []
+        fake.assert_faults_used()
 
 
 @pytest.fixture
@@ -33,6 +35,7 @@ async def fake_replicate() -> AsyncIterator[FakeReplicate]:
     async with FakeReplicate(api_token=REPLICATE_TOKEN, start_delay=0.03, run_time=0.1) as fake:
         yield fake
         assert [str(v) for v in fake.violations] == []
+        fake.assert_faults_used()
 
 
 ImagesFactory = Callable[..., OpenAIImageProvider]

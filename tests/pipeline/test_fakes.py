@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import openai
 import pytest
+from aiohttp import web
 from replicate.client import Client as ReplicateClient
 
+from flick.testing.fake_http import Call
 from flick.testing.fake_openai import FakeOpenAI, Fault, sample_photo
 from flick.testing.fake_replicate import FakeReplicate, sample_mp4
 from flick.testing.specs import load_spec, specs_dir
@@ -62,7 +63,7 @@ async def test_missing_prompt_is_rejected_and_recorded(fake_openai: FakeOpenAI) 
 @pytest.mark.parametrize(
     ("field", "value", "problem"),
     [
-        ("image", "not a file", "image: the spec wants a file upload"),
+        ("image", "not a file", "image/2: 'not a file' is not a 'binary'"),  # text, not a file
         ("quality", "ultra", "quality: 'ultra' is not one of"),
         ("n", "lots", "n: 'lots' is not of type"),
         ("colour", "red", "colour: unknown parameter"),
@@ -121,9 +122,8 @@ async def test_missing_credentials_are_a_violation(fake_openai: FakeOpenAI) -> N
     status, _ = await post(f"{fake_openai.base_url}/images/edits", data=edit_form())
 
     assert status == 400
-    assert [v.problem for v in fake_openai.violations] == [
-        "missing credentials: the spec requires Authorization: Bearer <key>"
-    ]
+    (violation,) = fake_openai.violations
+    assert violation.problem.startswith("missing credentials: ")
     fake_openai.violations.clear()
 
 
@@ -277,10 +277,75 @@ def test_specs_dir_honours_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
 
 
 def test_nullable_fields_accept_null() -> None:
-    # The specs still use OpenAPI 3.0's `nullable`; a null the real API takes must not fail here.
+    # The specs still use OpenAPI 3.0's `nullable`; a null the real API sends must not fail here.
+    spec = load_spec("replicate")
+    request = spec.request("GET", "/v1/predictions/abc", headers=R8_AUTH)
+    prediction = {
+        "id": "abc",
+        "model": "a/b",
+        "version": "hidden-by-the-test",
+        "input": {},
+        "output": None,
+        "data_removed": False,
+        "error": None,  # `nullable: true` in the spec
+        "status": "starting",
+        "created_at": "2026-01-01T00:00:00Z",
+        "urls": {"get": "https://x/", "cancel": "https://x/c", "web": "https://x/w"},
+    }
+
+    assert spec.check_response(request, 200, prediction) == []
+    assert spec.check_response(request, 200, prediction | {"error": 5}) == [
+        "error: 5 is not of type 'string'"
+    ]
+
+
+class DriftingOpenAI(FakeOpenAI):
+    """A fake whose model object lost a field and got a string where the spec has a number."""
+
+    async def _model(self, call: Call) -> web.StreamResponse:
+        return self.reply(call, {"id": "gpt-image-1", "object": "model", "created": "today"})
+
+
+async def test_a_reply_that_breaks_the_spec_is_a_violation() -> None:
+    async with (
+        DriftingOpenAI() as fake,
+        aiohttp.ClientSession(headers=AUTH) as session,
+        session.get(f"{fake.base_url}/models/gpt-image-1") as response,
+    ):
+        assert response.status == 200  # sent anyway: the fault is the fake's, not the client's
+
+    problems = sorted(v.problem for v in fake.violations)
+    assert problems == [
+        "fake's reply 200: <body>: 'owned_by' is a required property",
+        "fake's reply 200: created: 'today' is not of type 'integer'",
+    ]
+
+
+def test_a_reply_with_an_undocumented_status_is_a_violation() -> None:
     spec = load_spec("openai")
-    operation, _ = spec.match("POST", "/v1/images/edits")
-    body = {"image": "<file>", "prompt": "x", "quality": None, "n": None, "background": None}
-    pointer = operation.pointer + "/requestBody/content/multipart~1form-data/schema"
-    assert spec.errors(pointer, body) == []
-    assert json.dumps(spec.errors(pointer, {"image": "f", "prompt": "x", "n": "1"}))
+    request = spec.request("GET", "/v1/models", headers=AUTH)
+
+    assert spec.check_response(request, 299, {"object": "list", "data": []}) == [
+        "Unknown response http status: 299"
+    ]
+
+
+async def test_a_scripted_fault_never_triggered_fails_the_test(fake_openai: FakeOpenAI) -> None:
+    fake_openai.script("models.retrieve", Fault.status(500))
+    fake_openai.script_every("models.list", Fault.latency(0.01))
+    with pytest.raises(AssertionError, match="never triggered") as unused:
+        fake_openai.assert_faults_used()  # what the fixture does when the test ends
+    assert "models.retrieve" in str(unused.value) and "models.list" in str(unused.value)
+
+    async with aiohttp.ClientSession(headers=AUTH) as session:
+        for path in ("/models/gpt-image-1", "/models", "/models"):
+            async with session.get(fake_openai.base_url + path):
+                pass
+
+    assert fake_openai.unused_faults() == {}
+    fake_openai.assert_faults_used()
+    assert [r.fault for r in fake_openai.requests] == [
+        Fault.status(500),
+        Fault.latency(0.01),
+        Fault.latency(0.01),  # script_every: every request, not once
+    ]

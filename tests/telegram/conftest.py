@@ -18,6 +18,7 @@ from flick.testing.telegram import OfflineTelegram
 async def tg() -> AsyncIterator[OfflineTelegram]:
     async with OfflineTelegram() as offline:
         yield offline
+        offline.assert_faults_used()  # a fail_next() nothing triggered: the test missed its point
 
 
 @pytest.fixture

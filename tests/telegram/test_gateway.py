@@ -85,8 +85,14 @@ async def test_command_menu_failure_does_not_stop_the_bot(tg: OfflineTelegram) -
     async def dispatch(event: Event | GroupMessage) -> None:
         pass
 
+    alice = tg.user(1001)
     async with TelegramGateway(tg.client, dispatch, MemoryStorage()) as gateway:
-        await gateway.outbox.send_text(tg.user(1001).id, "still up")
+        await gateway.outbox.send_text(alice.id, "still up")
+
+    (failed,) = tg.sent(raw.functions.bots.SetBotCommands, ok=None)  # given up after one try
+    assert isinstance(failed.error, TimeoutError)
+    assert tg.bot_commands() == {}  # no menu, yet the bot answers
+    assert tg.texts_to(alice.id) == ["still up"]
 
 
 def test_build_client(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -111,3 +111,15 @@ async def test_star_transactions_reads_every_page(tg: OfflineTelegram) -> None:
     assert bought[0].payload == "order:4"
     refunds = await star_transactions(tg.client, inbound=False, outbound=True)
     assert [(t.charge_id, t.stars, t.refund) for t in refunds] == [("s2", -50, True)]
+
+
+async def test_a_fail_next_never_triggered_fails_the_test(tg: OfflineTelegram) -> None:
+    alice = tg.user(1001, "Alice")
+    tg.fail_next(raw.functions.messages.SendMessage, errors.UserIsBlocked, chat_id=alice.id)
+    with pytest.raises(AssertionError, match="never triggered"):
+        tg.assert_faults_used()  # what the `tg` fixture does when the test ends
+
+    with pytest.raises(errors.UserIsBlocked):
+        await tg.client.send_message(alice.id, "hello")
+
+    tg.assert_faults_used()

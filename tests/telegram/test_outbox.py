@@ -94,7 +94,12 @@ async def test_late_button_answer_is_not_an_error(
     tg: OfflineTelegram, outbox: TelegramOutbox
 ) -> None:
     tg.fail_next(raw.functions.messages.SetBotCallbackAnswer, errors.QueryIdInvalid)
-    await outbox.answer_button("1")
+    await outbox.answer_button("1")  # returns: nothing to raise, nothing to retry
+
+    (late,) = tg.sent(raw.functions.messages.SetBotCallbackAnswer, ok=None)
+    assert isinstance(late.error, errors.QueryIdInvalid) and late.request.query_id == 1
+    await outbox.answer_button("2")  # and the outbox answers the next one
+    assert [e.request.query_id for e in tg.sent(raw.functions.messages.SetBotCallbackAnswer)] == [2]
 
 
 async def test_invoice_in_stars(tg: OfflineTelegram, outbox: TelegramOutbox) -> None:
@@ -137,7 +142,13 @@ async def test_late_pre_checkout_answer_is_not_an_error(
     tg: OfflineTelegram, outbox: TelegramOutbox
 ) -> None:
     tg.fail_next(raw.functions.messages.SetBotPrecheckoutResults, errors.QueryIdInvalid)
-    await outbox.answer_pre_checkout("1", True)
+    await outbox.answer_pre_checkout("1", True)  # returns: nothing to raise, nothing to retry
+
+    (late,) = tg.sent(raw.functions.messages.SetBotPrecheckoutResults, ok=None)
+    assert isinstance(late.error, errors.QueryIdInvalid) and late.request.query_id == 1
+    await outbox.answer_pre_checkout("2", True)
+    (answered,) = tg.sent(raw.functions.messages.SetBotPrecheckoutResults)
+    assert answered.request.query_id == 2 and answered.request.success
 
 
 async def test_pre_checkout_answer_rides_out_a_short_flood_wait(

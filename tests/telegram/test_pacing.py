@@ -11,6 +11,7 @@ import pytest
 from flick.telegram.outbox import TelegramOutbox
 from flick.telegram.pacing import ChatPacer, TokenBucket
 from flick.testing.telegram import OfflineTelegram, errors, raw
+from flick.testing.waits import until
 
 
 async def test_bucket_holds_the_rate() -> None:
@@ -71,10 +72,11 @@ async def test_stop_lets_sends_under_way_finish(
     tg: OfflineTelegram, outbox: TelegramOutbox
 ) -> None:
     alice = tg.user(1001)
-    tg.fail_next(raw.functions.messages.SendMessage, errors.FloodWait(value=1), chat_id=alice.id)
+    # Two seconds of flood wait: room for a busy machine to see the send held, still short.
+    tg.fail_next(raw.functions.messages.SendMessage, errors.FloodWait(value=2), chat_id=alice.id)
     sending = asyncio.create_task(outbox.send_text(alice.id, "last words"))
-    await asyncio.sleep(0.05)
-    assert outbox.pacer.blocked_for(alice.id) > 0
+    await until(lambda: outbox.pacer.blocked_for(alice.id) > 0, "the send is held by a flood wait")
+    assert not sending.done()
     await outbox.stop()
     assert sending.done() and tg.texts_to(alice.id) == ["last words"]
     with pytest.raises(RuntimeError):
