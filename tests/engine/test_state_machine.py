@@ -757,7 +757,9 @@ async def _money(uid: int) -> dict[str, Any]:
     }
 
 
-async def _explore(harness, tools, video_factory, examples: int) -> None:
+async def assert_invariants_over_random_conversations(
+    harness, tools, video_factory, examples: int
+) -> None:
     video = video_factory(tools.InFlight())
     video.gate.clear()
     ENGINE.loop = asyncio.get_running_loop()
@@ -797,7 +799,7 @@ async def _explore(harness, tools, video_factory, examples: int) -> None:
 
 async def test_random_conversations_keep_the_invariants(harness, tools, video_factory) -> None:
     examples = int(os.environ.get("FLICK_STATE_MACHINE_EXAMPLES", "15"))
-    await _explore(harness, tools, video_factory, examples)
+    await assert_invariants_over_random_conversations(harness, tools, video_factory, examples)
 
 
 @pytest.mark.slow
@@ -805,4 +807,4 @@ async def test_a_thousand_random_conversations_keep_the_invariants(
     harness, tools, video_factory
 ) -> None:
     """`pytest -m slow`: the same machine, 1,000 examples (about half an hour here)."""
-    await _explore(harness, tools, video_factory, 1000)
+    await assert_invariants_over_random_conversations(harness, tools, video_factory, 1000)
