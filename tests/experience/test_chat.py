@@ -10,9 +10,17 @@ from pathlib import Path
 import psutil
 
 from flick.testing.engine import make_jpeg
+from flick.testing.services import postgres_dir
 
 
 def test_chat_from_start_to_saved_video(tmp_path: Path) -> None:
+    # The data directory (with its embedded PostgreSQL) lives outside /tmp/pytest-of-root
+    # (postgres_dir says why): any pytest starting meanwhile would lock initdb out of it.
+    with postgres_dir(tmp_path) as root:
+        expect_chat_to_save_a_video(tmp_path, root / "var")
+
+
+def expect_chat_to_save_a_video(tmp_path: Path, data_dir: Path) -> None:
     photo_a, photo_b = tmp_path / "a.jpg", tmp_path / "b.jpg"
     photo_a.write_bytes(make_jpeg("red"))
     photo_b.write_bytes(make_jpeg("blue"))
@@ -40,7 +48,7 @@ def test_chat_from_start_to_saved_video(tmp_path: Path) -> None:
         for k, v in os.environ.items()
         if not k.startswith(("OPENAI", "REPLICATE", "DATABASE_URL", "S3_"))
     }
-    env.update(DATA_DIR=str(tmp_path / "var"), LOG_LEVEL="WARNING")
+    env.update(DATA_DIR=str(data_dir), LOG_LEVEL="WARNING")
     out_dir = tmp_path / "out"
     done = subprocess.run(
         [sys.executable, "-m", "flick", "chat", "--out", str(out_dir)],
@@ -51,7 +59,8 @@ def test_chat_from_start_to_saved_video(tmp_path: Path) -> None:
         cwd=tmp_path,
         timeout=240,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
+    # All of it: a failed start's first error is above the errors of the cleanup that follows.
+    assert done.returncode == 0, done.stderr
     videos = list(out_dir.glob("*_hug.mp4"))
     assert len(videos) == 1
     assert videos[0].read_bytes()[4:8] == b"ftyp"
@@ -63,6 +72,6 @@ def test_chat_from_start_to_saved_video(tmp_path: Path) -> None:
     leftovers = [
         p
         for p in psutil.process_iter(["cmdline"])
-        if str(tmp_path / "var") in " ".join(p.info["cmdline"] or [])
+        if str(data_dir) in " ".join(p.info["cmdline"] or [])
     ]
     assert leftovers == []

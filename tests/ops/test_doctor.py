@@ -12,6 +12,7 @@ from flick.doctor import doctor
 from flick.settings import Settings
 from flick.testing.fake_openai import FakeOpenAI
 from flick.testing.fake_replicate import FakeReplicate
+from flick.testing.services import postgres_dir
 
 KEY, TOKEN = "sk-doctor-test", "r8_doctor-test"
 
@@ -39,9 +40,12 @@ def settings(
 async def test_doctor_passes_on_embedded_services_and_fake_providers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async with FakeOpenAI(api_key=KEY) as openai, FakeReplicate(api_token=TOKEN) as replicate:
-        code = await doctor(settings(tmp_path, openai, replicate), telegram=False)
-        assert openai.violations == [] and replicate.violations == []
+    # The embedded PostgreSQL lives outside /tmp/pytest-of-root (postgres_dir says why): any
+    # pytest starting meanwhile would lock its server out in the middle of initdb.
+    with postgres_dir(tmp_path) as root:
+        async with FakeOpenAI(api_key=KEY) as openai, FakeReplicate(api_token=TOKEN) as replicate:
+            code = await doctor(settings(root, openai, replicate), telegram=False)
+            assert openai.violations == [] and replicate.violations == []
     lines = capsys.readouterr().out.splitlines()
     assert code == 0, lines
     names = [line.split("]", 1)[1].split(":", 1)[0].strip() for line in lines]
