@@ -97,6 +97,7 @@ class CountingVideo:
         self.meter = meter or InFlight()
         self.name = inner.name
         self.started: list[str] = []
+        self.canceled: list[str] = []  # what Flick asked to cancel, whatever state it was in
         self._open: set[str] = set()
         self.gate = asyncio.Event()
         self.gate.set()
@@ -140,6 +141,7 @@ class CountingVideo:
         return self.inner.open_output(prediction)
 
     async def cancel(self, prediction_id: str) -> None:
+        self.canceled.append(prediction_id)
         self._end(prediction_id)
         await self.inner.cancel(prediction_id)
 

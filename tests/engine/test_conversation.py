@@ -252,7 +252,9 @@ async def test_cancel_while_processing_refunds_and_delivers_nothing(
     row = await pool().fetchrow("SELECT status, refunded FROM generations WHERE id = $1", gen_id)
     assert (row["status"], row["refunded"]) == ("canceled", True)
     assert [r["reason"] for r in await tools.ledger(UID)] == ["free", "generation", "refund"]
-    assert (await video.inner.poll(video.started[0])).status == "canceled"
+    # Flick cancelled it at the provider. (Whether the tiny local render had already finished
+    # by then depends on the machine's speed, so its final status is not what this checks.)
+    assert video.canceled == [video.started[0]]
     video.gate.set()
     await h.settle()
     assert tools.calls(h, "send_video", UID) == []
