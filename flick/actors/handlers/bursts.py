@@ -14,7 +14,9 @@ single photos faster than Flick fetches them. The rules:
 - A burst resolves when none of its photos is being fetched. Then, once and in this order: each
   refused photo's own reason (numbered, "Photo 2: ...", when the burst had several); if Flick now
   has two photos and left some out, which ones it used ("I'm using photos 1 and 2 of the 3 you
-  sent"); then the video starts, or, holding one photo, "now send the second one".
+  sent"); then the video starts, or, holding one photo, "now send the second one". A photo we
+  failed to store is told "send it again" only when Flick still needs a photo; when a spare took
+  its place, the "which ones it used" line says so instead.
 - Photos counted in are saved with the session (their update ids too) and journaled as handled
   only then; spares it did not need are journaled as handled when the burst resolves; a photo we
   failed to store is not, so Telegram's redelivery of it is taken again.
@@ -52,6 +54,7 @@ from flick.fsm.conversation import State
 from flick.i18n import t
 
 Fetch = Callable[[Scope, ev.Photo], None]
+FAILED = "photo_failed"  # a failure of ours, not the photo's
 GROUPS_REMEMBERED = 32  # albums answered: enough for any burst, bounded for a long-lived actor
 
 
@@ -250,25 +253,32 @@ async def _resolve(actor: Scope, burst: Burst) -> None:
 
 
 async def _reply(actor: Scope, burst: Burst, taken: list[Entry]) -> None:
+    conv = actor.conv
+    waiting = conv.state is State.WAITING_FOR_PHOTOS
+    complete = waiting and len(conv.photos) == 2
     several = len(burst.entries) > 1
     for entry in burst.entries:
-        if entry.stage is Stage.REFUSED and entry.reason is not None:
-            text = reason_text(actor, entry.reason, entry.values)
-            if several:
-                text = t(actor.lang, "photo_numbered", number=entry.number, reason=text)
-            await actor.send(text)
-    conv = actor.conv
-    if conv.state is not State.WAITING_FOR_PHOTOS:
-        return
-    if len(conv.photos) == 2:
-        left_out = any(entry.stage is Stage.SPARE for entry in burst.entries)
+        if entry.stage is not Stage.REFUSED or entry.reason is None:
+            continue
+        if complete and entry.reason == FAILED:
+            continue  # "send it again" would be wrong: another photo took its place
+        text = reason_text(actor, entry.reason, entry.values)
+        if several:
+            text = t(actor.lang, "photo_numbered", number=entry.number, reason=text)
+        await actor.send(text)
+    if complete:
+        # Say which photos Flick used when some were left out without a reason of their own.
+        left_out = any(
+            entry.stage is Stage.SPARE or (entry.stage is Stage.REFUSED and entry.reason == FAILED)
+            for entry in burst.entries
+        )
         n = len(burst.entries)
         if left_out and len(taken) == 2:
             await actor.say("photos_used_two", first=taken[0].number, second=taken[1].number, n=n)
         elif left_out and len(taken) == 1:
             await actor.say("photos_used_one", first=taken[0].number, n=n)
         await start_generation(actor)
-    elif len(conv.photos) == 1 and taken:
+    elif waiting and len(conv.photos) == 1 and taken:
         await actor.say("photo_one_more")
 
 
