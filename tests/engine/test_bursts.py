@@ -411,3 +411,19 @@ async def test_late_photo_of_an_album_that_started_the_video_is_not_told_busy(
     video.gate.set()
     await h.settle()
     assert await used(h) == ["red", "blue"]
+
+
+async def test_album_before_the_style_gets_one_reminder(
+    harness: Harness, tools: SimpleNamespace
+) -> None:
+    h = await harness(outbox=WatchedOutbox())
+    await h.command(UID, "create")
+    await h.settle()
+    await h.press(UID, "consent", h.outbox.to(UID)[-1].message_id)
+    await h.settle()
+    before = len(tools.texts(h, UID))
+    photos = album(h, tools, ["red", "blue", "yellow"])
+    await send_all(h, photos)
+    await h.settle()
+    assert replies(h, tools, before) == [t("en", "expect_style")]
+    assert downloaded(h, photos) == []
