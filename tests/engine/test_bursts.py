@@ -427,3 +427,25 @@ async def test_album_before_the_style_gets_one_reminder(
     await h.settle()
     assert replies(h, tools, before) == [t("en", "expect_style")]
     assert downloaded(h, photos) == []
+
+
+async def test_album_of_photos_all_too_big_gets_its_reasons_numbered(
+    harness: Harness, tools: SimpleNamespace
+) -> None:
+    """Refused unseen (Telegram told the sizes): still one burst, each photo's reason numbered,
+    and the conversation still waits for two photos."""
+    limit = 2048
+    h = await start(harness, tools, max_photo_bytes=limit)
+    before = len(tools.texts(h, UID))
+    big = tools.jpeg("red", (600, 600))
+    assert len(big) > limit
+    photos = [tools.photo_event(h, UID, big, media_group="big") for _ in range(3)]
+    await send_all(h, photos)
+    await h.settle()
+    too_big = t("en", "photo_too_big", mb="0")
+    assert replies(h, tools, before) == [
+        t("en", "photo_numbered", number=n, reason=too_big) for n in (1, 2, 3)
+    ]
+    assert downloaded(h, photos) == []
+    state, data = await tools.session(UID)
+    assert state == State.WAITING_FOR_PHOTOS.value and data["photos"] == []

@@ -86,7 +86,8 @@ class Burst:
     entries: list[Entry] = field(default_factory=list)
 
     def find(self, event_id: str) -> Entry | None:
-        return next((e for e in self.entries if e.event_id == event_id), None)
+        # The latest: a photo we failed to store may be taken again when Telegram redelivers it.
+        return next((e for e in reversed(self.entries) if e.event_id == event_id), None)
 
     def counted(self) -> int:
         return sum(e.stage in (Stage.FETCHING, Stage.STORED) for e in self.entries)
@@ -117,9 +118,10 @@ def memory(actor: Scope) -> Memory:
 
 
 def knows(actor: Scope, event_id: str) -> bool:
-    """Is this photo part of the open burst (a redelivery while it is being taken)?"""
+    """Is this photo being taken in the open burst (so this is a redelivery of it)?"""
     burst = memory(actor).burst
-    return burst is not None and burst.find(event_id) is not None
+    entry = burst.find(event_id) if burst is not None else None
+    return entry is not None and entry.stage is not Stage.REFUSED
 
 
 # ---- photos Flick does not need ------------------------------------------------------------
@@ -134,16 +136,24 @@ def should_answer(actor: Scope, photo: ev.Photo, key: str) -> bool:
     if key in mem.drain_keys:
         return False
     mem.drain_keys.add(key)
-    if not mem.mark_posted:
-        mem.mark_posted = True
-        actor.post(actor.uid, msg.DrainMark())
+    _mark_drain(actor)
     return True
 
 
+def _mark_drain(actor: Scope) -> None:
+    mem = memory(actor)
+    if not mem.mark_posted:
+        mem.mark_posted = True
+        actor.post(actor.uid, msg.DrainMark())
+
+
 async def on_drain_mark(actor: Scope, m: msg.DrainMark) -> None:
+    """Everything queued with the photos before it has been handled: the drain is over."""
     mem = memory(actor)
     mem.drain_keys.clear()
     mem.mark_posted = False
+    if mem.burst is not None:
+        await _resolve(actor, mem.burst)  # a burst of photos all refused unseen (too big)
 
 
 # ---- photos Flick can use ------------------------------------------------------------------
@@ -163,7 +173,10 @@ async def take(actor: Scope, photo: ev.Photo, fetch: Fetch) -> None:
         entry.stage, entry.reason = Stage.REFUSED, "photo_too_big"
         actor.handled(entry.event_id)
     _fill(actor, burst, fetch)
-    await _resolve(actor, burst)
+    if not burst.fetching():
+        # Nothing to wait for, but the rest of an album may be right behind it in the mailbox:
+        # the burst resolves when the actor reaches the end of this drain.
+        _mark_drain(actor)
 
 
 async def stored(actor: Scope, m: msg.PhotoStored) -> bool:

@@ -33,9 +33,11 @@ _EXPECT = {
 
 
 async def on_photo(actor: Scope, e: ev.Photo) -> None:
-    if e.event_id in actor.conv.photo_events or bursts.knows(actor, e.event_id):
-        actor.handled(e.event_id)  # counted, or being taken: a redelivery, nothing to do
+    if e.event_id in actor.conv.photo_events:
+        actor.handled(e.event_id)  # counted before a restart: a redelivery, nothing to do
         return
+    if bursts.knows(actor, e.event_id):
+        return  # a redelivery while it is being taken; recorded when its burst resolves
     key = _refusal(actor)
     if key is None:
         # Recorded as handled only once the photo is stored and counted: a restart before
