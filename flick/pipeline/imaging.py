@@ -10,7 +10,10 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ACCEPTED = {"JPEG", "PNG", "WEBP"}
+ACCEPTED = {"JPEG", "PNG", "WEBP", "MPO"}
+# A multi-picture JPEG (some cameras and phones, e.g. a stereo pair): Pillow reports it as
+# animated, but its first picture is the photo.
+STILL_WITH_FRAMES = {"MPO"}
 
 
 # HEIC/HEIF/AVIF (an iPhone's photo sent "as a file"): Pillow cannot identify them without a
@@ -66,7 +69,7 @@ def _normalize(data: bytes, limits: PhotoLimits) -> bytes:
     with probe:
         kind = probe.format or "?"
         width, height = probe.size
-        animated = bool(getattr(probe, "is_animated", False))
+        animated = bool(getattr(probe, "is_animated", False)) and kind not in STILL_WITH_FRAMES
     if animated:
         raise PhotoRejected("photo_animated")
     if kind not in ACCEPTED:
@@ -88,7 +91,7 @@ def _normalize(data: bytes, limits: PhotoLimits) -> bytes:
             return out.getvalue()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         # It said it was a JPEG/PNG/WebP of a sane size, and its data does not decode.
-        raise PhotoRejected("photo_damaged", format=kind) from None
+        raise PhotoRejected("photo_damaged", format="JPEG" if kind == "MPO" else kind) from None
 
 
 def _to_jpeg(data: bytes) -> bytes:

@@ -19,6 +19,7 @@ from PIL import Image
 
 from flick import events as ev
 from flick.i18n import t
+from flick.models.db import pool
 from flick.testing.engine import EngineHarness
 
 Harness = Callable[..., Awaitable[EngineHarness]]
@@ -121,3 +122,25 @@ async def test_damaged_png(harness: Harness, tools: SimpleNamespace) -> None:
     whole = still("PNG", (300, 300))
     broken = whole[:60] + b"\x00" * 40 + whole[100:]  # header intact, pixel data spoiled
     assert await refused_with(h, tools, broken) == t("en", "photo_damaged", format="PNG")
+
+
+async def test_multi_picture_jpeg_is_a_photo_not_an_animation(
+    harness: Harness, tools: SimpleNamespace
+) -> None:
+    """An MPO (a JPEG holding several pictures, from some cameras and phones) is taken: its
+    first picture is the photo."""
+    h = await harness()
+    await tools.to_photos(h, UID)
+    await h.photo(UID, tools.jpeg("green"))
+    await h.settle()
+    frames = [Image.new("RGB", (100, 100), c) for c in ("red", "blue")]
+    out = io.BytesIO()
+    frames[0].save(out, "MPO", save_all=True, append_images=frames[1:])
+    await h.send(tools.photo_event(h, UID, out.getvalue(), document=True))
+    await h.settle()
+    assert len(tools.calls(h, "send_video", UID)) == 1
+    key = await pool().fetchval('SELECT photo2_key FROM generations WHERE "user" = $1', UID)
+    storage = h.app.storage
+    assert storage is not None
+    with Image.open(io.BytesIO(await storage.get(key))) as img:
+        assert img.convert("RGB").getpixel((50, 50)) == pytest.approx((254, 0, 0), abs=3)
