@@ -13,16 +13,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
 
+from loguru import logger
 from PIL import Image
 
 from flick import events as ev
 from flick.fsm.conversation import State
 from flick.i18n import t
 from flick.models.db import pool
-from flick.ports import Storage
+from flick.ports import Keyboard, Storage
+from flick.testing.db_outage import DbProxy
 from flick.testing.engine import EngineHarness
 from flick.testing.inflight import CountingVideo
 from flick.testing.memory import RecordingOutbox
+from flick.testing.waits import until
 
 Harness = Callable[..., Awaitable[EngineHarness]]
 UID = 7101
@@ -449,3 +452,47 @@ async def test_album_of_photos_all_too_big_gets_its_reasons_numbered(
     assert downloaded(h, photos) == []
     state, data = await tools.session(UID)
     assert state == State.WAITING_FOR_PHOTOS.value and data["photos"] == []
+
+
+class CuttingOutbox(WatchedOutbox):
+    """Takes the database away the moment a chosen text is sent: after an album's photos are
+    saved, before its generation starts (`bursts._reply` says which photos it used first)."""
+
+    def __init__(self, proxy: DbProxy, text: str) -> None:
+        super().__init__()
+        self.proxy, self.text = proxy, text
+        self.cut = asyncio.Event()
+
+    async def send_text(self, chat_id: int, text: str, keyboard: Keyboard | None = None) -> int:
+        if text == self.text and not self.cut.is_set():
+            await self.proxy.cut()
+            self.cut.set()
+        return await super().send_text(chat_id, text, keyboard)
+
+
+async def test_album_whose_generation_start_meets_a_database_outage_still_starts_it(
+    harness: Harness, tools: SimpleNamespace, database_url: str
+) -> None:
+    """The photos are saved, then the database goes away: the retried handler finds the photos
+    counted (no burst any more) and starts the generation once the database is back."""
+    failures: list[str] = []
+    sink = logger.add(
+        lambda m: failures.append(str(m)), filter=lambda r: "PhotoStored failed" in r["message"]
+    )
+    try:
+        async with DbProxy.for_url(database_url) as proxy:
+            used_text = t("en", "photos_used_two", first=1, second=2, n=3)
+            outbox = CuttingOutbox(proxy, used_text)
+            h = await harness(
+                outbox=outbox, database_url=proxy.url_for(database_url), retry_seconds=60
+            )
+            await tools.to_photos(h, UID)
+            await send_all(h, album(h, tools, ["red", "blue", "yellow"]))
+            await until(lambda: bool(failures), "the generation's start failed on the outage")
+            proxy.restore()
+            await h.settle()
+            assert await used(h) == ["red", "blue"]
+            assert len(tools.calls(h, "send_video", UID)) == 1
+            assert tools.texts(h, UID).count(used_text) == 1
+    finally:
+        logger.remove(sink)

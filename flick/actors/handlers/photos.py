@@ -120,6 +120,10 @@ async def on_photo_stored(actor: Scope, m: msg.PhotoStored) -> None:
     actor.conv.pending_photos = max(0, actor.conv.pending_photos - 1)
     if not actor.conv.trigger("photo_stored", key=m.key, event_id=m.event_id):
         actor.handled(m.event_id)
+        if m.event_id in actor.conv.photo_events:
+            # Counted already: this handler is being retried after the generation's start
+            # failed (e.g. the database went away), so start it now.
+            await start_generation(actor)
         return  # the user cancelled or moved on meanwhile; the file stays as a record
     await actor.save()  # the photo and its update id, in one statement
     actor.handled(m.event_id)
