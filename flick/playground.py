@@ -17,6 +17,7 @@ from pathlib import Path
 
 from flick import events as ev
 from flick.app import Flick
+from flick.media import VideoMeta
 from flick.ports import Button, Keyboard, Storage
 from flick.settings import Settings
 
@@ -70,6 +71,7 @@ class TerminalOutbox:
         file_id: str | None = None,
         *,
         local_path: Path | None = None,
+        meta: VideoMeta | None = None,
     ) -> str:
         assert self.storage is not None
         self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from flick.events import PhotoRef
+from flick.media import VideoMeta
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +60,14 @@ class Outbox(Protocol):
         file_id: str | None = None,
         *,
         local_path: Path | None = None,
+        meta: VideoMeta | None = None,
     ) -> str:
         """Send a stored video (or re-send by Telegram `file_id`); returns its Telegram file_id.
 
         `local_path`: a local copy of the video to upload instead of reading the stored object
         (it may not be in storage yet); the caller keeps and deletes the file.
+        `meta`: the video's size, length and thumbnail; None: the outbox probes the file itself
+        (flick.media.MediaError when it is not a readable video).
         """
 
     async def send_invoice(

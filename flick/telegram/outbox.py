@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
@@ -15,6 +16,7 @@ from pyrogram.errors.rpc_error import RPCError
 
 from flick.errors import TelegramRefused, TransientError
 from flick.events import PhotoRef
+from flick.media import VideoMeta, describe_video
 from flick.ports import Keyboard, RecipientGone, RecipientUnreachable, Storage
 from flick.telegram.files import inline_markup, spool
 from flick.telegram.pacing import ChatPacer, TokenBucket
@@ -145,6 +147,7 @@ class TelegramOutbox:
         file_id: str | None = None,
         *,
         local_path: Path | None = None,
+        meta: VideoMeta | None = None,
     ) -> str:
         markup = inline_markup(keyboard)
         if file_id:
@@ -165,6 +168,9 @@ class TelegramOutbox:
         assert self.storage is not None, "the outbox sends stored videos once storage runs"
         path = local_path or await spool(self.storage, storage_key, self.tmp_dir)
         try:
+            # Telegram reads size, length and a preview from small files only: always say them.
+            meta = meta or await describe_video(path)
+            info = meta.info
             message = await self._in_lane(
                 chat_id,
                 "video",
@@ -173,7 +179,12 @@ class TelegramOutbox:
                     str(path),
                     caption=caption,
                     reply_markup=markup,
+                    width=info.width,
+                    height=info.height,
+                    duration=info.duration,  # type: ignore[arg-type]  # a double on the wire
                     supports_streaming=True,
+                    no_sound=not info.has_audio,
+                    thumb=_named(meta.thumb, "thumb.jpg"),
                     file_name=Path(storage_key).name,
                 ),
             )
@@ -335,6 +346,15 @@ def _refused_or_transient(exc: RPCError, what: str) -> Exception:
     if isinstance(exc, InternalServerError | ServiceUnavailable):
         return TransientError(f"Telegram failed {what}: {error_id(exc)}", kind="telegram")
     return TelegramRefused(error_id(exc) or type(exc).__name__, what)
+
+
+def _named(data: bytes | None, name: str) -> io.BytesIO | None:
+    """In-memory bytes as kurigram uploads them (it reads the name of a file object)."""
+    if data is None:
+        return None
+    buffer = io.BytesIO(data)
+    buffer.name = name
+    return buffer
 
 
 def _message_id(message: Any) -> int:

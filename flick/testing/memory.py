@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flick.events import PhotoRef
+from flick.media import VideoMeta
 from flick.ports import Keyboard, RecipientGone
 
 
@@ -116,9 +117,10 @@ class RecordingOutbox:
         file_id: str | None = None,
         *,
         local_path: Path | None = None,
+        meta: VideoMeta | None = None,
     ) -> str:
         new_id = file_id or f"video-{storage_key}"
-        extra: dict[str, Any] = {"key": storage_key, "file_id": file_id}
+        extra: dict[str, Any] = {"key": storage_key, "file_id": file_id, "meta": meta}
         if local_path is not None and not file_id:  # uploaded from the caller's copy
             extra["sha256"] = await asyncio.to_thread(_sha256, local_path)
         self._record(Sent("send_video", chat_id, caption, keyboard, extra=extra))

@@ -196,9 +196,18 @@ class TelegramServer:
             raise rpc_error(request, "MEDIA_CAPTION_TOO_LONG")
         media, kind, data, uploaded = self._media(request)
         message = self._new_message(request, request.message, media)
+        doc = getattr(media, "document", None)
+        thumb = self.files.thumb_of(doc) if doc is not None else None
         self.media.append(
             SentMedia(
-                chat_of(request) or 0, kind, message.id, request.message, data, uploaded, request
+                chat_of(request) or 0,
+                kind,
+                message.id,
+                request.message,
+                data,
+                uploaded,
+                request,
+                thumb,
             )
         )
         return self._updates(request, message, raw.types.UpdateNewMessage)
