@@ -28,6 +28,10 @@ from flick.errors import FlickError
 #: Telegram's limits for a video's thumbnail.
 THUMB_SIDE: Final = 320
 THUMB_BYTES: Final = 200 * 1024
+#: What a style's sample may be: Telegram's photo limit; short and small enough to send at once.
+SAMPLE_PHOTO_BYTES: Final = 10 * 1024 * 1024
+SAMPLE_VIDEO_BYTES: Final = 20 * 1024 * 1024
+SAMPLE_SECONDS: Final = 60.0
 #: A probe that takes longer than this is treated as a broken file (ffmpeg stuck on bad data).
 PROBE_TIMEOUT: Final = 120.0
 
@@ -177,6 +181,21 @@ async def describe_video(path: Path, picture: bytes | None = None) -> VideoMeta:
     return VideoMeta(info, await asyncio.to_thread(first_frame_sync, path))
 
 
+def gif_to_mp4_sync(source: Path, dest: Path) -> None:
+    """A GIF as the silent H.264 MP4 Telegram plays like it (even sizes: H.264 wants them)."""
+    command = [
+        ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y", "-i", str(source),
+        "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+        "-an", "-movflags", "+faststart", str(dest),
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        raise MediaError(f"{source.name}: ffmpeg did not finish converting it") from None
+    if done.returncode != 0:
+        raise MediaError(f"{source.name}: cannot be made a video ({_last_line(done.stderr)})")
+
+
 def sample_kind_sync(path: Path) -> SampleKind:
     """How a style's sample file is best shown, or MediaError when it is not one we can send.
 
@@ -190,12 +209,19 @@ def sample_kind_sync(path: Path) -> SampleKind:
             kind = image.format
     except (OSError, ValueError, UnidentifiedImageError, SyntaxError):
         kind, animated = None, False
+    size = path.stat().st_size
     if kind in ("JPEG", "PNG", "WEBP") and not animated:
+        if size > SAMPLE_PHOTO_BYTES:
+            raise MediaError(f"{size} bytes: Telegram takes photos up to 10 MB")
         return SampleKind.PHOTO
+    if size > SAMPLE_VIDEO_BYTES:
+        raise MediaError(f"{size} bytes: a sample should be small (up to 20 MB)")
     if kind == "GIF":
         return SampleKind.ANIMATION
     try:
         info = probe_video_sync(path)
     except MediaError as exc:
         raise MediaError(f"not an image (JPEG/PNG/WebP), a GIF or a video: {exc}") from None
+    if info.duration > SAMPLE_SECONDS:
+        raise MediaError(f"{info.duration:.0f} s long: a sample should be short (up to 60 s)")
     return SampleKind.VIDEO if info.has_audio else SampleKind.ANIMATION

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from flick.events import PhotoRef
-from flick.media import VideoMeta
+from flick.media import SampleKind, VideoMeta
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +24,15 @@ class Button:
 
 
 Keyboard = tuple[tuple[Button, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AlbumItem:
+    """One file of an album the bot sends (a style's sample): shown as `kind` says."""
+
+    path: Path
+    kind: SampleKind
+    caption: str
 
 
 class RecipientGone(Exception):  # noqa: N818 - a condition, not a failure
@@ -69,6 +78,10 @@ class Outbox(Protocol):
         `meta`: the video's size, length and thumbnail; None: the outbox probes the file itself
         (flick.media.MediaError when it is not a readable video).
         """
+
+    async def send_album(self, chat_id: int, items: Sequence[AlbumItem]) -> None:
+        """Send local files as one album (one message for a single item), each uploaded once
+        per process and re-sent by its Telegram file id afterwards."""
 
     async def send_invoice(
         self,

@@ -64,8 +64,7 @@ class ProtocolWatch(logging.Handler):
         self.count += 1
         if found != self.constructor:  # once per constructor, not once per dropped packet
             logger.error(
-                "Telegram sent a constructor ({}) that {} cannot read; the packet was dropped "
-                "— {}",
+                "Telegram sent a constructor ({}) that {} cannot read; the packet was dropped — {}",
                 found,
                 KURIGRAM,
                 _UPGRADE,
@@ -118,8 +117,7 @@ def explain_refusal(code: str, session_file: Path | None) -> Explained | None:
     """Telegram's refusal of the bot's login (an RPC error id), or None when not one of ours."""
     if code == "ACCESS_TOKEN_INVALID":
         return Explained(
-            "Telegram refused the bot token (ACCESS_TOKEN_INVALID): it is mistyped or was "
-            "revoked",
+            "Telegram refused the bot token (ACCESS_TOKEN_INVALID): it is mistyped or was revoked",
             _BOTFATHER,
             "BOT_TOKEN",
         )

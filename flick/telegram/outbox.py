@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar
@@ -17,7 +17,8 @@ from pyrogram.errors.rpc_error import RPCError
 from flick.errors import TelegramRefused, TransientError
 from flick.events import PhotoRef
 from flick.media import VideoMeta, describe_video
-from flick.ports import Keyboard, RecipientGone, RecipientUnreachable, Storage
+from flick.ports import AlbumItem, Keyboard, RecipientGone, RecipientUnreachable, Storage
+from flick.telegram.albums import AlbumSender
 from flick.telegram.files import inline_markup, spool
 from flick.telegram.pacing import ChatPacer, TokenBucket
 
@@ -61,6 +62,7 @@ class TelegramOutbox:
         self.tmp_dir = tmp_dir
         self.drain_seconds = drain_seconds
         self.pacer = ChatPacer(TokenBucket(rate))
+        self.albums = AlbumSender(client, tmp_dir)
         self.gone = 0
         self.unreachable = 0
         self._open = False
@@ -192,6 +194,9 @@ class TelegramOutbox:
             if local_path is None:
                 await asyncio.to_thread(path.unlink, missing_ok=True)
         return _video_file_id(message)
+
+    async def send_album(self, chat_id: int, items: Sequence[AlbumItem]) -> None:
+        await self.albums.send(chat_id, items, self._in_lane)
 
     async def send_invoice(
         self,

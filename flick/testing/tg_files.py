@@ -144,11 +144,11 @@ class FileStore:
     def document_from_upload(self, request: Any, media: Any) -> Any:
         """The document Telegram makes of an uploaded file (and its uploaded thumbnail), checked
         as Telegram checks it."""
-        data = self._assembled(request, media.file)
-        thumb = self._assembled(request, media.thumb) if media.thumb is not None else None
+        data = self.assembled(request, media.file)
+        thumb = self.assembled(request, media.thumb) if media.thumb is not None else None
         return self.add_document(data, media.mime_type, list(media.attributes), thumb)
 
-    def _assembled(self, request: Any, upload: Any) -> bytes:
+    def assembled(self, request: Any, upload: Any) -> bytes:
         parts = self.parts.get(upload.id, {})
         missing = next((i for i in range(upload.parts) if i not in parts), None)
         if missing is not None:
