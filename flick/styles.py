@@ -35,11 +35,11 @@ class Style:
         return f"{self.emoji} {self.title(lang)}".strip()
 
 
-def _line_of(text: str, needle: str, after: int = 0) -> int:
+def _line_of(text: str, needle: str) -> int:
     for number, line in enumerate(text.splitlines(), start=1):
-        if number > after and needle in line:
+        if needle in line:
             return number
-    return max(after, 1)
+    return 1
 
 
 def load_styles(path: Path | None = None) -> dict[str, Style]:
@@ -80,18 +80,17 @@ def load_styles(path: Path | None = None) -> dict[str, Style]:
             problems.append((at, f"styles.{key}.video_inputs must be a table", ""))
             continue
         sample = spec.get("sample")
-        sample_at = f"{where}, line {_line_of(text, 'sample', after=line)}"
         if sample is not None and not isinstance(sample, str):
-            problems.append((sample_at, f"styles.{key}.sample must be a file path (text)", ""))
+            problems.append((at, f"styles.{key}.sample must be a file path (text)", ""))
             continue
         sample_path = (path.parent / sample) if isinstance(sample, str) else None
         if sample_path is not None and not sample_path.is_file():
-            problems.append((sample_at, f"styles.{key}.sample {sample!r} is not a file", ""))
+            problems.append((at, f"styles.{key}.sample {sample!r} is not a file", ""))
             continue
         try:
             kind = sample_kind_sync(sample_path) if sample_path is not None else None
         except (MediaError, OSError) as exc:
-            problems.append((sample_at, f"styles.{key}.sample {sample!r}: {exc}", _SAMPLE_HINT))
+            problems.append((at, f"styles.{key}.sample {sample!r}: {exc}", _SAMPLE_HINT))
             continue
         styles[key] = Style(
             key=key,

@@ -11,6 +11,7 @@ forgotten and the album sent again from the files.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from pyrogram import Client, types
 from flick.errors import TelegramRefused
 from flick.media import SampleKind, VideoMeta, describe_video, gif_to_mp4_sync
 from flick.ports import AlbumItem
+from flick.private_files import private_dir
 
 Lane = Callable[[int, str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 FileKey = tuple[str, int, int]
@@ -62,9 +64,12 @@ class AlbumSender:
         self, chat_id: int, chunk: Sequence[AlbumItem], keys: list[FileKey], in_lane: Lane
     ) -> None:
         single = len(chunk) == 1
-        with tempfile.TemporaryDirectory(dir=self.tmp_dir, prefix="flick-upload-") as tmp:
+        if self.tmp_dir is not None:
+            await asyncio.to_thread(private_dir, self.tmp_dir)
+        tmp = Path(await asyncio.to_thread(tempfile.mkdtemp, "", "flick-upload-", self.tmp_dir))
+        try:
             media = [
-                await self._input(item, self.file_ids.get(key), Path(tmp) / str(n), single)
+                await self._input(item, self.file_ids.get(key), tmp / str(n), single)
                 for n, (item, key) in enumerate(zip(chunk, keys, strict=True))
             ]
             if single:
@@ -77,6 +82,8 @@ class AlbumSender:
                 sent = await in_lane(
                     chat_id, "samples", lambda: self.client.send_media_group(chat_id, group)
                 )
+        finally:
+            await asyncio.to_thread(shutil.rmtree, tmp, True)
         for key, message in zip(keys, sent or [], strict=False):
             file_id = _file_id(message)
             if file_id:
