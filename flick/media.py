@@ -134,6 +134,8 @@ def thumbnail_sync(image: bytes, aspect: tuple[int, int] | None = None) -> bytes
     crops the picture to the video's shape, so the preview is not stretched in the chat."""
     try:
         with Image.open(io.BytesIO(image)) as opened:
+            # A JPEG decodes straight at a fraction of its size: a thumbnail needs no more.
+            opened.draft("RGB", (THUMB_SIDE * 2, THUMB_SIDE * 2))
             picture = ImageOps.exif_transpose(opened).convert("RGB")
     except (OSError, ValueError, UnidentifiedImageError) as exc:
         raise MediaError(f"not an image: {exc}") from exc
