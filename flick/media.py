@@ -174,7 +174,11 @@ def first_frame_sync(path: Path) -> bytes:
 
 async def describe_video(path: Path, picture: bytes | None = None) -> VideoMeta:
     """Probe a video and make its thumbnail: from `picture` if given, else its first frame."""
-    info = await probe_video(path)
+    return await with_thumbnail(await probe_video(path), path, picture)
+
+
+async def with_thumbnail(info: VideoInfo, path: Path, picture: bytes | None) -> VideoMeta:
+    """`info` with a thumbnail: `picture` cut to the video's shape, else its first frame."""
     if picture is not None:
         try:
             return VideoMeta(info, await thumbnail(picture, (info.width, info.height)))

@@ -22,7 +22,7 @@ from loguru import logger
 from flick.errors import BudgetExceededError, FinalError, TelegramRefused, TransientError
 from flick.fsm.generation import Status
 from flick.i18n import t
-from flick.media import MediaError, VideoMeta, describe_video
+from flick.media import MediaError, VideoMeta, probe_video, with_thumbnail
 from flick.models import generations
 from flick.models.generations import RefusedTransition
 from flick.pipeline import imaging, transfer
@@ -209,11 +209,18 @@ class GenerationRunner:
 
     async def _describe(self, run: Run) -> VideoMeta:
         """Probe the downloaded video and make its thumbnail from the composed picture."""
-        assert run.local_video is not None
+        local = run.local_video
+        assert local is not None
         key = run.record.combined_key
-        picture = await self.storage.get(key) if key else None
+        probing = asyncio.ensure_future(probe_video(local))  # meanwhile, the picture from S3
         try:
-            return await describe_video(run.local_video, picture)
+            picture = await self.storage.get(key) if key else None
+        except BaseException:
+            probing.cancel()
+            await asyncio.gather(probing, return_exceptions=True)
+            raise
+        try:
+            return await with_thumbnail(await probing, local, picture)
         except MediaError as exc:
             raise _broken(exc) from exc
 
