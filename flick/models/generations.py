@@ -38,7 +38,6 @@ async def _retried(call: Callable[[], Awaitable[T]]) -> T:
             return await call()
     raise AssertionError("unreachable: tenacity returns or raises")
 
-
 # Columns a step may save besides the status. Names are fixed here, never taken from input.
 _FIELDS = frozenset(
     {

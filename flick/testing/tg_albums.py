@@ -39,6 +39,8 @@ class Albums:
     def check(self, request: Any) -> int:
         """A new album's grouped id, once the request passes Telegram's checks."""
         items = request.multi_media
+        if not items:
+            raise rpc_error(request, "MEDIA_EMPTY")
         if len(items) > MAX_ALBUM:
             raise rpc_error(request, "MULTI_MEDIA_TOO_LONG")
         for item in items:
