@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -86,15 +88,22 @@ def _unknown_constructor(record: logging.LogRecord) -> str | None:
 PROTOCOL: Final = ProtocolWatch()
 
 
-def watch_protocol() -> ProtocolWatch:
-    """Listen to kurigram's session logger (idempotent). Its INFO records are let through to
-    this handler only: the root logger's handlers keep their own, higher level."""
+@contextmanager
+def watching_protocol() -> Iterator[ProtocolWatch]:
+    """Listen to kurigram's session logger while a client starts. Its INFO records are let
+    through for that time only (then its own level is back, so a DEBUG set later still shows);
+    the root logger's handlers keep their own, higher level. The handler stays: where kurigram's
+    INFO is logged anyway (LOG_LEVEL=INFO or DEBUG), a mismatch later on is logged as an error."""
     target = logging.getLogger(_SESSION_LOGGER)
     if PROTOCOL not in target.handlers:
         target.addHandler(PROTOCOL)
+    level = target.level
     if target.getEffectiveLevel() > logging.INFO:
         target.setLevel(logging.INFO)
-    return PROTOCOL
+    try:
+        yield PROTOCOL
+    finally:
+        target.setLevel(level)
 
 
 def protocol_mismatch(constructor: str | None) -> Explained:

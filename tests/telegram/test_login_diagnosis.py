@@ -4,6 +4,7 @@ API_ID/API_HASH each get one line saying which and what to do, without a secret 
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,8 @@ async def test_a_protocol_layer_mismatch_is_named_not_blamed_on_the_network(
     assert line.startswith("Telegram speaks a newer protocol than kurigram ")
     assert hex(UNKNOWN_CONSTRUCTOR) in line and "upgrade kurigram" in line
     assert_one_clean_line(line)
+    # kurigram's session logger is back at its own level: a DEBUG set later shows everything.
+    assert logging.getLogger("pyrogram.session.session").level == logging.NOTSET
     # The log says it too, once for the constructor, not once per dropped packet.
     assert len([x for x in lines if hex(UNKNOWN_CONSTRUCTOR) in x]) == 1
 
