@@ -11,7 +11,7 @@ forgotten and the album sent again from the files.
 from __future__ import annotations
 
 import asyncio
-import shutil
+import os
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -26,7 +26,7 @@ from flick.ports import AlbumItem
 from flick.private_files import private_dir
 
 Lane = Callable[[int, str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
-FileKey = tuple[str, int, int]
+FileKey = tuple[str, int, int, bool]
 Grouped = (
     types.InputMediaPhoto | types.InputMediaVideo | types.InputMediaAudio | types.InputMediaDocument
 )
@@ -49,7 +49,9 @@ class AlbumSender:
     async def send(self, chat_id: int, items: Sequence[AlbumItem], in_lane: Lane) -> None:
         for start in range(0, len(items), ALBUM_MAX):
             chunk = items[start : start + ALBUM_MAX]
-            keys = [await asyncio.to_thread(_key, item.path) for item in chunk]
+            # A GIF alone goes as an animation, in an album as a video: two different files.
+            alone = len(chunk) == 1
+            keys = [await asyncio.to_thread(_key, item.path, alone) for item in chunk]
             try:
                 await self._send(chat_id, chunk, keys, in_lane)
             except TelegramRefused as exc:
@@ -64,13 +66,11 @@ class AlbumSender:
         self, chat_id: int, chunk: Sequence[AlbumItem], keys: list[FileKey], in_lane: Lane
     ) -> None:
         single = len(chunk) == 1
-        if self.tmp_dir is not None:
-            await asyncio.to_thread(private_dir, self.tmp_dir)
-        tmp = Path(await asyncio.to_thread(tempfile.mkdtemp, "", "flick-upload-", self.tmp_dir))
-        try:
+        temporary: list[Path] = []  # a GIF's MP4, a thumbnail: named like the spool's files,
+        try:  # so a killed process's leftovers go at the next start (transfer.remove_leftovers)
             media = [
-                await self._input(item, self.file_ids.get(key), tmp / str(n), single)
-                for n, (item, key) in enumerate(zip(chunk, keys, strict=True))
+                await self._input(item, self.file_ids.get(key), single, temporary)
+                for item, key in zip(chunk, keys, strict=True)
             ]
             if single:
                 sent = [await in_lane(chat_id, "sample", lambda: self._one(chat_id, media[0]))]
@@ -83,13 +83,24 @@ class AlbumSender:
                     chat_id, "samples", lambda: self.client.send_media_group(chat_id, group)
                 )
         finally:
-            await asyncio.to_thread(shutil.rmtree, tmp, True)
+            for path in temporary:
+                await asyncio.to_thread(path.unlink, True)
         for key, message in zip(keys, sent or [], strict=False):
             file_id = _file_id(message)
             if file_id:
                 self.file_ids[key] = file_id
 
-    async def _input(self, item: AlbumItem, file_id: str | None, tmp: Path, single: bool) -> Input:
+    async def _temporary(self, suffix: str, temporary: list[Path]) -> Path:
+        if self.tmp_dir is not None:
+            await asyncio.to_thread(private_dir, self.tmp_dir)
+        fd, name = await asyncio.to_thread(tempfile.mkstemp, suffix, "flick-upload-", self.tmp_dir)
+        os.close(fd)
+        temporary.append(Path(name))
+        return Path(name)
+
+    async def _input(
+        self, item: AlbumItem, file_id: str | None, single: bool, temporary: list[Path]
+    ) -> Input:
         kind, caption = item.kind, item.caption
         if kind is SampleKind.PHOTO:
             return types.InputMediaPhoto(file_id or str(item.path), caption=caption)
@@ -98,17 +109,18 @@ class AlbumSender:
         if file_id:
             return types.InputMediaVideo(file_id, caption=caption)
         path = item.path
-        if item.path.suffix.lower() == ".gif":  # an album takes no GIF: its silent MP4
-            path = tmp.with_suffix(".mp4")
+        if await asyncio.to_thread(_is_gif, path):  # an album takes no GIF: its silent MP4
+            path = await self._temporary(".mp4", temporary)
             await asyncio.to_thread(gif_to_mp4_sync, item.path, path)
         meta: VideoMeta = await describe_video(path)
-        thumb = tmp.with_suffix(".jpg")
+        thumb = None
         if meta.thumb is not None:
+            thumb = await self._temporary(".jpg", temporary)
             await asyncio.to_thread(thumb.write_bytes, meta.thumb)
         return types.InputMediaVideo(
             str(path),
             caption=caption,
-            thumb=str(thumb) if meta.thumb is not None else None,
+            thumb=str(thumb) if thumb is not None else None,
             width=meta.info.width,
             height=meta.info.height,
             duration=round(meta.info.duration),
@@ -134,9 +146,14 @@ class AlbumSender:
         )
 
 
-def _key(path: Path) -> FileKey:
+def _key(path: Path, alone: bool) -> FileKey:
     stat = path.stat()
-    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns, alone)
+
+
+def _is_gif(path: Path) -> bool:
+    with path.open("rb") as file:
+        return file.read(4) == b"GIF8"
 
 
 def _file_id(message: Any) -> str | None:
