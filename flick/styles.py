@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from flick.errors import ConfigError
+from flick.media import MediaError, SampleKind, sample_kind_sync
 
 DEFAULT_FILE = Path(__file__).with_name("styles.toml")
+_SAMPLE_HINT = "use a JPEG/PNG/WebP image, a GIF, or an MP4 of up to 60 s"
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
@@ -23,6 +25,8 @@ class Style:
     video_prompt: str
     video_inputs: dict[str, Any] = field(default_factory=dict)
     sample: Path | None = None
+    #: How the sample is shown in the picker (checked at load): photo, animation or video.
+    sample_kind: SampleKind | None = None
 
     def title(self, lang: str) -> str:
         return self.titles.get(lang) or self.titles["en"]
@@ -76,9 +80,17 @@ def load_styles(path: Path | None = None) -> dict[str, Style]:
             problems.append((at, f"styles.{key}.video_inputs must be a table", ""))
             continue
         sample = spec.get("sample")
+        if sample is not None and not isinstance(sample, str):
+            problems.append((at, f"styles.{key}.sample must be a file path (text)", ""))
+            continue
         sample_path = (path.parent / sample) if isinstance(sample, str) else None
         if sample_path is not None and not sample_path.is_file():
             problems.append((at, f"styles.{key}.sample {sample!r} is not a file", ""))
+            continue
+        try:
+            kind = sample_kind_sync(sample_path) if sample_path is not None else None
+        except (MediaError, OSError) as exc:
+            problems.append((at, f"styles.{key}.sample {sample!r}: {exc}", _SAMPLE_HINT))
             continue
         styles[key] = Style(
             key=key,
@@ -88,6 +100,7 @@ def load_styles(path: Path | None = None) -> dict[str, Style]:
             video_prompt=spec["video_prompt"],
             video_inputs=dict(inputs),
             sample=sample_path,
+            sample_kind=kind,
         )
     if problems:
         raise ConfigError(problems)

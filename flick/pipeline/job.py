@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flick.fsm.generation import GenerationRecord
+from flick.media import VideoMeta
 from flick.styles import Style
 
 
@@ -56,6 +57,8 @@ class Run:
     record: GenerationRecord
     #: The downloaded video's temporary file, from the animate step to delivery.
     local_video: Path | None = None
+    #: Its size, length and thumbnail, read before the point of no return (None: not yet).
+    video_meta: VideoMeta | None = None
     #: The create under way, so a stop or a give-up can wait for its id.
     creating: asyncio.Future[None] | None = None
     #: The prediction ids this run created or adopted: never adopted again once given up on.
