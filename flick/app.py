@@ -30,7 +30,7 @@ from flick.pipeline.imaging import PhotoLimits
 from flick.pipeline.limiter import AILimiter
 from flick.pipeline.runner import GenerationRunner, PipelineConfig
 from flick.pipeline.transfer import remove_leftovers
-from flick.ports import ImageProvider, Outbox, Storage, VideoProvider
+from flick.ports import FaceDetector, ImageProvider, Outbox, Storage, VideoProvider
 from flick.settings import Settings
 from flick.storage import S3Storage
 from flick.styles import load_styles
@@ -109,6 +109,7 @@ class Flick:
     lock: bool = True
     resume: bool = True  # hand unfinished generations back to their actors at start
     instruments: Instruments | None = None
+    faces: FaceDetector | None = None  # overrides the one FACE_CHECK builds (tests)
     supervisor: Supervisor = field(init=False)
     broadcaster: Broadcaster = field(init=False)
     limiter: AILimiter = field(init=False)
@@ -209,6 +210,7 @@ class Flick:
             admin_ids=frozenset(s.admin_ids),
             plans=build_plans(s.plans),
             bot_username=s.bot_username,
+            faces=self._face_detector(),
         )
         if self.instruments is not None:
             ctx.on_metric = self.instruments.on_metric
@@ -242,6 +244,15 @@ class Flick:
             self.supervisor.post(inviter, msg.ReferralBonus(referral_id))
         if owed:
             logger.info("crediting {} inviter bonus(es) left over from before", len(owed))
+
+    def _face_detector(self) -> FaceDetector | None:
+        if not self.settings.face_check:
+            return None
+        if self.faces is not None:
+            return self.faces
+        from flick.pipeline.faces import HaarFaceDetector  # OpenCV loads only when it is used
+
+        return HaarFaceDetector()
 
     def _fallbacks(self, image: ImageProvider, video: VideoProvider) -> dict[str, Any]:
         """LOCAL_FALLBACK: the offline providers stand in when a remote one is down."""
