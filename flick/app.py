@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,6 +29,7 @@ from flick.payments.plans import build_plans
 from flick.payments.reconcile import Report, StarTransaction, charges_from, find_missing
 from flick.pipeline.imaging import PhotoLimits
 from flick.pipeline.limiter import AILimiter
+from flick.pipeline.photo_sweeper import PhotoSweeper
 from flick.pipeline.runner import GenerationRunner, PipelineConfig
 from flick.pipeline.transfer import remove_leftovers
 from flick.ports import FaceDetector, ImageProvider, Outbox, Storage, VideoProvider
@@ -113,6 +115,7 @@ class Flick:
     supervisor: Supervisor = field(init=False)
     broadcaster: Broadcaster = field(init=False)
     limiter: AILimiter = field(init=False)
+    sweeper: PhotoSweeper = field(init=False)
     _stack: AsyncExitStack = field(init=False, default_factory=AsyncExitStack)
 
     async def __aenter__(self) -> Flick:
@@ -222,6 +225,9 @@ class Flick:
         ctx.broadcaster = self.broadcaster
         stack.push_async_callback(self.broadcaster.stop)
         self.supervisor = await stack.enter_async_context(Supervisor(ctx))
+        self.sweeper = await stack.enter_async_context(
+            PhotoSweeper(storage, timedelta(hours=s.photo_keep_hours), s.photo_sweep_seconds)
+        )
         if self.resume:
             await self.resume_work()
         logger.info(

@@ -20,7 +20,7 @@ def _jpeg(pixels: np.ndarray) -> bytes:
 def _astronaut() -> np.ndarray:
     from skimage import data
 
-    return np.asarray(data.astronaut())
+    return np.asarray(data.astronaut())  # type: ignore[no-untyped-call]
 
 
 def astronaut() -> bytes:
@@ -33,7 +33,8 @@ def portrait(index: int = 0) -> bytes:
     100 images are faces), enlarged from 25 px to a usable photo."""
     from skimage import data
 
-    face = (np.asarray(data.lfw_subset()[index]) * 255).astype(np.uint8)
+    faces = data.lfw_subset()  # type: ignore[no-untyped-call]
+    face = (np.asarray(faces[index]) * 255).astype(np.uint8)
     return _jpeg(np.kron(face, np.ones((12, 12), np.uint8)))
 
 
@@ -41,7 +42,7 @@ def no_face() -> bytes:
     """A cup of coffee."""
     from skimage import data
 
-    return _jpeg(np.asarray(data.coffee()))
+    return _jpeg(np.asarray(data.coffee()))  # type: ignore[no-untyped-call]
 
 
 def two_faces() -> bytes:

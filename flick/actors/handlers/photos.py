@@ -23,6 +23,7 @@ T = TypeVar("T")
 
 _EXPECT = {
     State.CHOOSING_STYLE: "expect_style",
+    State.CHOOSING_AGAIN: "expect_style",
     State.CONSENT: "expect_consent",
 }
 
