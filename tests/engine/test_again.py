@@ -1,0 +1,258 @@
+"""Again with the same photos: "Try again" and "Another style" under a delivered video start a
+new generation from the photos already stored, one credit per press, and nothing for a press
+the bot refuses (an older video's button, expired photos, a video being made, no credits)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flick.errors import FinalError
+from flick.i18n import t
+from flick.models.db import pool
+from flick.pipeline.local import LocalImageProvider
+from flick.ports import ComposedImage
+
+UID = 4101
+
+
+class FailingAfter:
+    """The local image model, failing every compose once `fail` is set (moderation)."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self.inner = LocalImageProvider()
+        self.fail = False
+
+    async def compose(self, photos: Sequence[bytes], prompt: str, style: str) -> ComposedImage:
+        if self.fail:
+            raise FinalError("blocked by moderation", kind="moderation", user_reason="moderation")
+        return await self.inner.compose(photos, prompt, style)
+
+    async def check(self) -> None:
+        return None
+
+
+async def gens(uid: int) -> list[dict[str, Any]]:
+    rows = await pool().fetch('SELECT * FROM generations WHERE "user" = $1 ORDER BY id', uid)
+    return [dict(r) for r in rows]
+
+
+def video_buttons(h: Any, uid: int) -> dict[str, str]:
+    """The buttons under the latest video: callback data by its prefix."""
+    sent = [s for s in h.outbox.to(uid) if s.method == "send_video"][-1]
+    return {data.partition(":")[0]: data for _, data in sent.buttons() if data}
+
+
+async def photo_keys(h: Any) -> list[str]:
+    return [k async for k in h.app.storage.keys("photos/")]
+
+
+async def test_try_again_makes_a_new_video_from_the_stored_photos_for_one_credit(
+    harness, tools
+) -> None:
+    h = await harness(free_credits=2)
+    await h.make_video(UID)
+    first = (await gens(UID))[0]
+    stored = await photo_keys(h)
+    assert len(stored) == 2 and await h.balance(UID) == 1
+    await h.press(UID, video_buttons(h, UID)["retry"])
+    await h.settle()
+    second = (await gens(UID))[1]
+    assert second["status"] == "done" and second["style"] == first["style"] == "hug"
+    assert (second["photo1_key"], second["photo2_key"]) == (first["photo1_key"], first["photo2_key"])
+    assert await photo_keys(h) == stored  # nothing uploaded again
+    assert len([s for s in h.outbox.to(UID) if s.method == "send_video"]) == 2
+    assert await h.balance(UID) == 0 == await h.ledger_sum(UID) - 0  # two charges of one
+    assert [(r["reason"], r["delta"]) for r in await tools.ledger(UID)][-2:] == [
+        ("generation", -1),
+        ("generation", -1),
+    ]
+
+
+async def test_another_style_shows_the_picker_then_uses_the_stored_photos(harness, tools) -> None:
+    h = await harness(free_credits=2)
+    await h.make_video(UID)
+    await h.press(UID, video_buttons(h, UID)["again"])
+    await h.settle()
+    assert (await tools.session(UID))[0] == tools.State.CHOOSING_AGAIN.value
+    assert tools.texts(h, UID)[-1] == t("en", "pick_style")
+    assert await h.balance(UID) == 1  # nothing charged before a style is picked
+    await h.pick_style(UID, "kiss")
+    await h.settle()
+    first, second = await gens(UID)
+    assert second["status"] == "done" and second["style"] == "kiss"
+    assert (second["photo1_key"], second["photo2_key"]) == (first["photo1_key"], first["photo2_key"])
+    assert await h.balance(UID) == 0
+
+
+async def test_a_double_tap_on_try_again_charges_once(harness, tools, video_factory) -> None:
+    video = video_factory()
+    h = await harness(free_credits=3, video=video)
+    await h.make_video(UID)
+    retry = video_buttons(h, UID)["retry"]
+    video.gate.clear()  # the second video is still being made when the second tap arrives
+    await h.press(UID, retry)
+    await h.press(UID, retry)
+    await h.settle(generations=False)
+    assert len(await gens(UID)) == 2 and await h.balance(UID) == 1
+    assert tools.texts(h, UID)[-1] == t("en", "busy")
+    video.gate.set()
+    await h.settle()
+    assert [g["status"] for g in await gens(UID)] == ["done", "done"]
+    assert await h.balance(UID) == 1 == await h.ledger_sum(UID)
+
+
+async def test_a_redelivered_press_charges_once(harness, tools) -> None:
+    h = await harness(free_credits=3)
+    await h.make_video(UID)
+    press = await h.press(UID, video_buttons(h, UID)["retry"])
+    await h.send(press)  # Telegram delivers the same callback again
+    await h.settle()
+    await h.send(press)  # and once more after the video is out
+    await h.settle()
+    assert len(await gens(UID)) == 2 and await h.balance(UID) == 1 == await h.ledger_sum(UID)
+
+
+async def test_a_button_of_an_older_video_is_refused_and_costs_nothing(harness, tools) -> None:
+    h = await harness(free_credits=3)
+    await h.make_video(UID)
+    older = video_buttons(h, UID)
+    await h.press(UID, older["retry"])
+    await h.settle()
+    before = await tools.snapshot(h, UID)
+    for data in (older["retry"], older["again"], "retry:999999", "again:x"):
+        await h.press(UID, data)
+        await h.settle()
+        assert tools.texts(h, UID)[-1] == t("en", "again_stale")
+    assert await tools.snapshot(h, UID) == before and await h.balance(UID) == 1
+
+
+async def test_someone_elses_video_button_is_refused(harness, tools) -> None:
+    h = await harness(free_credits=2)
+    await h.make_video(UID)
+    theirs = video_buttons(h, UID)["retry"]
+    await h.command(UID + 1, "start")
+    await h.settle()
+    await h.press(UID + 1, theirs)  # a modified client can send any callback data
+    await h.settle()
+    assert tools.texts(h, UID + 1)[-1] == t("en", "again_stale")
+    assert len(await gens(UID + 1)) == 0 and await h.balance(UID + 1) == 2
+
+
+async def test_a_press_without_credits_offers_packages_and_keeps_the_photos(harness, tools) -> None:
+    h = await harness(free_credits=1)
+    await h.make_video(UID)
+    await h.press(UID, video_buttons(h, UID)["retry"])
+    await h.settle()
+    offer = h.outbox.to(UID)[-1]
+    assert offer.text == t("en", "no_credits", balance=0)
+    assert any((d or "").startswith("buy:") for _, d in offer.buttons())
+    assert len(await gens(UID)) == 1 and await h.balance(UID) == 0
+    assert len(await photo_keys(h)) == 2
+
+
+async def test_after_the_photos_expired_a_press_asks_for_new_ones(harness, tools) -> None:
+    h = await harness(free_credits=2)
+    await h.make_video(UID)
+    buttons = video_buttons(h, UID)
+    assert await h.app.sweeper.sweep(datetime.now(UTC) + timedelta(hours=25)) == 2
+    assert await photo_keys(h) == []
+    for data in (buttons["retry"], buttons["again"]):
+        await h.press(UID, data)
+        await h.settle()
+        expired = h.outbox.to(UID)[-1]
+        assert expired.text == t("en", "photos_expired", n="24")
+        assert expired.buttons() == [(t("en", "button_create"), "create")]
+    assert len(await gens(UID)) == 1 and await h.balance(UID) == 1
+
+
+async def test_photos_past_their_time_count_as_expired_before_the_sweeper_runs(
+    harness, tools
+) -> None:
+    h = await harness(free_credits=2, photo_keep_hours=0.01)  # 36 seconds, 5 minutes' margin
+    await h.make_video(UID)
+    await h.press(UID, video_buttons(h, UID)["retry"])
+    await h.settle()
+    assert tools.texts(h, UID)[-1] == t("en", "photos_expired", n="0.01")
+    assert len(await gens(UID)) == 1 and await h.balance(UID) == 1
+
+
+async def test_a_failed_try_again_is_refunded_and_the_video_stays_the_latest(
+    harness, tools
+) -> None:
+    image = FailingAfter()
+    h = await harness(free_credits=2, image=image)
+    await h.make_video(UID)
+    retry = video_buttons(h, UID)["retry"]
+    image.fail = True
+    await h.press(UID, retry)
+    await h.settle()
+    assert [g["status"] for g in await gens(UID)] == ["done", "failed"]
+    assert await h.balance(UID) == 1 == await h.ledger_sum(UID)
+    image.fail = False
+    await h.press(UID, retry)  # the same button works again: its video is still the latest
+    await h.settle()
+    assert [g["status"] for g in await gens(UID)] == ["done", "failed", "done"]
+    assert await h.balance(UID) == 0 == await h.ledger_sum(UID)
+
+
+async def test_the_sweeper_keeps_photos_of_running_and_queued_generations(
+    harness, tools, video_factory
+) -> None:
+    video = video_factory()
+    h = await harness(free_credits=2, video=video, ai_concurrency=1)
+    await h.make_video(UID)  # its photos are free to go
+    done_photos = set(await photo_keys(h))
+    video.gate.clear()
+    for uid in (UID + 1, UID + 2):
+        await tools.to_photos(h, uid)
+    for uid in (UID + 1, UID + 2):  # animating, held; and queued behind it (one AI call)
+        await h.photo(uid)
+        await h.photo(uid)
+    await h.settle(generations=False)
+
+    async def held_and_queued() -> bool:
+        # "composing": the second one waits for its turn at the limiter (the user sees "queued").
+        statuses = await _statuses([UID + 1, UID + 2], {"animating", "composing"})
+        return statuses and h.app.limiter.waiting == 1
+
+    await tools.wait_for(held_and_queued, "one held, one queued")
+    later = datetime.now(UTC) + timedelta(hours=25)
+    assert await h.app.sweeper.sweep(later) == 2
+    left = set(await photo_keys(h))
+    assert not left & done_photos and len(left) == 4  # two generations, two photos each
+    video.gate.set()
+    await h.settle()
+    assert await h.app.sweeper.sweep(later) == 4 and await photo_keys(h) == []
+
+
+async def _statuses(uids: list[int], expected: set[str]) -> bool:
+    rows = await pool().fetch(
+        'SELECT status FROM generations WHERE "user" = ANY($1::bigint[])', uids
+    )
+    return {r["status"] for r in rows} == expected and len(rows) == len(uids)
+
+
+async def test_the_app_sweeps_by_itself(harness, tools) -> None:
+    h = await harness(free_credits=1, photo_keep_hours=1e-6, photo_sweep_seconds=0.05)
+    await h.make_video(UID)
+    assert (await gens(UID))[0]["status"] == "done"
+
+    async def swept() -> bool:
+        return await photo_keys(h) == []
+
+    await tools.wait_for(swept, "the sweeper deleted the photos")
+    assert h.app.sweeper.deleted >= 2
+
+
+async def test_the_sweeper_stops_with_the_app(harness, tools) -> None:
+    h = await harness()
+    task = h.app.sweeper._task
+    assert task is not None and not task.done()
+    await h.app.sweeper.stop()
+    await asyncio.sleep(0)
+    assert task.done() and h.app.sweeper._task is None
