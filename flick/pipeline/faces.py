@@ -9,8 +9,9 @@ and took a third of the CPU time (figures in BENCHMARKS.md).
 
 Speed: the photo is decoded already small (JPEG draft mode: libjpeg scales by 1/2..1/8 while
 decoding) to a shorter side of 240 px, where the cascade's 24 px window finds every face of at
-least a tenth of that side; only when none is found does a second, finer pass at 480 px look
-for smaller faces, so that "too small" can be told apart from "no face".
+least a tenth of that side; only when none is found does a second, finer pass at 400 px look
+for smaller faces (only those: its largest size is bounded), so that
+"too small" can be told apart from "no face".
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from flick.ports import FaceDetector
 #: Shorter side of the fast pass; the cascade's window (24 px) is a tenth of it.
 FAST_SIDE = 240
 #: Shorter side of the second pass, only for photos where the fast pass found nothing.
-FINE_SIDE = 480
+FINE_SIDE = 400
 WINDOW = 24
 #: A face smaller than this share of the photo's shorter side is too small to use: the image
 #: model would have too few pixels of it to keep the person recognisable.
@@ -39,6 +40,10 @@ MIN_FACE_SHARE = 0.1
 #: the user meant: they do not make a photo "several faces".
 BACKGROUND_SHARE = 0.5
 CASCADE = "haarcascade_frontalface_default.xml"
+
+# One thread per detection: a check runs in a worker thread beside the event loop, and OpenCV's
+# own thread pool would compete with that loop for the machine's cores.
+cv2.setNumThreads(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,16 +102,20 @@ class HaarFaceDetector:
         return classifier
 
     def faces(self, jpeg: bytes) -> list[float]:
-        found = self._detect(jpeg, FAST_SIDE)
-        if not found:
-            found = self._detect(jpeg, FINE_SIDE)
+        found = self._detect(jpeg, FAST_SIDE, largest=None)
+        if not found:  # only faces the fast pass cannot see: below a tenth of the side
+            found = self._detect(jpeg, FINE_SIDE, largest=round(FINE_SIDE * MIN_FACE_SHARE * 1.2))
         return sorted(found, reverse=True)
 
-    def _detect(self, jpeg: bytes, side: int) -> list[float]:
+    def _detect(self, jpeg: bytes, side: int, largest: int | None) -> list[float]:
         gray = _gray(jpeg, side)
         short = min(gray.shape)
         boxes = self._classifier().detectMultiScale(
-            gray, scaleFactor=1.15, minNeighbors=5, minSize=(WINDOW, WINDOW)
+            gray,
+            scaleFactor=1.15,
+            minNeighbors=5,
+            minSize=(WINDOW, WINDOW),
+            maxSize=(largest, largest) if largest else (0, 0),
         )
         return [float(max(w, h)) / short for (_x, _y, w, h) in boxes]
 
