@@ -363,13 +363,13 @@ async def face_check(args: argparse.Namespace, report: Report) -> None:
         "no face (second, finer pass)": sample_faces.large(sample_faces.no_face()),
     }
     print(f"-- the face check: {args.face_samples} checks per 12-megapixel photo, one at a time")
-    for what, jpeg in photos.items():
+    for what, photo in photos.items():
         with suppress(PhotoRejected):
-            await check(detector, jpeg)  # warm: the thread's classifier is loaded once
+            await check(detector, photo)  # warm: the thread's classifier is loaded once
         wall, cpu = [], []
         for _ in range(args.face_samples):
             started = time.perf_counter()
-            faces = await asyncio.to_thread(_timed_faces, detector, jpeg)
+            faces = await asyncio.to_thread(_timed_faces, detector, photo)
             wall.append((time.perf_counter() - started) * 1000)
             cpu.append(faces * 1000)
         median = statistics.median(wall)

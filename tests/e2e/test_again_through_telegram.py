@@ -28,7 +28,7 @@ def video_buttons(bot: Bot, chat_id: int) -> tuple[int, dict[str, str]]:
 
 
 async def generations(uid: int) -> list[Any]:
-    return await pool().fetch('SELECT * FROM generations WHERE "user" = $1 ORDER BY id', uid)
+    return list(await pool().fetch('SELECT * FROM generations WHERE "user" = $1 ORDER BY id', uid))
 
 
 async def test_try_again_and_another_style_from_the_delivered_video(

@@ -5,8 +5,9 @@ the bot refuses (an older video's button, expired photos, a video being made, no
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from flick.errors import FinalError
@@ -14,7 +15,10 @@ from flick.i18n import t
 from flick.models.db import pool
 from flick.pipeline.local import LocalImageProvider
 from flick.ports import ComposedImage
+from flick.testing.engine import EngineHarness
+from flick.testing.inflight import CountingVideo
 
+Harness = Callable[..., Awaitable[EngineHarness]]
 UID = 4101
 
 
@@ -41,6 +45,9 @@ async def gens(uid: int) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+PHOTOS = ("photo1_key", "photo2_key")
+
+
 def video_buttons(h: Any, uid: int) -> dict[str, str]:
     """The buttons under the latest video: callback data by its prefix."""
     sent = [s for s in h.outbox.to(uid) if s.method == "send_video"][-1]
@@ -52,7 +59,7 @@ async def photo_keys(h: Any) -> list[str]:
 
 
 async def test_try_again_makes_a_new_video_from_the_stored_photos_for_one_credit(
-    harness, tools
+    harness: Harness, tools: SimpleNamespace
 ) -> None:
     h = await harness(free_credits=2)
     await h.make_video(UID)
@@ -63,7 +70,7 @@ async def test_try_again_makes_a_new_video_from_the_stored_photos_for_one_credit
     await h.settle()
     second = (await gens(UID))[1]
     assert second["status"] == "done" and second["style"] == first["style"] == "hug"
-    assert (second["photo1_key"], second["photo2_key"]) == (first["photo1_key"], first["photo2_key"])
+    assert [second[k] for k in PHOTOS] == [first[k] for k in PHOTOS]
     assert await photo_keys(h) == stored  # nothing uploaded again
     assert len([s for s in h.outbox.to(UID) if s.method == "send_video"]) == 2
     assert await h.balance(UID) == 0 == await h.ledger_sum(UID) - 0  # two charges of one
@@ -73,7 +80,9 @@ async def test_try_again_makes_a_new_video_from_the_stored_photos_for_one_credit
     ]
 
 
-async def test_another_style_shows_the_picker_then_uses_the_stored_photos(harness, tools) -> None:
+async def test_another_style_shows_the_picker_then_uses_the_stored_photos(
+    harness: Harness, tools: SimpleNamespace
+) -> None:
     h = await harness(free_credits=2)
     await h.make_video(UID)
     await h.press(UID, video_buttons(h, UID)["again"])
@@ -85,11 +94,13 @@ async def test_another_style_shows_the_picker_then_uses_the_stored_photos(harnes
     await h.settle()
     first, second = await gens(UID)
     assert second["status"] == "done" and second["style"] == "kiss"
-    assert (second["photo1_key"], second["photo2_key"]) == (first["photo1_key"], first["photo2_key"])
+    assert [second[k] for k in PHOTOS] == [first[k] for k in PHOTOS]
     assert await h.balance(UID) == 0
 
 
-async def test_a_double_tap_on_try_again_charges_once(harness, tools, video_factory) -> None:
+async def test_a_double_tap_on_try_again_charges_once(
+    harness: Harness, tools: SimpleNamespace, video_factory: Callable[..., CountingVideo]
+) -> None:
     video = video_factory()
     h = await harness(free_credits=3, video=video)
     await h.make_video(UID)
@@ -106,7 +117,7 @@ async def test_a_double_tap_on_try_again_charges_once(harness, tools, video_fact
     assert await h.balance(UID) == 1 == await h.ledger_sum(UID)
 
 
-async def test_a_redelivered_press_charges_once(harness, tools) -> None:
+async def test_a_redelivered_press_charges_once(harness: Harness, tools: SimpleNamespace) -> None:
     h = await harness(free_credits=3)
     await h.make_video(UID)
     press = await h.press(UID, video_buttons(h, UID)["retry"])
@@ -117,7 +128,9 @@ async def test_a_redelivered_press_charges_once(harness, tools) -> None:
     assert len(await gens(UID)) == 2 and await h.balance(UID) == 1 == await h.ledger_sum(UID)
 
 
-async def test_a_button_of_an_older_video_is_refused_and_costs_nothing(harness, tools) -> None:
+async def test_a_button_of_an_older_video_is_refused_and_costs_nothing(
+    harness: Harness, tools: SimpleNamespace
+) -> None:
     h = await harness(free_credits=3)
     await h.make_video(UID)
     older = video_buttons(h, UID)
@@ -131,7 +144,9 @@ async def test_a_button_of_an_older_video_is_refused_and_costs_nothing(harness, 
     assert await tools.snapshot(h, UID) == before and await h.balance(UID) == 1
 
 
-async def test_someone_elses_video_button_is_refused(harness, tools) -> None:
+async def test_someone_elses_video_button_is_refused(
+    harness: Harness, tools: SimpleNamespace
+) -> None:
     h = await harness(free_credits=2)
     await h.make_video(UID)
     theirs = video_buttons(h, UID)["retry"]
@@ -143,7 +158,9 @@ async def test_someone_elses_video_button_is_refused(harness, tools) -> None:
     assert len(await gens(UID + 1)) == 0 and await h.balance(UID + 1) == 2
 
 
-async def test_a_press_without_credits_offers_packages_and_keeps_the_photos(harness, tools) -> None:
+async def test_a_press_without_credits_offers_packages_and_keeps_the_photos(
+    harness: Harness, tools: SimpleNamespace
+) -> None:
     h = await harness(free_credits=1)
     await h.make_video(UID)
     await h.press(UID, video_buttons(h, UID)["retry"])
@@ -155,7 +172,9 @@ async def test_a_press_without_credits_offers_packages_and_keeps_the_photos(harn
     assert len(await photo_keys(h)) == 2
 
 
-async def test_after_the_photos_expired_a_press_asks_for_new_ones(harness, tools) -> None:
+async def test_after_the_photos_expired_a_press_asks_for_new_ones(
+    harness: Harness, tools: SimpleNamespace
+) -> None:
     h = await harness(free_credits=2)
     await h.make_video(UID)
     buttons = video_buttons(h, UID)
@@ -171,7 +190,7 @@ async def test_after_the_photos_expired_a_press_asks_for_new_ones(harness, tools
 
 
 async def test_photos_past_their_time_count_as_expired_before_the_sweeper_runs(
-    harness, tools
+    harness: Harness, tools: SimpleNamespace
 ) -> None:
     h = await harness(free_credits=2, photo_keep_hours=0.01)  # 36 seconds, 5 minutes' margin
     await h.make_video(UID)
@@ -182,7 +201,7 @@ async def test_photos_past_their_time_count_as_expired_before_the_sweeper_runs(
 
 
 async def test_a_failed_try_again_is_refunded_and_the_video_stays_the_latest(
-    harness, tools
+    harness: Harness, tools: SimpleNamespace
 ) -> None:
     image = FailingAfter()
     h = await harness(free_credits=2, image=image)
@@ -201,7 +220,7 @@ async def test_a_failed_try_again_is_refunded_and_the_video_stays_the_latest(
 
 
 async def test_the_sweeper_keeps_photos_of_running_and_queued_generations(
-    harness, tools, video_factory
+    harness: Harness, tools: SimpleNamespace, video_factory: Callable[..., CountingVideo]
 ) -> None:
     video = video_factory()
     h = await harness(free_credits=2, video=video, ai_concurrency=1)
@@ -237,7 +256,7 @@ async def _statuses(uids: list[int], expected: set[str]) -> bool:
     return {r["status"] for r in rows} == expected and len(rows) == len(uids)
 
 
-async def test_the_app_sweeps_by_itself(harness, tools) -> None:
+async def test_the_app_sweeps_by_itself(harness: Harness, tools: SimpleNamespace) -> None:
     h = await harness(free_credits=1, photo_keep_hours=1e-6, photo_sweep_seconds=0.05)
     await h.make_video(UID)
     assert (await gens(UID))[0]["status"] == "done"
@@ -249,7 +268,7 @@ async def test_the_app_sweeps_by_itself(harness, tools) -> None:
     assert h.app.sweeper.deleted >= 2
 
 
-async def test_the_sweeper_stops_with_the_app(harness, tools) -> None:
+async def test_the_sweeper_stops_with_the_app(harness: Harness, tools: SimpleNamespace) -> None:
     h = await harness()
     task = h.app.sweeper._task
     assert task is not None and not task.done()

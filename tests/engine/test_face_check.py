@@ -4,7 +4,8 @@ is not counted and costs nothing; two good photos make a video as before."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 
 import pytest
 
@@ -13,7 +14,9 @@ from flick.i18n import t
 from flick.models.db import pool
 from flick.pipeline.faces import HaarFaceDetector
 from flick.testing import sample_faces
+from flick.testing.engine import EngineHarness
 
+Harness = Callable[..., Awaitable[EngineHarness]]
 UID = 4301
 
 
@@ -27,7 +30,9 @@ async def statuses(uid: int) -> list[str]:
     return [r["status"] for r in rows]
 
 
-async def test_two_photos_with_a_face_each_make_a_video(harness, tools, detector) -> None:
+async def test_two_photos_with_a_face_each_make_a_video(
+    harness: Harness, tools: SimpleNamespace, detector: HaarFaceDetector
+) -> None:
     h = await harness(faces=detector)
     await tools.to_photos(h, UID)
     await h.photo(UID, sample_faces.astronaut())
@@ -45,7 +50,11 @@ async def test_two_photos_with_a_face_each_make_a_video(harness, tools, detector
     ],
 )
 async def test_a_photo_without_one_usable_face_is_refused_and_costs_nothing(
-    harness, tools, detector, photo: Callable[[], bytes], answer: str
+    harness: Harness,
+    tools: SimpleNamespace,
+    detector: HaarFaceDetector,
+    photo: Callable[[], bytes],
+    answer: str,
 ) -> None:
     h = await harness(faces=detector)
     await tools.to_photos(h, UID)
@@ -61,7 +70,9 @@ async def test_a_photo_without_one_usable_face_is_refused_and_costs_nothing(
     assert await statuses(UID) == ["done"] and await h.balance(UID) == 0
 
 
-async def test_the_answer_is_in_the_users_language(harness, tools, detector) -> None:
+async def test_the_answer_is_in_the_users_language(
+    harness: Harness, tools: SimpleNamespace, detector: HaarFaceDetector
+) -> None:
     h = await harness(faces=detector)
     await h.send(ev.Command(h.user(UID, "ru"), h.next_id(), "create", ""))
     await h.settle()
@@ -75,7 +86,9 @@ async def test_the_answer_is_in_the_users_language(harness, tools, detector) -> 
     assert tools.texts(h, UID)[-1] == t("ru", "face_none")
 
 
-async def test_with_the_check_off_any_photo_is_taken(harness, tools) -> None:
+async def test_with_the_check_off_any_photo_is_taken(
+    harness: Harness, tools: SimpleNamespace
+) -> None:
     h = await harness(face_check=False)
     assert h.app.supervisor.ctx.faces is None
     await tools.to_photos(h, UID)
