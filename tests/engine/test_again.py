@@ -275,3 +275,21 @@ async def test_the_sweeper_stops_with_the_app(harness: Harness, tools: SimpleNam
     await h.app.sweeper.stop()
     await asyncio.sleep(0)
     assert task.done() and h.app.sweeper._task is None
+
+
+async def test_the_sweeper_keeps_photos_a_conversation_holds(
+    harness: Harness, tools: SimpleNamespace
+) -> None:
+    h = await harness()
+    await tools.to_photos(h, UID)
+    await h.photo(UID)  # the first photo, waiting for the second
+    await h.settle()
+    assert h.app.storage is not None
+    await h.app.storage.put("photos/1/not-a-photo-key.jpg", b"x", "image/jpeg")  # no time in it
+    later = datetime.now(UTC) + timedelta(days=30)
+    assert await h.app.sweeper.sweep(later) == 0
+    assert len(await photo_keys(h)) == 2
+    await h.photo(UID)  # the pair is complete: the video is made, the photos are free to go
+    await h.settle()
+    assert await h.app.sweeper.sweep(later) == 2
+    assert await photo_keys(h) == ["photos/1/not-a-photo-key.jpg"]
