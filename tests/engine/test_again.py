@@ -184,7 +184,7 @@ async def test_after_the_photos_expired_a_press_asks_for_new_ones(
         await h.press(UID, data)
         await h.settle()
         expired = h.outbox.to(UID)[-1]
-        assert expired.text == t("en", "photos_expired", n="24")
+        assert expired.text == t("en", "photos_expired", n=24)
         assert expired.buttons() == [(t("en", "button_create"), "create")]
     assert len(await gens(UID)) == 1 and await h.balance(UID) == 1
 
@@ -196,7 +196,7 @@ async def test_photos_past_their_time_count_as_expired_before_the_sweeper_runs(
     await h.make_video(UID)
     await h.press(UID, video_buttons(h, UID)["retry"])
     await h.settle()
-    assert tools.texts(h, UID)[-1] == t("en", "photos_expired", n="0.01")
+    assert tools.texts(h, UID)[-1] == t("en", "photos_expired", n=0.01)
     assert len(await gens(UID)) == 1 and await h.balance(UID) == 1
 
 
@@ -293,3 +293,23 @@ async def test_the_sweeper_keeps_photos_a_conversation_holds(
     await h.settle()
     assert await h.app.sweeper.sweep(later) == 2
     assert await photo_keys(h) == ["photos/1/not-a-photo-key.jpg"]
+
+
+async def test_try_again_of_a_style_no_longer_offered_asks_for_another(
+    harness: Harness, tools: SimpleNamespace
+) -> None:
+    h = await harness(free_credits=2)
+    await h.make_video(UID)
+    styles = h.app.supervisor.ctx.styles  # the live view a styles reload changes
+    hug = styles.pop("hug")
+    try:
+        await h.press(UID, video_buttons(h, UID)["retry"])
+        await h.settle()
+        assert tools.texts(h, UID)[-2:] == [t("en", "again_style_gone"), t("en", "pick_style")]
+        assert len(await gens(UID)) == 1 and await h.balance(UID) == 1
+        await h.pick_style(UID, "kiss")
+        await h.settle()
+        assert [g["style"] for g in await gens(UID)] == ["hug", "kiss"]
+        assert await h.balance(UID) == 0
+    finally:
+        styles["hug"] = hug

@@ -48,10 +48,12 @@ async def btn_try_again(actor: Scope, e: ev.ButtonPress, arg: str) -> None:
         return
     conv = actor.conv
     if source.style not in actor.ctx.styles:  # no longer offered: another one, same photos
-        if conv.trigger("again_style", video=source.id, photos=source.photo_keys):
-            await actor.say("again_style_gone")
-            await show_styles(actor)
-            await actor.save()
+        if not conv.trigger("again_style", video=source.id, photos=source.photo_keys):
+            await actor.say("again_stale")
+            return
+        await actor.say("again_style_gone")
+        await show_styles(actor)
+        await actor.save()
         return
     same = {"video": source.id, "photos": source.photo_keys, "style": source.style}
     if not conv.trigger("again_same", **same):
@@ -80,9 +82,10 @@ async def _source(actor: Scope, e: ev.ButtonPress, arg: str) -> GenerationRecord
         await actor.say("again_stale")
         return None
     if not await _kept(actor, record.photo_keys):
-        hours = f"{actor.ctx.settings.photo_keep_hours:g}"
+        hours = actor.ctx.settings.photo_keep_hours
         create = Button(t(actor.lang, "button_create"), "create")
-        await actor.say("photos_expired", keyboard=((create,),), n=hours)
+        n = int(hours) if hours.is_integer() else hours  # a number: plural forms key on it
+        await actor.say("photos_expired", keyboard=((create,),), n=n)
         return None
     if conv.balance < 1:
         await offer_packages(actor, "no_credits")
