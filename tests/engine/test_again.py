@@ -5,10 +5,13 @@ the bot refuses (an older video's button, expired photos, a video being made, no
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
+
+import asyncpg
 
 from flick.errors import FinalError
 from flick.i18n import t
@@ -313,3 +316,29 @@ async def test_try_again_of_a_style_no_longer_offered_asks_for_another(
         assert await h.balance(UID) == 0
     finally:
         styles["hug"] = hug
+
+
+async def test_a_video_delivered_just_before_a_stop_keeps_working_buttons(
+    harness: Harness, tools: SimpleNamespace
+) -> None:
+    h = await harness(free_credits=2)
+    await h.make_video(UID)
+    retry = video_buttons(h, UID)["retry"]
+    gen_id = (await gens(UID))[0]["id"]
+    await h.app.__aexit__(None, None, None)
+    # What a SIGKILL between the delivery and the actor hearing of it leaves behind.
+    conn = await asyncpg.connect(h._url)
+    try:
+        await conn.execute(
+            'UPDATE user_sessions SET state = $2, data = $3 WHERE "user" = $1',
+            UID,
+            "processing",
+            json.dumps({"generation_id": gen_id, "photos": []}),
+        )
+    finally:
+        await conn.close()
+    h2 = await harness(fresh=False, free_credits=2)
+    await h2.press(UID, retry)
+    await h2.settle()
+    assert [g["status"] for g in await gens(UID)] == ["done", "done"]
+    assert await h2.balance(UID) == 0 == await h2.ledger_sum(UID)
