@@ -129,6 +129,9 @@ def bench_settings(data_dir: Path, **overrides: Any) -> Settings:
         "data_dir": data_dir,
         "image_provider": "local",
         "video_provider": "local",
+        # The engine benchmarks send generated photos without faces; `bench.pipeline` measures
+        # the face check on its own.
+        "face_check": False,
     }
     base.update(overrides)
     return Settings(_env_file=None, **base)  # type: ignore[call-arg]

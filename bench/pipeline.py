@@ -13,6 +13,8 @@ real openai and replicate SDKs) against the fake providers, which run in a proce
    Telegram at once; the generation is done once both are (that tail is shown apart).
 3. Memory: peak RSS while generations with 1, 10 and 50 MB videos run; it must not grow with the
    video's size beyond a buffer (storage parts of 5 MB, upload parts of 512 KB).
+4. The face check at photo intake: its time per 12-megapixel photo (the real detector, in the
+   thread it runs in), for a photo with a face and for one without (two passes). Target < 50 ms.
 
     .venv/bin/python -m bench.pipeline                       # ~1.5 minutes
     .venv/bin/python -m bench.pipeline --k 16 --generations 160
@@ -346,6 +348,44 @@ async def memory(b: Bench, fakes: FakeProviders, report: Report) -> None:
     )
 
 
+TARGET_FACE_MS = 50.0
+
+
+async def face_check(args: argparse.Namespace, report: Report) -> None:
+    """The real detector on 12-megapixel JPEGs made from scikit-image's sample photos."""
+    from flick.pipeline.faces import HaarFaceDetector, check
+    from flick.pipeline.imaging import PhotoRejected
+    from flick.testing import sample_faces
+
+    detector = HaarFaceDetector()
+    photos = {
+        "a face": sample_faces.large(sample_faces.astronaut()),
+        "no face (second, finer pass)": sample_faces.large(sample_faces.no_face()),
+    }
+    print(f"-- the face check: {args.face_samples} checks per 12-megapixel photo, one at a time")
+    for what, photo in photos.items():
+        with suppress(PhotoRejected):
+            await check(detector, photo)  # warm: the thread's classifier is loaded once
+        wall, cpu = [], []
+        for _ in range(args.face_samples):
+            started = time.perf_counter()
+            faces = await asyncio.to_thread(_timed_faces, detector, photo)
+            wall.append((time.perf_counter() - started) * 1000)
+            cpu.append(faces * 1000)
+        median = statistics.median(wall)
+        report.add(f"face check, {what}", f"median {median:.1f} ms, max {max(wall):.1f} ms",
+                   f"< {TARGET_FACE_MS:g} ms", median < TARGET_FACE_MS)  # fmt: skip
+        report.add("  of which: CPU in the detector's thread",
+                   f"median {statistics.median(cpu):.1f} ms")  # fmt: skip
+
+
+def _timed_faces(detector: Any, jpeg: bytes) -> float:
+    """The detector's CPU time for one photo, measured in the thread it runs in."""
+    started = time.thread_time()
+    detector.faces(jpeg)
+    return time.thread_time() - started
+
+
 async def main(args: argparse.Namespace) -> None:
     quiet_logging()
     header("bench.pipeline", f"K={args.k}")
@@ -353,6 +393,11 @@ async def main(args: argparse.Namespace) -> None:
     if args.profile is not None:
         report.note("profiling: the profiler slows the measured phases; take the figures "
                     "from a run without --profile")  # fmt: skip
+    if "faces" in args.parts:
+        await face_check(args, report)
+        if args.parts == ["faces"]:
+            report.print_summary()
+            return
     async with (
         services(args.database_url) as svc,
         FakeProviders() as fakes,
@@ -392,8 +437,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--parallel", type=int, default=3, help="memory: generations at once (3)")
     p.add_argument("--buffer-mb", type=float, default=16.0,
                    help="memory: MB allowed per video in flight (16)")  # fmt: skip
-    p.add_argument("--parts", nargs="+", default=["saturation", "own", "memory"],
-                   choices=["saturation", "own", "memory"])  # fmt: skip
+    p.add_argument("--face-samples", type=int, default=20, help="faces: checks per photo (20)")
+    p.add_argument("--parts", nargs="+", default=["saturation", "own", "memory", "faces"],
+                   choices=["saturation", "own", "memory", "faces"])  # fmt: skip
     p.add_argument("--limit", type=float, default=600.0, help="hard stop, seconds")
     add_common_args(p)
     return p.parse_args(argv)

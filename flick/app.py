@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,9 +29,10 @@ from flick.payments.plans import build_plans
 from flick.payments.reconcile import Report, StarTransaction, charges_from, find_missing
 from flick.pipeline.imaging import PhotoLimits
 from flick.pipeline.limiter import AILimiter
+from flick.pipeline.photo_sweeper import PhotoSweeper
 from flick.pipeline.runner import GenerationRunner, PipelineConfig
 from flick.pipeline.transfer import remove_leftovers
-from flick.ports import ImageProvider, Outbox, Storage, VideoProvider
+from flick.ports import FaceDetector, ImageProvider, Outbox, Storage, VideoProvider
 from flick.settings import Settings
 from flick.storage import S3Storage
 from flick.styles import load_styles
@@ -109,9 +111,11 @@ class Flick:
     lock: bool = True
     resume: bool = True  # hand unfinished generations back to their actors at start
     instruments: Instruments | None = None
+    faces: FaceDetector | None = None  # overrides the one FACE_CHECK builds (tests)
     supervisor: Supervisor = field(init=False)
     broadcaster: Broadcaster = field(init=False)
     limiter: AILimiter = field(init=False)
+    sweeper: PhotoSweeper = field(init=False)
     _stack: AsyncExitStack = field(init=False, default_factory=AsyncExitStack)
 
     async def __aenter__(self) -> Flick:
@@ -209,6 +213,7 @@ class Flick:
             admin_ids=frozenset(s.admin_ids),
             plans=build_plans(s.plans),
             bot_username=s.bot_username,
+            faces=self._face_detector(),
         )
         if self.instruments is not None:
             ctx.on_metric = self.instruments.on_metric
@@ -220,6 +225,9 @@ class Flick:
         ctx.broadcaster = self.broadcaster
         stack.push_async_callback(self.broadcaster.stop)
         self.supervisor = await stack.enter_async_context(Supervisor(ctx))
+        self.sweeper = await stack.enter_async_context(
+            PhotoSweeper(storage, timedelta(hours=s.photo_keep_hours), s.photo_sweep_seconds)
+        )
         if self.resume:
             await self.resume_work()
         logger.info(
@@ -242,6 +250,15 @@ class Flick:
             self.supervisor.post(inviter, msg.ReferralBonus(referral_id))
         if owed:
             logger.info("crediting {} inviter bonus(es) left over from before", len(owed))
+
+    def _face_detector(self) -> FaceDetector | None:
+        if not self.settings.face_check:
+            return None
+        if self.faces is not None:
+            return self.faces
+        from flick.pipeline.faces import HaarFaceDetector  # OpenCV loads only when it is used
+
+        return HaarFaceDetector()
 
     def _fallbacks(self, image: ImageProvider, video: VideoProvider) -> dict[str, Any]:
         """LOCAL_FALLBACK: the offline providers stand in when a remote one is down."""

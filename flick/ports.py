@@ -140,6 +140,9 @@ class Storage(Protocol):
 
     async def size(self, key: str) -> int: ...
 
+    def keys(self, prefix: str) -> AsyncIterator[str]:
+        """Every stored key that starts with `prefix`."""
+
     async def presign(self, key: str) -> str | None:
         """A time-limited public link, or None where no public address is configured."""
 
@@ -177,6 +180,18 @@ class ImageProvider(Protocol):
 
     async def check(self) -> None:
         """A cheap authenticated call; raises on bad credentials (for `flick doctor`)."""
+
+
+class FaceDetector(Protocol):
+    """Finds faces in a photo, with a model that ships inside its package (never downloaded)."""
+
+    name: str
+
+    def faces(self, jpeg: bytes) -> list[float]:
+        """The size of each face found, as a share of the photo's shorter side, largest first.
+
+        Blocking (CPU work): call it in a thread, never on the event loop.
+        """
 
 
 class VideoProvider(Protocol):

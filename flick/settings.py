@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     max_photo_side: int = Field(default=6000, ge=64)
     min_photo_side: int = Field(default=64, ge=1)
     max_video_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    # Refuse a photo without one usable face at intake, before anything is paid for.
+    face_check: bool = True
+    # How long photos are kept ("Another style", "Try again" reuse them), then deleted; and how
+    # often the sweeper looks for photos past that time.
+    photo_keep_hours: float = Field(default=24, gt=0)
+    photo_sweep_seconds: float = Field(default=600, gt=0)
 
     # Conversation.
     free_credits: int = Field(default=1, ge=0)

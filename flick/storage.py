@@ -51,6 +51,16 @@ def photo_key(user_id: int, ts: datetime, file_id: str) -> str:
     return f"photos/{int(user_id)}/{timestamp(ts)}_{_safe(file_id)}.jpg"
 
 
+def photo_time(key: str) -> datetime | None:
+    """When a photo was stored, read back from its key (`photo_key`); None for another key."""
+    stamp = key.rsplit("/", 1)[-1].split("_", 1)[0]
+    try:
+        at = datetime.strptime(stamp[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+        return at + timedelta(milliseconds=int(stamp[15:18]))
+    except ValueError:
+        return None
+
+
 def combined_key(user_id: int, ts: datetime, style: str) -> str:
     return f"combined/{int(user_id)}/{timestamp(ts)}_{_safe(style)}.jpg"
 
@@ -308,6 +318,12 @@ class S3Storage:
     async def size(self, key: str) -> int:
         stat = await self._call(self._client.stat_object(self.bucket, key), key)
         return int(stat.size or 0)
+
+    async def keys(self, prefix: str) -> AsyncIterator[str]:
+        """Every key under `prefix`, page by page as S3 lists them."""
+        async for obj in self._client.list_objects(self.bucket, prefix=prefix, recursive=True):
+            if obj.object_name:
+                yield obj.object_name
 
     async def presign(self, key: str) -> str | None:
         if not self.public_url:

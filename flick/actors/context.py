@@ -12,7 +12,7 @@ from flick.payments.packages import Package
 from flick.payments.plans import Plan
 from flick.pipeline.imaging import PhotoLimits
 from flick.pipeline.runner import GenerationRunner, Job
-from flick.ports import Outbox, Storage
+from flick.ports import FaceDetector, Outbox, Storage
 from flick.settings import Settings
 from flick.styles import Style
 
@@ -51,3 +51,4 @@ class Context:
     )
     plans: dict[str, Plan] = field(default_factory=dict)
     bot_username: str | None = None  # for invite links: BOT_USERNAME, or learned from Telegram
+    faces: FaceDetector | None = None  # None: FACE_CHECK is off

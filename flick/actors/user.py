@@ -33,6 +33,7 @@ from flick.actors.journal import UpdateJournal
 from flick.actors.mailbox import Mailbox
 from flick.errors import TelegramRefused, is_transient
 from flick.fsm.conversation import Conversation, State
+from flick.fsm.generation import Status
 from flick.i18n import pick_language, t
 from flick.models import generations, money, sessions
 from flick.ports import Keyboard, RecipientGone, RecipientUnreachable
@@ -97,7 +98,12 @@ class UserActor:
             return
         record = await generations.get(gen_id) if gen_id is not None else None
         if record is None or not record.active:
-            self.conv.trigger("cancel")
+            # Delivered: it becomes the latest video, so its buttons ("Try again") work.
+            delivered = record is not None and record.status is Status.DONE
+            if not (
+                delivered and self.conv.trigger("finish", generation_id=gen_id, delivered=True)
+            ):
+                self.conv.trigger("cancel")
             await self.save()
 
     async def run(self) -> None:

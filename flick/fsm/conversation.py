@@ -19,12 +19,16 @@ class State(Enum):
     IDLE = "idle"
     CONSENT = "consent"  # asked once, before the first generation
     CHOOSING_STYLE = "choosing_style"
+    # "Another style" under a video: a style for the photos that video was made from.
+    CHOOSING_AGAIN = "choosing_again"
     WAITING_FOR_PHOTOS = "waiting_for_photos"
     PROCESSING = "processing"
 
 
 S = State
-ANY_BUT_PROCESSING = [S.IDLE, S.CONSENT, S.CHOOSING_STYLE, S.WAITING_FOR_PHOTOS]
+ANY_BUT_PROCESSING = [S.IDLE, S.CONSENT, S.CHOOSING_STYLE, S.CHOOSING_AGAIN, S.WAITING_FOR_PHOTOS]
+#: What the buttons under a video need: credit, that video being the latest, its photos kept.
+AGAIN = ["has_credit", "from_latest_video", "photos_kept"]
 
 # trigger, source(s), destination, guards, and the data change that belongs to the transition.
 # Read top to bottom: this is the whole conversation.
@@ -53,6 +57,29 @@ TRANSITIONS: list[dict[str, Any]] = [
         "after": "set_style",
     },
     {
+        # "Another style": the photos come from the video, the style from the next picker.
+        "trigger": "again_style",
+        "source": ANY_BUT_PROCESSING,
+        "dest": S.CHOOSING_AGAIN,
+        "conditions": AGAIN,
+        "after": "reuse_photos",
+    },
+    {
+        "trigger": "pick_style",
+        "source": S.CHOOSING_AGAIN,
+        "dest": S.WAITING_FOR_PHOTOS,  # with both photos in: the generation starts next
+        "conditions": ["from_current_picker", "known_style"],
+        "after": "set_style",
+    },
+    {
+        # "Try again": the same photos and the same style; the generation starts next.
+        "trigger": "again_same",
+        "source": ANY_BUT_PROCESSING,
+        "dest": S.WAITING_FOR_PHOTOS,
+        "conditions": [*AGAIN, "known_style"],
+        "after": ["reuse_photos", "set_style"],
+    },
+    {
         "trigger": "photo_stored",
         "source": S.WAITING_FOR_PHOTOS,
         "dest": None,
@@ -74,7 +101,7 @@ TRANSITIONS: list[dict[str, Any]] = [
         "source": S.PROCESSING,
         "dest": S.IDLE,
         "conditions": ["is_current_generation"],
-        "after": "clear",
+        "after": ["clear", "remember_video"],
     },
     {"trigger": "cancel", "source": list(S), "dest": S.IDLE, "after": "clear"},
 ]
@@ -93,6 +120,8 @@ class Conversation:
     photo_events: list[str] = field(default_factory=list)
     picker_message_id: int | None = None
     generation_id: int | None = None
+    # The latest video delivered: only its buttons ("Another style", "Try again") still work.
+    last_video: int | None = None
     epoch: int = 0  # bumped whenever the collected photos are forgotten
     pending_photos: int = 0  # downloads under way for this epoch (not saved: they report back)
     state: State = S.IDLE
@@ -124,6 +153,14 @@ class Conversation:
     def is_current_generation(self, event: EventData) -> bool:
         return event.kwargs.get("generation_id") == self.generation_id
 
+    def from_latest_video(self, event: EventData) -> bool:
+        video = event.kwargs.get("video")
+        return video is not None and video == self.last_video
+
+    def photos_kept(self, event: EventData) -> bool:
+        """The handler looked: both photos of that video are still in storage."""
+        return len(event.kwargs.get("photos") or ()) == 2
+
     # Data changes that belong to a transition (its `after`): the handlers never set these.
     def agree(self, event: EventData) -> None:
         self.consented = True
@@ -141,6 +178,14 @@ class Conversation:
         if "style" in event.kwargs:
             self.style = event.kwargs["style"]
 
+    def reuse_photos(self, event: EventData) -> None:
+        self.clear()
+        self.photos = list(event.kwargs["photos"])
+
+    def remember_video(self, event: EventData) -> None:
+        if event.kwargs.get("delivered"):
+            self.last_video = event.kwargs["generation_id"]
+
     def clear(self, event: EventData | None = None) -> None:
         """Forget the collected photos; downloads still in flight will report as stale."""
         self.style = None
@@ -153,7 +198,7 @@ class Conversation:
 
     # What survives a restart (user_sessions.data); balance and consent live on the user row.
     def snapshot(self) -> dict[str, Any]:
-        return {
+        data = {
             "style": self.style,
             "photos": list(self.photos),
             "photo_events": list(self.photo_events),
@@ -161,6 +206,9 @@ class Conversation:
             "generation_id": self.generation_id,
             "epoch": self.epoch,
         }
+        if self.last_video is not None:  # absent until the first video: nothing to keep
+            data["last_video"] = self.last_video
+        return data
 
     def restore(self, state: str, data: dict[str, Any]) -> None:
         try:
@@ -172,6 +220,7 @@ class Conversation:
         self.photo_events = [str(p) for p in data.get("photo_events", [])][:2]
         self.picker_message_id = data.get("picker_message_id")
         self.generation_id = data.get("generation_id")
+        self.last_video = data.get("last_video")
         self.epoch = int(data.get("epoch", 0))
 
     def trigger(self, name: str, **kwargs: Any) -> bool:

@@ -235,7 +235,12 @@ class GenerationRunner:
         meta = run.video_meta  # None (resumed from storage): the outbox reads the stored copy
         await progress.show("status_sending")
         started = time.monotonic()
+        again = job.generation_id  # the same photos once more: see actors/handlers/again.py
         keyboard: Keyboard = (
+            (
+                Button(t(job.lang, "button_try_again"), data=f"retry:{again}"),
+                Button(t(job.lang, "button_again_style"), data=f"again:{again}"),
+            ),
             (
                 Button(t(job.lang, "button_another"), data="create"),
                 Button(t(job.lang, "button_buy"), data="buy"),

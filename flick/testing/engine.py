@@ -28,8 +28,9 @@ from flick.models.db import pool
 from flick.ops.instruments import Instruments
 from flick.pipeline.local import LocalImageProvider, LocalVideoProvider
 from flick.pipeline.runner import PipelineConfig
-from flick.ports import ImageProvider, Storage, VideoProvider
+from flick.ports import FaceDetector, ImageProvider, Storage, VideoProvider
 from flick.settings import Settings
+from flick.testing.faces import OneFace
 from flick.testing.memory import RecordingOutbox, Sent
 
 TABLES = ", ".join(t._meta.tablename for t in tables.TABLES)
@@ -62,6 +63,7 @@ class EngineHarness:
         fresh: bool = True,
         resume: bool = True,
         instruments: Instruments | None = None,
+        faces: FaceDetector | None = None,
         **settings: Any,
     ) -> None:
         self.outbox = outbox or RecordingOutbox()
@@ -90,6 +92,9 @@ class EngineHarness:
             lock=False,
             resume=resume,
             instruments=instruments,
+            # The check runs in every engine test, on a detector that finds one face in the
+            # generated photos; the face tests pass the real one.
+            faces=faces or OneFace(),
         )
         # Shared by every harness of the process: a restarted engine's new updates must never
         # look like redeliveries of an earlier one's (Telegram's ids grow; only a test's

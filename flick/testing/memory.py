@@ -68,6 +68,11 @@ class MemoryStorage:
     async def size(self, key: str) -> int:
         return len(self.objects[key][0])
 
+    async def keys(self, prefix: str) -> AsyncIterator[str]:
+        for key in sorted(self.objects):
+            if key.startswith(prefix):
+                yield key
+
     async def presign(self, key: str) -> str | None:
         return None
 

@@ -129,6 +129,7 @@ async def test_happy_path_delivers_a_video_and_spends_one_credit(harness, tools)
             "photo_events": [],
             "picker_message_id": None,
             "generation_id": None,
+            "last_video": row["id"],  # its buttons ("Try again", "Another style") work
         },
     )
     # The status message went composing → animating → sending → done, edited in place.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 
-from flick.testing.engine import make_jpeg
+from flick.testing import sample_faces
 from flick.testing.services import postgres_dir
 
 
@@ -22,8 +22,9 @@ def test_chat_from_start_to_saved_video(tmp_path: Path) -> None:
 
 def expect_chat_to_save_a_video(tmp_path: Path, data_dir: Path) -> None:
     photo_a, photo_b = tmp_path / "a.jpg", tmp_path / "b.jpg"
-    photo_a.write_bytes(make_jpeg("red"))
-    photo_b.write_bytes(make_jpeg("blue"))
+    # Real faces: `flick chat` runs with the face check on, as `flick run` does.
+    photo_a.write_bytes(sample_faces.astronaut())
+    photo_b.write_bytes(sample_faces.portrait())
     script = (
         "\n".join(
             [

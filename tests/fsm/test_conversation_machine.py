@@ -26,8 +26,27 @@ events = st.one_of(
         ),
     ),
     st.tuples(st.just("generate"), st.fixed_dictionaries({"generation_id": st.integers(1, 3)})),
-    st.tuples(st.just("finish"), st.fixed_dictionaries({"generation_id": st.integers(1, 3)})),
+    st.tuples(
+        st.just("finish"),
+        st.fixed_dictionaries({"generation_id": st.integers(1, 3), "delivered": st.booleans()}),
+    ),
     st.tuples(st.just("cancel"), st.just({})),
+    st.tuples(
+        st.just("again_style"),
+        st.fixed_dictionaries(
+            {"video": st.integers(1, 3), "photos": st.sampled_from([None, ("k1", "k2")])}
+        ),
+    ),
+    st.tuples(
+        st.just("again_same"),
+        st.fixed_dictionaries(
+            {
+                "video": st.integers(1, 3),
+                "photos": st.sampled_from([None, ("k1", "k2")]),
+                "style": st.sampled_from(["hug", "x"]),
+            }
+        ),
+    ),
     st.tuples(st.just("resume"), st.fixed_dictionaries({"generation_id": st.integers(1, 3)})),
 )
 
@@ -38,9 +57,13 @@ def test_random_events_keep_the_conversation_consistent(
     steps: list[tuple[str, dict[str, object]]], balance: int
 ) -> None:
     conv = Conversation(balance=balance, styles=STYLES)
+    delivered: set[int | None] = {None}
     for name, kwargs in steps:
         before = (conv.state, list(conv.photos), conv.epoch)
+        current = conv.generation_id
         accepted = conv.trigger(name, **kwargs)
+        if accepted and name == "finish" and kwargs["delivered"]:
+            delivered.add(current)
         if not accepted:
             assert (conv.state, list(conv.photos), conv.epoch) == before
         # Never more than two photos, never the same update counted twice.
@@ -53,6 +76,10 @@ def test_random_events_keep_the_conversation_consistent(
             assert conv.generation_id is not None
         if conv.state is State.WAITING_FOR_PHOTOS:
             assert conv.style in STYLES
+        if conv.state is State.CHOOSING_AGAIN:  # the kept photos, a style still to pick
+            assert conv.photos == ["k1", "k2"] and conv.style is None
+        # Only a delivered video can be the latest one; the buttons of no other work.
+        assert conv.last_video in delivered
 
 
 def test_a_redelivered_photo_is_not_counted_twice() -> None:

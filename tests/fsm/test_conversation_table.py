@@ -15,14 +15,17 @@ from flick.fsm.conversation import Conversation, State
 
 S = State
 STYLES = frozenset({"hug"})
+KEPT = ("photos/1/a.jpg", "photos/1/b.jpg")
 ARGS: dict[str, dict[str, Any]] = {
     "create": {},
     "consent": {},
     "pick_style": {"style": "hug", "message_id": 10},
+    "again_style": {"video": 3, "photos": KEPT},
+    "again_same": {"video": 3, "photos": KEPT, "style": "hug"},
     "photo_stored": {"key": "photos/1/b.jpg", "event_id": "m9"},
     "generate": {"generation_id": 5},
     "resume": {"generation_id": 5},
-    "finish": {"generation_id": 5},
+    "finish": {"generation_id": 5, "delivered": True},
     "cancel": {},
 }
 
@@ -32,11 +35,18 @@ TABLE: dict[str, dict[State, State | None]] = {
         S.IDLE: S.CHOOSING_STYLE,
         S.CONSENT: S.CHOOSING_STYLE,
         S.CHOOSING_STYLE: S.CHOOSING_STYLE,
+        S.CHOOSING_AGAIN: S.CHOOSING_STYLE,  # new photos after all
         S.WAITING_FOR_PHOTOS: S.CHOOSING_STYLE,
         S.PROCESSING: None,  # one generation at a time
     },
     "consent": {s: (S.CHOOSING_STYLE if s is S.CONSENT else None) for s in S},
-    "pick_style": {s: (S.WAITING_FOR_PHOTOS if s is S.CHOOSING_STYLE else None) for s in S},
+    "pick_style": {
+        s: (S.WAITING_FOR_PHOTOS if s in (S.CHOOSING_STYLE, S.CHOOSING_AGAIN) else None)
+        for s in S
+    },
+    # The buttons under the latest video: from anywhere but while a video is being made.
+    "again_style": {s: (None if s is S.PROCESSING else S.CHOOSING_AGAIN) for s in S},
+    "again_same": {s: (None if s is S.PROCESSING else S.WAITING_FOR_PHOTOS) for s in S},
     "photo_stored": {s: (S.WAITING_FOR_PHOTOS if s is S.WAITING_FOR_PHOTOS else None) for s in S},
     "generate": {s: (S.PROCESSING if s is S.WAITING_FOR_PHOTOS else None) for s in S},
     "resume": dict.fromkeys(S, S.PROCESSING),  # after a restart, from wherever it was saved
@@ -51,6 +61,17 @@ GUARDS: dict[str, dict[str, Any]] = {
         "from_current_picker": lambda c, a: a.update(message_id=11),
         "known_style": lambda c, a: a.update(style="made-up"),
     },
+    "again_style": {
+        "has_credit": lambda c, a: setattr(c, "balance", 0),
+        "from_latest_video": lambda c, a: a.update(video=2),  # an older video's button
+        "photos_kept": lambda c, a: a.update(photos=None),  # deleted by the sweeper
+    },
+    "again_same": {
+        "has_credit": lambda c, a: setattr(c, "balance", 0),
+        "from_latest_video": lambda c, a: a.update(video=2),
+        "photos_kept": lambda c, a: a.update(photos=None),
+        "known_style": lambda c, a: a.update(style="made-up"),  # no longer offered
+    },
     "photo_stored": {
         "room_for_photo": lambda c, a: c.photos.extend(["x", "y"]),
         "new_photo": lambda c, a: c.photo_events.append(a["event_id"]),
@@ -64,6 +85,9 @@ def prepared(state: State) -> Conversation:
     """A conversation in `state` where every guard passes."""
     conv = Conversation(balance=1, consented=True, styles=STYLES, state=state)
     conv.picker_message_id = 10
+    conv.last_video = 3
+    if state is S.CHOOSING_AGAIN:
+        conv.photos = list(KEPT)
     if state is S.WAITING_FOR_PHOTOS:
         conv.style, conv.photos = "hug", ["photos/1/a.jpg", "photos/1/b.jpg"]
     if state is S.PROCESSING:
@@ -107,3 +131,36 @@ def test_create_without_consent_asks_for_it_first() -> None:
     conv = Conversation(balance=1, consented=False, styles=STYLES)
     assert conv.trigger("create") and conv.state is S.CONSENT
     assert conv.trigger("consent") and conv.consented and conv.state is S.CHOOSING_STYLE
+
+
+def test_a_delivered_video_becomes_the_latest_and_outlives_the_next_create() -> None:
+    conv = prepared(S.PROCESSING)
+    assert conv.trigger("finish", generation_id=5, delivered=True) and conv.last_video == 5
+    assert conv.trigger("create") and conv.last_video == 5
+    assert conv.snapshot()["last_video"] == 5
+    restored = Conversation(styles=STYLES)
+    restored.restore(conv.state.value, conv.snapshot())
+    assert restored.last_video == 5
+
+
+def test_a_failed_generation_leaves_the_earlier_video_the_latest() -> None:
+    conv = prepared(S.PROCESSING)
+    assert conv.trigger("finish", generation_id=5) and conv.last_video == 3
+
+
+def test_another_style_keeps_the_photos_into_the_generation() -> None:
+    conv = prepared(S.IDLE)
+    epoch = conv.epoch
+    assert conv.trigger("again_style", video=3, photos=KEPT) and conv.state is S.CHOOSING_AGAIN
+    assert conv.photos == list(KEPT) and conv.style is None and conv.epoch == epoch + 1
+    conv.picker_message_id = 12
+    assert conv.trigger("pick_style", style="hug", message_id=12)
+    assert conv.state is S.WAITING_FOR_PHOTOS and conv.photos == list(KEPT)
+    assert conv.trigger("generate", generation_id=6) and conv.state is S.PROCESSING
+
+
+def test_try_again_takes_the_photos_and_the_style_at_once() -> None:
+    conv = prepared(S.WAITING_FOR_PHOTOS)
+    conv.photos = ["photos/1/new.jpg"]  # a new collection, abandoned for the button
+    assert conv.trigger("again_same", video=3, photos=KEPT, style="hug")
+    assert (conv.state, conv.photos, conv.style) == (S.WAITING_FOR_PHOTOS, list(KEPT), "hug")

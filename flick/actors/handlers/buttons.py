@@ -9,6 +9,7 @@ from __future__ import annotations
 from flick import events as ev
 from flick.actors.handlers.cancel import cmd_cancel
 from flick.actors.handlers.commands import cmd_create
+from flick.actors.handlers.generations import start_generation
 from flick.actors.handlers.replies import show_styles
 from flick.actors.scope import Scope
 from flick.errors import TelegramRefused
@@ -31,6 +32,9 @@ async def btn_style(actor: Scope, e: ev.ButtonPress, arg: str) -> None:
         return
     await actor.ctx.outbox.answer_button(e.callback_id)
     await actor.save()
+    if len(actor.conv.photos) == 2:  # "Another style" under a video: its photos are in already
+        await start_generation(actor)
+        return
     await actor.say("send_photos", style=actor.ctx.styles[arg].label(actor.lang))
 
 

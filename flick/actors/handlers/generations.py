@@ -65,7 +65,7 @@ async def on_generation_ended(actor: Scope, m: msg.GenerationEnded) -> None:
         await actor.mark_blocked()
     if m.error is None:
         # Delivered, or ended elsewhere first (a /cancel that won the race already moved on).
-        if actor.conv.trigger("finish", generation_id=m.generation_id):
+        if actor.conv.trigger("finish", generation_id=m.generation_id, delivered=True):
             await actor.save()
             actor.ctx.on_metric("generation", {"outcome": "done", "error_class": ""}, 1)
         return

@@ -21,13 +21,14 @@ from flick.actors.handlers.replies import offer_packages
 from flick.actors.scope import Scope
 from flick.errors import is_transient
 from flick.fsm.conversation import State
-from flick.pipeline import imaging
+from flick.pipeline import faces, imaging
 from flick.storage import photo_key
 
 T = TypeVar("T")
 
 _EXPECT = {
     State.CHOOSING_STYLE: "expect_style",
+    State.CHOOSING_AGAIN: "expect_style",
     State.CONSENT: "expect_consent",
 }
 
@@ -97,6 +98,8 @@ async def _intake(actor: Scope, e: ev.Photo, epoch: int) -> None:
             lambda: imaging.read_limited(actor.ctx.outbox.download(photo), limits.max_bytes)
         )
         jpeg = await imaging.normalize(data, limits)  # what the user sent: never retried
+        if actor.ctx.faces is not None:  # before it counts, so before anything is paid for
+            await faces.check(actor.ctx.faces, jpeg)
         key = photo_key(actor.uid, datetime.now(UTC), photo.file_unique_id)
         await retried(lambda: actor.ctx.storage.put(key, jpeg, "image/jpeg"))
         report = msg.PhotoStored(key, epoch, e.event_id)

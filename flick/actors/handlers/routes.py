@@ -9,6 +9,7 @@ from flick import events as ev
 from flick.actors import messages as msg
 from flick.actors.handlers import (
     admin,
+    again,
     balance,
     bursts,
     buttons,
@@ -106,6 +107,8 @@ BUTTONS: dict[str, ButtonHandler] = {
     "lang": buttons.btn_language,
     "buy": payments.buy_pressed,
     "video": buttons.btn_video,
+    "again": again.btn_again_style,
+    "retry": again.btn_try_again,
     "cancel": buttons.btn_cancel,
     "sub": subscriptions.subscription_pressed,
 }
