@@ -126,6 +126,9 @@ async def test_an_admin_correction_reports_what_it_applied_not_what_was_asked(
 ) -> None:
     h = await harness(admin_ids=[ADMIN])
     await h.command(ALICE, "start")  # one free credit
+    # Alice's account exists before the admin looks her up: otherwise the admin is (rightly)
+    # told there is no such user, which is what made this test fail on a busy machine.
+    await h.settle()
     await h.command(ADMIN, "grant", f"{ALICE} -5 duplicate account")
     await h.settle()
     assert await h.balance(ALICE) == 0 == await h.ledger_sum(ALICE)
