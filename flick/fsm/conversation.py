@@ -19,12 +19,13 @@ class State(Enum):
     IDLE = "idle"
     CONSENT = "consent"  # asked once, before the first generation
     CHOOSING_STYLE = "choosing_style"
+    CHOOSING_TIER = "choosing_tier"  # only for a style that offers several quality tiers
     WAITING_FOR_PHOTOS = "waiting_for_photos"
     PROCESSING = "processing"
 
 
 S = State
-ANY_BUT_PROCESSING = [S.IDLE, S.CONSENT, S.CHOOSING_STYLE, S.WAITING_FOR_PHOTOS]
+ANY_BUT_PROCESSING = [S.IDLE, S.CONSENT, S.CHOOSING_STYLE, S.CHOOSING_TIER, S.WAITING_FOR_PHOTOS]
 
 # trigger, source(s), destination, guards, and the data change that belongs to the transition.
 # Read top to bottom: this is the whole conversation.
@@ -45,12 +46,38 @@ TRANSITIONS: list[dict[str, Any]] = [
         "after": "clear",
     },
     {"trigger": "consent", "source": S.CONSENT, "dest": S.CHOOSING_STYLE, "after": "agree"},
+    # `tiers`: the keys of the style's quality tiers, from the configuration. With several, the
+    # user picks one next; with one, it is taken and the tier step skipped.
+    {
+        "trigger": "pick_style",
+        "source": S.CHOOSING_STYLE,
+        "dest": S.CHOOSING_TIER,
+        "conditions": ["from_current_picker", "known_style", "offers_tiers"],
+        "after": "set_style",
+    },
     {
         "trigger": "pick_style",
         "source": S.CHOOSING_STYLE,
         "dest": S.WAITING_FOR_PHOTOS,
         "conditions": ["from_current_picker", "known_style"],
+        "unless": ["offers_tiers"],
         "after": "set_style",
+    },
+    {
+        "trigger": "pick_tier",
+        "source": S.CHOOSING_TIER,
+        "dest": S.WAITING_FOR_PHOTOS,
+        "conditions": ["from_current_picker", "same_style", "known_tier"],
+        "after": "set_tier",
+    },
+    {
+        # The chosen tier is gone from the configuration by the time it is charged: choose
+        # again, keeping the photos (nothing was charged).
+        "trigger": "tier_gone",
+        "source": S.WAITING_FOR_PHOTOS,
+        "dest": S.CHOOSING_TIER,
+        "conditions": ["offers_tiers"],
+        "after": "forget_tier",
     },
     {
         "trigger": "photo_stored",
@@ -87,6 +114,7 @@ class Conversation:
     balance: int = 0
     consented: bool = False
     style: str | None = None
+    tier: str | None = None  # the quality tier chosen (its price is read when charging)
     photos: list[str] = field(default_factory=list)  # storage keys, in arrival order
     # The update ids of those photos: saved with them, so a redelivered photo is recognised
     # even after a crash that lost the in-memory record of handled updates.
@@ -112,6 +140,15 @@ class Conversation:
     def known_style(self, event: EventData) -> bool:
         return event.kwargs.get("style") in self.styles
 
+    def offers_tiers(self, event: EventData) -> bool:
+        return len(event.kwargs.get("tiers", ())) > 1
+
+    def same_style(self, event: EventData) -> bool:
+        return event.kwargs.get("style") == self.style
+
+    def known_tier(self, event: EventData) -> bool:
+        return event.kwargs.get("tier") in event.kwargs.get("tiers", ())
+
     def room_for_photo(self, event: EventData) -> bool:
         return len(self.photos) < 2
 
@@ -130,6 +167,14 @@ class Conversation:
 
     def set_style(self, event: EventData) -> None:
         self.style = event.kwargs["style"]
+        tiers = event.kwargs.get("tiers", ())
+        self.tier = tiers[0] if len(tiers) == 1 else None
+
+    def set_tier(self, event: EventData) -> None:
+        self.tier = event.kwargs["tier"]
+
+    def forget_tier(self, event: EventData) -> None:
+        self.tier = None
 
     def add_photo(self, event: EventData) -> None:
         self.photos.append(event.kwargs["key"])
@@ -144,6 +189,7 @@ class Conversation:
     def clear(self, event: EventData | None = None) -> None:
         """Forget the collected photos; downloads still in flight will report as stale."""
         self.style = None
+        self.tier = None
         self.photos = []
         self.photo_events = []
         self.picker_message_id = None
@@ -155,6 +201,7 @@ class Conversation:
     def snapshot(self) -> dict[str, Any]:
         return {
             "style": self.style,
+            "tier": self.tier,
             "photos": list(self.photos),
             "photo_events": list(self.photo_events),
             "picker_message_id": self.picker_message_id,
@@ -168,6 +215,7 @@ class Conversation:
         except ValueError:
             self.state = S.IDLE
         self.style = data.get("style")
+        self.tier = data.get("tier")
         self.photos = [str(p) for p in data.get("photos", [])][:2]
         self.photo_events = [str(p) for p in data.get("photo_events", [])][:2]
         self.picker_message_id = data.get("picker_message_id")

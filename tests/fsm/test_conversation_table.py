@@ -18,7 +18,9 @@ STYLES = frozenset({"hug"})
 ARGS: dict[str, dict[str, Any]] = {
     "create": {},
     "consent": {},
-    "pick_style": {"style": "hug", "message_id": 10},
+    "pick_style": {"style": "hug", "message_id": 10, "tiers": ("standard",)},
+    "pick_tier": {"style": "hug", "tier": "hd", "tiers": ("quick", "hd"), "message_id": 10},
+    "tier_gone": {"tiers": ("quick", "hd")},
     "photo_stored": {"key": "photos/1/b.jpg", "event_id": "m9"},
     "generate": {"generation_id": 5},
     "resume": {"generation_id": 5},
@@ -32,11 +34,15 @@ TABLE: dict[str, dict[State, State | None]] = {
         S.IDLE: S.CHOOSING_STYLE,
         S.CONSENT: S.CHOOSING_STYLE,
         S.CHOOSING_STYLE: S.CHOOSING_STYLE,
+        S.CHOOSING_TIER: S.CHOOSING_STYLE,
         S.WAITING_FOR_PHOTOS: S.CHOOSING_STYLE,
         S.PROCESSING: None,  # one generation at a time
     },
     "consent": {s: (S.CHOOSING_STYLE if s is S.CONSENT else None) for s in S},
+    # A style with one tier: straight to the photos (with several, see the test below).
     "pick_style": {s: (S.WAITING_FOR_PHOTOS if s is S.CHOOSING_STYLE else None) for s in S},
+    "pick_tier": {s: (S.WAITING_FOR_PHOTOS if s is S.CHOOSING_TIER else None) for s in S},
+    "tier_gone": {s: (S.CHOOSING_TIER if s is S.WAITING_FOR_PHOTOS else None) for s in S},
     "photo_stored": {s: (S.WAITING_FOR_PHOTOS if s is S.WAITING_FOR_PHOTOS else None) for s in S},
     "generate": {s: (S.PROCESSING if s is S.WAITING_FOR_PHOTOS else None) for s in S},
     "resume": dict.fromkeys(S, S.PROCESSING),  # after a restart, from wherever it was saved
@@ -51,6 +57,12 @@ GUARDS: dict[str, dict[str, Any]] = {
         "from_current_picker": lambda c, a: a.update(message_id=11),
         "known_style": lambda c, a: a.update(style="made-up"),
     },
+    "pick_tier": {
+        "from_current_picker": lambda c, a: a.update(message_id=11),
+        "same_style": lambda c, a: a.update(style="kiss"),
+        "known_tier": lambda c, a: a.update(tier="vanished"),
+    },
+    "tier_gone": {"offers_tiers": lambda c, a: a.update(tiers=("standard",))},
     "photo_stored": {
         "room_for_photo": lambda c, a: c.photos.extend(["x", "y"]),
         "new_photo": lambda c, a: c.photo_events.append(a["event_id"]),
@@ -66,6 +78,9 @@ def prepared(state: State) -> Conversation:
     conv.picker_message_id = 10
     if state is S.WAITING_FOR_PHOTOS:
         conv.style, conv.photos = "hug", ["photos/1/a.jpg", "photos/1/b.jpg"]
+        conv.tier = "quick"
+    if state is S.CHOOSING_TIER:
+        conv.style = "hug"
     if state is S.PROCESSING:
         conv.generation_id = 5
     return conv
@@ -98,9 +113,33 @@ def test_each_guard_refuses_its_trigger_and_changes_nothing(trigger: str, guard:
         conv.photos = []
     args = dict(ARGS[trigger])
     GUARDS[trigger][guard](conv, args)
-    before = (conv.state, list(conv.photos), conv.style, conv.generation_id, conv.epoch)
+    before = (conv.state, list(conv.photos), conv.style, conv.tier, conv.generation_id, conv.epoch)
     assert not conv.trigger(trigger, **args)
-    assert (conv.state, list(conv.photos), conv.style, conv.generation_id, conv.epoch) == before
+    after = (conv.state, list(conv.photos), conv.style, conv.tier, conv.generation_id, conv.epoch)
+    assert after == before
+
+
+def test_a_style_with_several_tiers_asks_for_one_then_the_photos() -> None:
+    conv = prepared(S.CHOOSING_STYLE)
+    tiers = ("quick", "hd")
+    assert conv.trigger("pick_style", style="hug", message_id=10, tiers=tiers)
+    assert conv.state is S.CHOOSING_TIER and conv.style == "hug" and conv.tier is None
+    assert conv.trigger("pick_tier", style="hug", tier="hd", tiers=tiers, message_id=10)
+    assert conv.state is S.WAITING_FOR_PHOTOS and conv.tier == "hd"
+    assert conv.snapshot()["tier"] == "hd"
+
+
+def test_a_style_with_one_tier_takes_it_and_skips_the_step() -> None:
+    conv = prepared(S.CHOOSING_STYLE)
+    assert conv.trigger("pick_style", style="hug", message_id=10, tiers=("standard",))
+    assert conv.state is S.WAITING_FOR_PHOTOS and conv.tier == "standard"
+
+
+def test_a_tier_gone_before_charging_asks_again_and_keeps_the_photos() -> None:
+    conv = prepared(S.WAITING_FOR_PHOTOS)
+    assert conv.trigger("tier_gone", tiers=("quick", "hd"))
+    assert conv.state is S.CHOOSING_TIER and conv.tier is None
+    assert conv.photos == ["photos/1/a.jpg", "photos/1/b.jpg"]
 
 
 def test_create_without_consent_asks_for_it_first() -> None:
