@@ -72,11 +72,10 @@ TRANSITIONS: list[dict[str, Any]] = [
     },
     {
         # The chosen tier is gone from the configuration by the time it is charged: choose
-        # again, keeping the photos (nothing was charged).
+        # again (even if one is left: its price is shown first), keeping the photos.
         "trigger": "tier_gone",
         "source": S.WAITING_FOR_PHOTOS,
         "dest": S.CHOOSING_TIER,
-        "conditions": ["offers_tiers"],
         "after": "forget_tier",
     },
     {

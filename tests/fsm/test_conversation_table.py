@@ -20,7 +20,7 @@ ARGS: dict[str, dict[str, Any]] = {
     "consent": {},
     "pick_style": {"style": "hug", "message_id": 10, "tiers": ("standard",)},
     "pick_tier": {"style": "hug", "tier": "hd", "tiers": ("quick", "hd"), "message_id": 10},
-    "tier_gone": {"tiers": ("quick", "hd")},
+    "tier_gone": {},
     "photo_stored": {"key": "photos/1/b.jpg", "event_id": "m9"},
     "generate": {"generation_id": 5},
     "resume": {"generation_id": 5},
@@ -62,7 +62,6 @@ GUARDS: dict[str, dict[str, Any]] = {
         "same_style": lambda c, a: a.update(style="kiss"),
         "known_tier": lambda c, a: a.update(tier="vanished"),
     },
-    "tier_gone": {"offers_tiers": lambda c, a: a.update(tiers=("standard",))},
     "photo_stored": {
         "room_for_photo": lambda c, a: c.photos.extend(["x", "y"]),
         "new_photo": lambda c, a: c.photo_events.append(a["event_id"]),
@@ -137,7 +136,7 @@ def test_a_style_with_one_tier_takes_it_and_skips_the_step() -> None:
 
 def test_a_tier_gone_before_charging_asks_again_and_keeps_the_photos() -> None:
     conv = prepared(S.WAITING_FOR_PHOTOS)
-    assert conv.trigger("tier_gone", tiers=("quick", "hd"))
+    assert conv.trigger("tier_gone")
     assert conv.state is S.CHOOSING_TIER and conv.tier is None
     assert conv.photos == ["photos/1/a.jpg", "photos/1/b.jpg"]
 

@@ -23,6 +23,7 @@ T = TypeVar("T")
 
 _EXPECT = {
     State.CHOOSING_STYLE: "expect_style",
+    State.CHOOSING_TIER: "expect_tier",
     State.CONSENT: "expect_consent",
 }
 
