@@ -8,10 +8,13 @@ route on Kling v1.6 (both photos as its reference images), Seedance as its fallb
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
 from typing import Any
 
 from flick.fsm.conversation import State
+from flick.ops.instruments import Instruments
+from flick.ops.metrics import Metrics
 from flick.pipeline.imaging import with_comment
 from flick.testing.engine import EngineHarness, make_jpeg
 from flick.testing.fake_replicate import Fault
@@ -276,3 +279,49 @@ async def test_a_direct_model_refusing_the_aspect_ratio_is_refunded_in_plain_wor
     await h.settle()
     assert gen.t("en", "failed_bad_aspect", balance=1) in gen.sent_texts(h, UID)
     assert await h.balance(UID) == 1
+
+
+async def test_the_fallback_model_serves_while_the_model_is_down_then_the_model_returns(
+    harness: Any, gen: Any, fake_replicate: Any, tmp_path: Path
+) -> None:
+    fake_replicate.models |= {KLING, SEEDANCE}
+    metrics = Metrics()
+    h = await harness(
+        styles_file=styles_file(tmp_path, QUICK),
+        instruments=Instruments(metrics),
+        video_breaker_failures=1,
+        video_breaker_cool_down_seconds=600,
+    )
+    chooser = h.app.supervisor.ctx.runner.models
+    # Kling answers 503 once: a transient failure, retried (on Kling: that generation asked it).
+    fake_replicate.script("predictions.create", Fault.status(503, message="overloaded"))
+    first = await run_one(h, gen, UID)
+    assert (first["status"], first["video_model"]) == ("done", KLING)
+
+    # The circuit is open: the next generation of the style goes to Seedance, with its inputs.
+    second = await run_one(h, gen, UID + 1)
+    assert (second["status"], second["video_model"]) == ("done", SEEDANCE)
+    create = fake_replicate.calls("predictions.create")[-1]
+    assert create.path == f"/v1/models/{SEEDANCE}/predictions"
+    assert create.json["input"]["resolution"] == "480p" and create.json["input"]["duration"] == 5
+    sample = metrics.registry.get_sample_value
+    assert sample("flick_video_model_switches_total", {"model": KLING, "to": SEEDANCE}) == 1
+
+    # After the cool-down the next generation is Kling's trial; it works, the circuit closes.
+    chooser.clock = lambda: time.monotonic() + 600
+    third = await run_one(h, gen, UID + 2)
+    assert third["video_model"] == KLING
+    fourth = await run_one(h, gen, UID + 3)
+    assert fourth["video_model"] == KLING
+    changes = "flick_video_model_circuit_changes_total"
+    assert sample(changes, {"model": KLING, "state": "open"}) == 1
+    assert sample(changes, {"model": KLING, "state": "closed"}) == 1
+
+
+async def run_one(h: EngineHarness, gen: Any, uid: int) -> dict[str, Any]:
+    await choose(h, uid, "together", None)
+    await photos(h, uid)
+    gen_id = await gen.generation_id(uid)
+    await h.settle()
+    row: dict[str, Any] = await gen.generation(gen_id)
+    return row
