@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flick.fsm.conversation import State
+from flick.models import stats as figures
 from flick.ops.instruments import Instruments
 from flick.ops.metrics import Metrics
 from flick.pipeline.imaging import with_comment
@@ -143,6 +144,7 @@ async def test_a_direct_style_animates_both_photos_for_its_tier_s_price(
     )  # fmt: skip
     # The tier's price from the configuration, its provider cost recorded for /stats' margin.
     assert (row["charged"], row["cost_usd"], row["refunded"]) == (3, 0.9, False)
+    assert (await figures.stats(1))["cost_usd"] == 0.9  # what /stats' margin subtracts
     assert await gen.ledger(UID) == [("free", 5, 5, None), ("generation", -3, 2, gen_id)]
     assert len(gen.videos(h, UID)) == 1
 
