@@ -230,7 +230,9 @@ async def test_logs_never_show_the_token(
     sink = logger.add(lines.append, level="DEBUG")
     try:
         videos = make_videos()
-        prediction = await wait_until_done(videos, await videos.start(IMAGE, "image/png", STYLE_INPUTS))
+        prediction = await wait_until_done(
+            videos, await videos.start(IMAGE, "image/png", STYLE_INPUTS)
+        )
         await download(videos, prediction)
         with pytest.raises(FinalError):
             await make_videos(api_token="r8_wrong-secret").check()
