@@ -327,3 +327,18 @@ async def run_one(h: EngineHarness, gen: Any, uid: int) -> dict[str, Any]:
     await h.settle()
     row: dict[str, Any] = await gen.generation(gen_id)
     return row
+
+
+async def test_a_photo_or_text_before_the_quality_is_chosen_gets_asked_for_the_quality(
+    harness: Any, gen: Any, fake_replicate: Any, tmp_path: Path
+) -> None:
+    h = await harness(styles_file=styles_file(tmp_path), free_credits=5)
+    await choose(h, UID, "together", None)
+    await h.photo(UID, make_jpeg("red"))
+    await h.text(UID, "hd please")
+    await h.press(UID, "tier:hug:standard", h.last_keyboard(UID).message_id)  # another style's
+    await h.settle(generations=False)
+    assert gen.sent_texts(h, UID).count(gen.t("en", "expect_tier")) == 2
+    assert gen.actor_state(h, UID) is State.CHOOSING_TIER
+    assert h.app.supervisor.actors[UID].conv.photos == []  # nothing kept, nothing charged
+    assert await h.balance(UID) == 5 and await gen.generation_id(UID) is None
