@@ -166,8 +166,9 @@ class Conversation:
 
     def set_style(self, event: EventData) -> None:
         self.style = event.kwargs["style"]
-        tiers = event.kwargs.get("tiers", ())
-        self.tier = tiers[0] if len(tiers) == 1 else None
+        # With one tier there is nothing to choose: the style's only tier is charged, as
+        # configured when the credits are taken (None here).
+        self.tier = None
 
     def set_tier(self, event: EventData) -> None:
         self.tier = event.kwargs["tier"]
@@ -198,15 +199,17 @@ class Conversation:
 
     # What survives a restart (user_sessions.data); balance and consent live on the user row.
     def snapshot(self) -> dict[str, Any]:
-        return {
+        data = {
             "style": self.style,
-            "tier": self.tier,
             "photos": list(self.photos),
             "photo_events": list(self.photo_events),
             "picker_message_id": self.picker_message_id,
             "generation_id": self.generation_id,
             "epoch": self.epoch,
         }
+        if self.tier is not None:  # only a style with several tiers has one chosen
+            data["tier"] = self.tier
+        return data
 
     def restore(self, state: str, data: dict[str, Any]) -> None:
         try:

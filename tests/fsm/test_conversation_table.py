@@ -135,10 +135,12 @@ def test_a_style_with_several_tiers_asks_for_one_then_the_photos() -> None:
     assert conv.snapshot()["tier"] == "hd"
 
 
-def test_a_style_with_one_tier_takes_it_and_skips_the_step() -> None:
+def test_a_style_with_one_tier_skips_the_step() -> None:
     conv = prepared(S.CHOOSING_STYLE)
     assert conv.trigger("pick_style", style="hug", message_id=10, tiers=("standard",))
-    assert conv.state is S.WAITING_FOR_PHOTOS and conv.tier == "standard"
+    # Nothing chosen: its only tier is charged, as configured when the credits are taken.
+    assert conv.state is S.WAITING_FOR_PHOTOS and conv.tier is None
+    assert "tier" not in conv.snapshot()
 
 
 def test_a_tier_gone_before_charging_asks_again_and_keeps_the_photos() -> None:

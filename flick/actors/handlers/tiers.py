@@ -36,9 +36,9 @@ async def show_tiers(actor: Scope, style: Style) -> None:
 
 
 async def priced(actor: Scope, style: Style) -> Tier | None:
-    """The tier to charge for, as configured now; None (and the choice offered again) when the
-    chosen one is gone. A conversation saved before tiers existed has none: the style's only
-    tier is taken."""
+    """The tier to charge for, as configured now; None (and the choice offered, nothing
+    charged) when the chosen one is gone, or when the style has several now and none was
+    chosen (a style with one tier asks nothing: that one is charged)."""
     chosen = actor.conv.tier
     tiers = style.route.tiers
     if chosen is None and len(tiers) == 1:
@@ -47,7 +47,8 @@ async def priced(actor: Scope, style: Style) -> Tier | None:
     if tier is not None:
         return tier
     if actor.conv.trigger("tier_gone"):
-        await actor.say("tier_gone")
+        if chosen is not None:
+            await actor.say("tier_gone")
         await show_tiers(actor, style)
         await actor.save()
     return None
