@@ -172,6 +172,7 @@ class GenerationRunner:
                     user_reason="no_image",
                 ) from exc
             await self.storage.put(key, jpeg, "image/jpeg")
+            run.combined = jpeg
             await generations.advance(
                 record, "animate", combined_key=key, image_usage=dict(image.cost) or None
             )
@@ -191,7 +192,8 @@ class GenerationRunner:
             pictures = [await self.storage.get(k) for k in record.photo_keys]
         else:
             assert record.combined_key is not None
-            pictures = [await self.storage.get(record.combined_key)]
+            # Just composed by this run, or saved by an earlier one (read back from storage).
+            pictures = [run.combined or await self.storage.get(record.combined_key)]
         started = time.monotonic()
 
         async def attempt(fallback: bool = False) -> float | None:
