@@ -1,10 +1,9 @@
 """A generation's lifecycle as a state machine: statuses, triggers and guards, as data, no I/O.
 
     queued ─compose─► composing ─animate─► animating ─deliver─► delivering ─delivered─► done
-       │                                      ▲
-       └──────animate (a direct route)────────┘
        └──────────────────┴─────cancel─────────┘                     │
        └──────────────────┴──────────fail──────────┴──────────────────┘
+    queued ─animate─► animating                   (a direct route: it never composes)
 
 A style's route (`flick.routes`) is on the record: compose_animate composes a picture first;
 a direct route has its model make the video from the photos, so it never composes.

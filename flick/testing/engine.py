@@ -188,8 +188,7 @@ class EngineHarness:
                     return
             await asyncio.sleep(0.005)
         busy_actors = {
-            uid: ("busy" if a.busy else "")
-            + (" photos" if a.pending_photos else "")
+            uid: ("busy" if a.busy else "") + (" photos" if a.pending_photos else "")
             + ("" if a.loaded else " loading")
             for uid, a in sup.actors.items()
             if a.busy or a.pending_photos or not a.loaded

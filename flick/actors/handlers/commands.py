@@ -96,3 +96,5 @@ async def cmd_language(actor: Scope, e: ev.Command) -> None:
 
 async def cmd_terms(actor: Scope, e: ev.Command) -> None:
     await actor.say("terms", terms=actor.ctx.settings.terms_text)
+
+
