@@ -7,7 +7,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from flick.errors import ConfigError
+from flick.errors import ConfigError, ServiceError
 from flick.settings import Settings
 
 Check = tuple[str, Callable[[], Awaitable[str]], str]
@@ -121,6 +121,8 @@ async def doctor(settings: Settings, telegram: bool = True) -> int:
                     line(True, "telegram", f"logged in as @{getattr(me, 'username', '?')}")
                 finally:
                     await client.stop()
+            except ServiceError as exc:  # connect() names the cause and what to do
+                line(False, "telegram", str(exc))
             except Exception as exc:  # noqa: BLE001
                 line(False, "telegram", str(exc), "check BOT_TOKEN, API_ID, API_HASH and network")
     return 1 if failures else 0

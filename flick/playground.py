@@ -12,12 +12,13 @@ import itertools
 import shutil
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from flick import events as ev
 from flick.app import Flick
-from flick.ports import Button, Keyboard, Storage
+from flick.media import VideoMeta
+from flick.ports import AlbumItem, Button, Keyboard, Storage
 from flick.settings import Settings
 
 CHAT_USER = ev.UserInfo(user_id=1, chat_id=1, username="you", first_name="You", language_code="en")
@@ -70,6 +71,7 @@ class TerminalOutbox:
         file_id: str | None = None,
         *,
         local_path: Path | None = None,
+        meta: VideoMeta | None = None,
     ) -> str:
         assert self.storage is not None
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -90,6 +92,9 @@ class TerminalOutbox:
             pass
         self._show("\n".join(lines), keyboard)
         return f"local-{storage_key}"
+
+    async def send_album(self, chat_id: int, items: Sequence[AlbumItem]) -> None:
+        self._show("\n".join(f"{i.caption}: {i.path.resolve()}" for i in items), None)
 
     async def send_invoice(
         self,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from flick.events import PhotoRef
+from flick.media import SampleKind, VideoMeta
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,15 @@ class Button:
 
 
 Keyboard = tuple[tuple[Button, ...], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AlbumItem:
+    """One file of an album the bot sends (a style's sample): shown as `kind` says."""
+
+    path: Path
+    kind: SampleKind
+    caption: str
 
 
 class RecipientGone(Exception):  # noqa: N818 - a condition, not a failure
@@ -59,12 +69,19 @@ class Outbox(Protocol):
         file_id: str | None = None,
         *,
         local_path: Path | None = None,
+        meta: VideoMeta | None = None,
     ) -> str:
         """Send a stored video (or re-send by Telegram `file_id`); returns its Telegram file_id.
 
         `local_path`: a local copy of the video to upload instead of reading the stored object
         (it may not be in storage yet); the caller keeps and deletes the file.
+        `meta`: the video's size, length and thumbnail; None: the outbox probes the file itself
+        (flick.media.MediaError when it is not a readable video).
         """
+
+    async def send_album(self, chat_id: int, items: Sequence[AlbumItem]) -> None:
+        """Send local files as one album (one message for a single item), each uploaded once
+        per process and re-sent by its Telegram file id afterwards."""
 
     async def send_invoice(
         self,

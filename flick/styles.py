@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from flick.errors import ConfigError
+from flick.media import MediaError, SampleKind, sample_kind_sync
 from flick.routes import Route, parse_route
 
 DEFAULT_FILE = Path(__file__).with_name("styles.toml")
+_SAMPLE_HINT = "use a JPEG/PNG/WebP image, a GIF, or an MP4 of up to 60 s"
 _KEY = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
@@ -26,6 +28,8 @@ class Style:
     sample: Path | None = None
     #: How its video is made: the route, the model(s) and the quality tiers (flick/routes.py).
     route: Route = field(default_factory=Route)
+    #: How the sample is shown in the picker (checked at load): photo, animation or video.
+    sample_kind: SampleKind | None = None
 
     def title(self, lang: str) -> str:
         return self.titles.get(lang) or self.titles["en"]
@@ -86,9 +90,17 @@ def load_styles(path: Path | None = None) -> dict[str, Style]:
             problems.append((at, f"styles.{key}: {problem}", "see the header of flick/styles.toml"))
             continue
         sample = spec.get("sample")
+        if sample is not None and not isinstance(sample, str):
+            problems.append((at, f"styles.{key}.sample must be a file path (text)", ""))
+            continue
         sample_path = (path.parent / sample) if isinstance(sample, str) else None
         if sample_path is not None and not sample_path.is_file():
             problems.append((at, f"styles.{key}.sample {sample!r} is not a file", ""))
+            continue
+        try:
+            kind = sample_kind_sync(sample_path) if sample_path is not None else None
+        except (MediaError, OSError) as exc:
+            problems.append((at, f"styles.{key}.sample {sample!r}: {exc}", _SAMPLE_HINT))
             continue
         styles[key] = Style(
             key=key,
@@ -99,6 +111,7 @@ def load_styles(path: Path | None = None) -> dict[str, Style]:
             video_inputs=dict(inputs),
             sample=sample_path,
             route=route,
+            sample_kind=kind,
         )
     if problems:
         raise ConfigError(problems)

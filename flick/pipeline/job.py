@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flick.fsm.generation import GenerationRecord
+from flick.media import VideoMeta
 from flick.styles import Style
 
 
@@ -58,6 +59,8 @@ class Run:
     local_video: Path | None = None
     #: The composed picture this run saved, so the animate step need not read it back from S3.
     combined: bytes | None = None
+    #: Its size, length and thumbnail, read before the point of no return (None: not yet).
+    video_meta: VideoMeta | None = None
     #: The create under way, so a stop or a give-up can wait for its id.
     creating: asyncio.Future[None] | None = None
     #: The prediction ids this run created or adopted: never adopted again once given up on.

@@ -22,6 +22,7 @@ from loguru import logger
 from flick.errors import BudgetExceededError, FinalError, TelegramRefused, TransientError
 from flick.fsm.generation import Status
 from flick.i18n import t
+from flick.media import MediaError, VideoMeta, probe_video, with_thumbnail
 from flick.models import generations
 from flick.models.generations import RefusedTransition
 from flick.pipeline import imaging, transfer
@@ -237,6 +238,8 @@ class GenerationRunner:
                 logger.warning("{} is down; animating with the local fallback", self.video.name)
                 predict_time = await attempt(fallback=True)
         self._observe("animate", time.monotonic() - started)
+        # Checked before the point of no return: a broken video is refunded, never sent.
+        run.video_meta = await self._describe(run)
         # What the provider charges for this tier's video when the configuration says; else
         # its predict seconds at REPLICATE_USD_PER_SECOND (as before tiers): /stats' margin.
         per_second = (predict_time or 0.0) * self.config.usd_per_second
@@ -245,12 +248,32 @@ class GenerationRunner:
         # here first, this is refused and the video is never sent.
         await generations.advance(record, "deliver", predict_seconds=predict_time, cost_usd=cost)
 
+    async def _describe(self, run: Run) -> VideoMeta:
+        """Probe the downloaded video and make its thumbnail from the composed picture."""
+        local = run.local_video
+        assert local is not None
+        key = run.record.combined_key
+        probing = asyncio.ensure_future(probe_video(local))  # meanwhile, the picture from S3
+        try:
+            picture = await self.storage.get(key) if key else None
+        except BaseException:
+            probing.cancel()
+            await asyncio.gather(probing, return_exceptions=True)
+            raise
+        try:
+            return await with_thumbnail(await probing, local, picture)
+        except MediaError as exc:
+            raise _broken(exc) from exc
+
     async def _deliver(self, job: Job, run: Run, progress: ProgressMessage, key: str) -> None:
         """Send the video. A just downloaded copy (`run.local_video`, not in storage yet) goes
         to storage and to Telegram at once; the generation is done once both are."""
         record = run.record
         local = run.local_video
         video = record.video_key or key
+        if run.video_meta is None and local is not None:  # resumed: downloaded again
+            run.video_meta = await self._describe(run)
+        meta = run.video_meta  # None (resumed from storage): the outbox reads the stored copy
         await progress.show("status_sending")
         started = time.monotonic()
         keyboard: Keyboard = (
@@ -264,7 +287,7 @@ class GenerationRunner:
         async def send() -> str | None:
             try:
                 return await self.outbox.send_video(
-                    job.chat_id, video, caption, keyboard, local_path=local
+                    job.chat_id, video, caption, keyboard, local_path=local, meta=meta
                 )
             except RecipientGone:  # they blocked the bot meanwhile: their actor is told
                 return None
@@ -272,6 +295,8 @@ class GenerationRunner:
                 raise TransientError(f"sending the video: {exc}", kind="unreachable") from exc
             except TelegramRefused as exc:
                 raise FinalError(str(exc), kind="telegram", user_reason="undeliverable") from exc
+            except MediaError as exc:  # the stored copy of a resumed generation is broken
+                raise _broken(exc) from exc
             except (OSError, TimeoutError) as exc:
                 raise TransientError(f"sending the video: {exc}", kind="telegram") from exc
 
@@ -291,6 +316,12 @@ class GenerationRunner:
             job.recipient_gone = True
         await generations.advance(record, "delivered", video_file_id=file_id)
         await progress.show("status_done")
+
+
+def _broken(exc: MediaError) -> FinalError:
+    return FinalError(
+        f"the video model sent a broken video: {exc}", kind="bad_video", user_reason="bad_output"
+    )
 
 
 def _unreachable(exc: BaseException) -> bool:

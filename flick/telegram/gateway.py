@@ -22,19 +22,17 @@ from flick.ports import Storage
 from flick.settings import Settings
 from flick.telegram.adapter import Dispatch, TelegramAdapter
 from flick.telegram.client import build_client
+from flick.telegram.diagnosis import (
+    explain_refusal,
+    key_error_constructor,
+    protocol_mismatch,
+    watching_protocol,
+)
 from flick.telegram.menu import set_commands
 from flick.telegram.outbox import TelegramOutbox, error_id
 
 DEFAULT_CONNECT_TIMEOUT: Final = 20.0
 _NETWORK: Final = "the network connection to Telegram"
-# Which setting to check when Telegram refuses the login itself.
-_LOGIN_SETTINGS: Final = {
-    "API_ID_INVALID": "API_ID",
-    "API_ID_PUBLISHED_FLOOD": "API_ID",
-    "ACCESS_TOKEN_INVALID": "BOT_TOKEN",
-    "ACCESS_TOKEN_EXPIRED": "BOT_TOKEN",
-    "AUTH_KEY_UNREGISTERED": "BOT_TOKEN",
-}
 
 
 class TelegramGateway:
@@ -121,32 +119,52 @@ class TelegramGateway:
 
 
 async def connect(client: Client, within: float) -> None:
-    """Start `client` within `within` seconds, or raise ServiceError and leave nothing running."""
+    """Start `client` within `within` seconds, or raise ServiceError and leave nothing running.
+
+    The line names the cause and what to do (flick.telegram.diagnosis): a network problem, a
+    protocol layer this kurigram cannot read, a revoked token or a wrong API_ID/API_HASH.
+    """
     before = asyncio.all_tasks()
-    try:
-        await asyncio.wait_for(client.start(), within)
-    except (OSError, TimeoutError) as exc:  # ConnectionError is an OSError
-        await _abandon(client, before)
-        raise ServiceError(
-            f"cannot connect to Telegram: {_reason(exc, within)}", setting=_NETWORK
-        ) from None
-    except RPCError as exc:
-        await _abandon(client, before)
-        code = error_id(exc) or type(exc).__name__
-        raise ServiceError(
-            f"Telegram refused the bot's login: {code}",
-            setting=_LOGIN_SETTINGS.get(code, "API_ID, API_HASH and BOT_TOKEN"),
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - e.g. garbage from a proxy during the handshake
-        await _abandon(client, before)
-        raise ServiceError(
-            f"cannot connect to Telegram: the connection broke during the handshake "
-            f"({type(exc).__name__})",
-            setting=_NETWORK,
-        ) from None
-    except BaseException:
-        await _abandon(client, before)
-        raise
+    with watching_protocol() as watch:
+        unread = watch.count
+        try:
+            await asyncio.wait_for(client.start(), within)
+        except (OSError, TimeoutError) as exc:  # ConnectionError is an OSError
+            await _abandon(client, before)
+            if watch.count > unread:  # the answer came, in a form kurigram could not read
+                raise protocol_mismatch(watch.constructor).error() from None
+            raise ServiceError(
+                f"cannot connect to Telegram: {_reason(exc, within)}", setting=_NETWORK
+            ) from None
+        except RPCError as exc:
+            await _abandon(client, before)
+            code = error_id(exc) or type(exc).__name__
+            explained = explain_refusal(code, _session_file(client))
+            if explained is not None:
+                raise explained.error() from None
+            raise ServiceError(
+                f"Telegram refused the bot's login: {code}",
+                setting="API_ID, API_HASH and BOT_TOKEN",
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - e.g. garbage from a proxy during the handshake
+            await _abandon(client, before)
+            constructor = key_error_constructor(exc)
+            if constructor is not None or watch.count > unread:
+                raise protocol_mismatch(constructor or watch.constructor).error() from None
+            raise ServiceError(
+                f"cannot connect to Telegram: the connection broke during the handshake "
+                f"({type(exc).__name__})",
+                setting=_NETWORK,
+            ) from None
+        except BaseException:
+            await _abandon(client, before)
+            raise
+
+
+def _session_file(client: Client) -> Path | None:
+    if client.in_memory:
+        return None
+    return Path(client.workdir) / f"{client.name}.session"
 
 
 def _reason(exc: BaseException, within: float) -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import io
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar
@@ -15,7 +16,9 @@ from pyrogram.errors.rpc_error import RPCError
 
 from flick.errors import TelegramRefused, TransientError
 from flick.events import PhotoRef
-from flick.ports import Keyboard, RecipientGone, RecipientUnreachable, Storage
+from flick.media import VideoMeta, describe_video
+from flick.ports import AlbumItem, Keyboard, RecipientGone, RecipientUnreachable, Storage
+from flick.telegram.albums import AlbumSender
 from flick.telegram.files import inline_markup, spool
 from flick.telegram.pacing import ChatPacer, TokenBucket
 
@@ -59,6 +62,7 @@ class TelegramOutbox:
         self.tmp_dir = tmp_dir
         self.drain_seconds = drain_seconds
         self.pacer = ChatPacer(TokenBucket(rate))
+        self.albums = AlbumSender(client, tmp_dir)
         self.gone = 0
         self.unreachable = 0
         self._open = False
@@ -145,6 +149,7 @@ class TelegramOutbox:
         file_id: str | None = None,
         *,
         local_path: Path | None = None,
+        meta: VideoMeta | None = None,
     ) -> str:
         markup = inline_markup(keyboard)
         if file_id:
@@ -165,6 +170,9 @@ class TelegramOutbox:
         assert self.storage is not None, "the outbox sends stored videos once storage runs"
         path = local_path or await spool(self.storage, storage_key, self.tmp_dir)
         try:
+            # Telegram reads size, length and a preview from small files only: always say them.
+            meta = meta or await describe_video(path)
+            info = meta.info
             message = await self._in_lane(
                 chat_id,
                 "video",
@@ -173,7 +181,12 @@ class TelegramOutbox:
                     str(path),
                     caption=caption,
                     reply_markup=markup,
+                    width=info.width,
+                    height=info.height,
+                    duration=info.duration,  # type: ignore[arg-type]  # a double on the wire
                     supports_streaming=True,
+                    no_sound=not info.has_audio,
+                    thumb=_named(meta.thumb, "thumb.jpg"),
                     file_name=Path(storage_key).name,
                 ),
             )
@@ -181,6 +194,9 @@ class TelegramOutbox:
             if local_path is None:
                 await asyncio.to_thread(path.unlink, missing_ok=True)
         return _video_file_id(message)
+
+    async def send_album(self, chat_id: int, items: Sequence[AlbumItem]) -> None:
+        await self.albums.send(chat_id, items, self._in_lane)
 
     async def send_invoice(
         self,
@@ -335,6 +351,15 @@ def _refused_or_transient(exc: RPCError, what: str) -> Exception:
     if isinstance(exc, InternalServerError | ServiceUnavailable):
         return TransientError(f"Telegram failed {what}: {error_id(exc)}", kind="telegram")
     return TelegramRefused(error_id(exc) or type(exc).__name__, what)
+
+
+def _named(data: bytes | None, name: str) -> io.BytesIO | None:
+    """In-memory bytes as kurigram uploads them (it reads the name of a file object)."""
+    if data is None:
+        return None
+    buffer = io.BytesIO(data)
+    buffer.name = name
+    return buffer
 
 
 def _message_id(message: Any) -> int:

@@ -166,6 +166,8 @@ class FakeReplicate(SpecFake):
         #: one is a violation too.
         self.schemas = dict(input_schemas() if schemas is None else schemas)
         self.require_schemas = require_schemas
+        #: What a succeeded prediction's output URL serves (default: `sample_mp4()`).
+        self.output_file: Path | None = None
 
     @property
     def base_url(self) -> str:
@@ -344,6 +346,8 @@ class FakeReplicate(SpecFake):
             return web.Response(text=page, content_type="text/html")
         if kind == "output_large" and call.fault is not None:
             return await self._large(call, call.fault.n_bytes, call.fault.chunked)
+        if self.output_file is not None:
+            return web.FileResponse(self.output_file, headers={"Content-Type": "video/mp4"})
         return web.Response(body=sample_mp4(), content_type="video/mp4")
 
     async def _large(self, call: Call, n_bytes: int, chunked: bool) -> web.StreamResponse:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flick.events import PhotoRef
-from flick.ports import Keyboard, RecipientGone
+from flick.media import VideoMeta
+from flick.ports import AlbumItem, Keyboard, RecipientGone
 
 
 @dataclass
@@ -116,13 +117,19 @@ class RecordingOutbox:
         file_id: str | None = None,
         *,
         local_path: Path | None = None,
+        meta: VideoMeta | None = None,
     ) -> str:
         new_id = file_id or f"video-{storage_key}"
-        extra: dict[str, Any] = {"key": storage_key, "file_id": file_id}
+        extra: dict[str, Any] = {"key": storage_key, "file_id": file_id, "meta": meta}
         if local_path is not None and not file_id:  # uploaded from the caller's copy
             extra["sha256"] = await asyncio.to_thread(_sha256, local_path)
         self._record(Sent("send_video", chat_id, caption, keyboard, extra=extra))
         return new_id
+
+    async def send_album(self, chat_id: int, items: Sequence[AlbumItem]) -> None:
+        captions = "\n".join(item.caption for item in items)
+        paths = [str(item.path) for item in items]
+        self._record(Sent("send_album", chat_id, captions, None, extra={"paths": paths}))
 
     async def send_invoice(
         self,

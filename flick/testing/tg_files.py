@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import time
 from typing import Any
+
+from PIL import Image
 
 from flick.testing.tg_wire import raw, rpc_error
 
@@ -69,10 +72,18 @@ class FileStore:
             dc_id=self.dc_id,
         )
 
-    def add_document(self, data: bytes, mime_type: str, attributes: list[Any]) -> Any:
+    def add_document(
+        self, data: bytes, mime_type: str, attributes: list[Any], thumb: bytes | None = None
+    ) -> Any:
         media_id, access_hash, reference = self._new()
         key: FileKey = ("document", media_id, "")
         self.blobs[key], self.references[key] = bytes(data), reference
+        thumbs = None
+        if thumb is not None:  # the uploaded thumbnail, downloadable as size "m"
+            width, height = _image_size(thumb)
+            self.blobs[("document", media_id, "m")] = bytes(thumb)
+            self.references[("document", media_id, "m")] = reference
+            thumbs = [raw.types.PhotoSize(type="m", w=width, h=height, size=len(thumb))]
         doc = raw.types.Document(
             id=media_id,
             access_hash=access_hash,
@@ -82,12 +93,16 @@ class FileStore:
             size=len(data),
             dc_id=self.dc_id,
             attributes=attributes,
+            thumbs=thumbs,
         )
         self.documents[media_id] = doc
         return doc
 
     def data_of(self, doc: Any) -> bytes:
         return self.blobs[("document", doc.id, "")]
+
+    def thumb_of(self, doc: Any) -> bytes | None:
+        return self.blobs.get(("document", doc.id, "m"))
 
     # ---- downloads (upload.getFile) -------------------------------------------------------
     def get_file(self, request: Any) -> Any:
@@ -127,8 +142,13 @@ class FileStore:
         return b"".join(parts[i] for i in sorted(parts))
 
     def document_from_upload(self, request: Any, media: Any) -> Any:
-        """The document Telegram makes of an uploaded file, checked as Telegram checks it."""
-        upload = media.file
+        """The document Telegram makes of an uploaded file (and its uploaded thumbnail), checked
+        as Telegram checks it."""
+        data = self.assembled(request, media.file)
+        thumb = self.assembled(request, media.thumb) if media.thumb is not None else None
+        return self.add_document(data, media.mime_type, list(media.attributes), thumb)
+
+    def assembled(self, request: Any, upload: Any) -> bytes:
         parts = self.parts.get(upload.id, {})
         missing = next((i for i in range(upload.parts) if i not in parts), None)
         if missing is not None:
@@ -137,4 +157,12 @@ class FileStore:
         checksum = getattr(upload, "md5_checksum", "")
         if checksum and checksum != hashlib.md5(data).hexdigest():
             raise rpc_error(request, "MD5_CHECKSUM_INVALID")
-        return self.add_document(data, media.mime_type, list(media.attributes))
+        return data
+
+
+def _image_size(data: bytes) -> tuple[int, int]:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return int(image.width), int(image.height)
+    except (OSError, ValueError):  # Telegram keeps what it got; a test checks what that was
+        return 0, 0

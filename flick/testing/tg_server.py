@@ -16,7 +16,9 @@ from typing import Any
 from pyrogram import utils
 
 from flick.testing.tg_affiliate import AffiliatePrograms
+from flick.testing.tg_albums import Albums
 from flick.testing.tg_files import FileStore
+from flick.testing.tg_media import image_size
 from flick.testing.tg_stars import StarsLedger
 from flick.testing.tg_subscriptions import Subscriptions, check_invoice
 from flick.testing.tg_wire import (
@@ -58,10 +60,13 @@ class TelegramServer:
         self.qts = itertools.count(1)
         self.users[self.bot.id] = self.bot
         self.affiliate = AffiliatePrograms(self.bot)
+        self.albums = Albums(self.files)
         self._answers: dict[type[Any], Callable[[Any], Any]] = {
             raw.functions.messages.SendMessage: self._send_message,
             raw.functions.messages.EditMessage: self._edit_message,
             raw.functions.messages.SendMedia: self._send_media,
+            raw.functions.messages.UploadMedia: self._upload_media,
+            raw.functions.messages.SendMultiMedia: self._send_album,
             raw.functions.messages.GetMessages: self._get_messages,
             raw.functions.messages.SetBotCallbackAnswer: lambda q: True,
             raw.functions.messages.SetBotPrecheckoutResults: self._precheckout_answer,
@@ -196,25 +201,73 @@ class TelegramServer:
             raise rpc_error(request, "MEDIA_CAPTION_TOO_LONG")
         media, kind, data, uploaded = self._media(request)
         message = self._new_message(request, request.message, media)
+        doc = getattr(media, "document", None)
+        thumb = self.files.thumb_of(doc) if doc is not None else None
         self.media.append(
             SentMedia(
-                chat_of(request) or 0, kind, message.id, request.message, data, uploaded, request
+                chat_of(request) or 0,
+                kind,
+                message.id,
+                request.message,
+                data,
+                uploaded,
+                request,
+                thumb,
             )
         )
         return self._updates(request, message, raw.types.UpdateNewMessage)
 
-    def _media(self, request: Any) -> tuple[Any, str, bytes | None, bool]:
+    def _upload_media(self, request: Any) -> Any:
+        """A file made into a photo or a document before it is sent (an album's items)."""
         media = request.media
+        if isinstance(media, raw.types.InputMediaUploadedPhoto):
+            size = image_size(self.files.assembled(request, media.file), (0, 0))
+            return raw.types.MessageMediaPhoto(
+                photo=self.albums.uploaded_photo(request, media, size)
+            )
+        self._peer(request, chat_of(request))
+        return self._media(request)[0]
+
+    def _send_album(self, request: Any) -> Any:
+        grouped_id = self.albums.check(request)
+        updates: list[Any] = []
+        result: Any = None
+        for item in request.multi_media:
+            media, kind, data, uploaded = self._media(item, request)
+            message = self._new_message(request, item.message, media)
+            message.grouped_id = grouped_id
+            self.media.append(
+                SentMedia(
+                    chat_of(request) or 0, kind, message.id, item.message, data, uploaded, request
+                )
+            )
+            result = self._updates(item, message, raw.types.UpdateNewMessage)
+            updates += result.updates
+        result.updates = updates
+        return result
+
+    def _media(self, request: Any, outer: Any = None) -> tuple[Any, str, bytes | None, bool]:
+        """The MessageMedia of a sent item (`outer`: the album request it belongs to)."""
+        media = request.media
+        outer = outer or request
+        if isinstance(media, raw.types.InputMediaUploadedPhoto):
+            data = self.files.assembled(outer, media.file)
+            photo = self.albums.uploaded_photo(outer, media, image_size(data, (0, 0)))
+            return raw.types.MessageMediaPhoto(photo=photo), "photo", data, True
+        if isinstance(media, raw.types.InputMediaPhoto):
+            photo = self.albums.photo(outer, media)
+            data = self.albums.photo_data[photo.id]
+            return raw.types.MessageMediaPhoto(photo=photo), "photo", data, False
         if isinstance(media, raw.types.InputMediaUploadedDocument):
-            doc = self.files.document_from_upload(request, media)
+            doc = self.files.document_from_upload(outer, media)
             return _document_media(doc), _doc_kind(doc), self.files.data_of(doc), True
         if isinstance(media, raw.types.InputMediaDocument):
             doc = self.files.documents.get(media.id.id)
             if doc is None or doc.access_hash != media.id.access_hash:
-                raise rpc_error(request, "MEDIA_EMPTY")
+                raise rpc_error(outer, "MEDIA_EMPTY")
             return _document_media(doc), _doc_kind(doc), self.files.data_of(doc), False
         if isinstance(media, raw.types.InputMediaInvoice):
-            return _invoice_media(request, media), "invoice", None, False
+            return _invoice_media(outer, media), "invoice", None, False
         raise NotImplementedError(f"the offline Telegram cannot send {media.QUALNAME}")
 
     def _get_messages(self, request: Any) -> Any:

@@ -76,6 +76,7 @@ class SentMedia:
     data: bytes | None = None
     uploaded: bool = False
     request: Any = None
+    thumb: bytes | None = None  # the thumbnail uploaded with it (JPEG, as Telegram asks)
 
 
 def chat_of(request: Any) -> int | None:

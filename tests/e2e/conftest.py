@@ -46,7 +46,11 @@ class Bot:
 
 @asynccontextmanager
 async def running_bot(
-    database_url: str, storage: S3Storage, tmp_path: Path, deliver_budget: float = 10
+    database_url: str,
+    storage: S3Storage,
+    tmp_path: Path,
+    deliver_budget: float = 10,
+    **settings: Any,
 ) -> AsyncIterator[Bot]:
     async with (
         FakeOpenAI(api_key=KEY, models={"gpt-image-1"}) as openai,
@@ -76,6 +80,7 @@ async def running_bot(
                 animate_budget=10,
                 deliver_budget=deliver_budget,
             ),
+            **settings,
         )
         async with harness:
             engine.append(harness)

@@ -20,6 +20,7 @@ import pytest_asyncio
 from loguru import logger
 
 from flick.embedded import EmbeddedSeaweed
+from flick.media import VideoMeta
 from flick.ports import Keyboard, RecipientGone
 from flick.storage import S3Storage
 from flick.testing.fake_replicate import Fault, sample_mp4
@@ -139,13 +140,14 @@ class HeldOutbox(RecordingOutbox):
         file_id: str | None = None,
         *,
         local_path: Path | None = None,
+        meta: VideoMeta | None = None,
     ) -> str:
         self.local_paths.append(local_path)
         self.file_existed.append(await _exists(local_path))
         self.uploading.set()
         await self.release.wait()
         return await super().send_video(
-            chat_id, storage_key, caption, keyboard, file_id, local_path=local_path
+            chat_id, storage_key, caption, keyboard, file_id, local_path=local_path, meta=meta
         )
 
 
@@ -166,6 +168,7 @@ class FailingOutbox(RecordingOutbox):
         file_id: str | None = None,
         *,
         local_path: Path | None = None,
+        meta: VideoMeta | None = None,
     ) -> str:
         self.attempts += 1
         assert await _exists(local_path)

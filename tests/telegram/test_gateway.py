@@ -157,9 +157,15 @@ async def test_unreachable_telegram_is_one_service_error_and_leaves_nothing(
         ),
         (
             errors.AccessTokenInvalid(),
-            "Telegram refused the bot's login: ACCESS_TOKEN_INVALID (check BOT_TOKEN)",
+            "Telegram refused the bot token (ACCESS_TOKEN_INVALID): it is mistyped or was "
+            "revoked — copy the bot's current token from @BotFather (/mybots → API Token) "
+            "(check BOT_TOKEN)",
         ),
-        (errors.ApiIdInvalid(), "Telegram refused the bot's login: API_ID_INVALID (check API_ID)"),
+        (
+            errors.ApiIdInvalid(),
+            "Telegram does not know this API_ID/API_HASH pair (API_ID_INVALID) — copy both "
+            "from https://my.telegram.org → API development tools (check API_ID and API_HASH)",
+        ),
     ],
 )
 async def test_connect_failures_become_one_line(

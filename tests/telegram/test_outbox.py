@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from flick.events import Photo
+from flick.media import VideoInfo, VideoMeta
 from flick.ports import Button, Outbox, RecipientGone, RecipientUnreachable
 from flick.telegram.adapter import TelegramAdapter
 from flick.telegram.outbox import TelegramOutbox
@@ -20,6 +21,8 @@ from flick.testing.telegram import OfflineTelegram, errors, raw
 SendMessage = raw.functions.messages.SendMessage
 SendMedia = raw.functions.messages.SendMedia
 EditMessage = raw.functions.messages.EditMessage
+#: These tests send random bytes as videos: their size and length are given, not probed.
+NOT_PROBED = VideoMeta(VideoInfo(width=64, height=64, duration=1.0))
 SAVE_PARTS = (raw.functions.upload.SaveFilePart, raw.functions.upload.SaveBigFilePart)
 
 
@@ -166,7 +169,9 @@ async def test_send_video_uploads_the_stored_bytes_then_reuses_the_file_id(
     video = os.urandom(1_300_000)  # three upload parts
     await memory_storage.put("videos/1001/1_hug.mp4", video, "video/mp4")
     keyboard = ((Button("Another", data="create"),),)
-    file_id = await outbox.send_video(alice.id, "videos/1001/1_hug.mp4", "Your hug", keyboard)
+    file_id = await outbox.send_video(
+        alice.id, "videos/1001/1_hug.mp4", "Your hug", keyboard, meta=NOT_PROBED
+    )
 
     (sent,) = tg.sent(SendMedia, alice.id)
     media = sent.request.media
@@ -193,7 +198,9 @@ async def test_send_video_uploads_a_local_copy_without_reading_storage(
     local = tmp_path / "flick-video-1.mp4"
     local.write_bytes(video)
     # Nothing under this key in storage: the upload must come from the local file.
-    file_id = await outbox.send_video(alice.id, "videos/1001/2_kiss.mp4", "Kiss", local_path=local)
+    file_id = await outbox.send_video(
+        alice.id, "videos/1001/2_kiss.mp4", "Kiss", local_path=local, meta=NOT_PROBED
+    )
 
     (sent,) = tg.sent(SendMedia, alice.id)
     assert tg.uploaded_files[sent.request.media.file.id] == video
@@ -207,7 +214,7 @@ async def test_big_video_goes_up_in_big_parts(
 ) -> None:
     video = os.urandom(10 * 1024 * 1024 + 12345)  # over kurigram's 10 MB "big file" line
     await memory_storage.put("videos/1/big.mp4", video, "video/mp4")
-    await outbox.send_video(tg.user(1001).id, "videos/1/big.mp4", "Big")
+    await outbox.send_video(tg.user(1001).id, "videos/1/big.mp4", "Big", meta=NOT_PROBED)
     assert tg.sent(raw.functions.upload.SaveBigFilePart)
     assert hashlib.sha256(tg.sent_videos()[0]).digest() == hashlib.sha256(video).digest()
 
@@ -217,11 +224,15 @@ async def test_stale_file_id_falls_back_to_upload(
 ) -> None:
     alice = tg.user(1001)
     await memory_storage.put("videos/1/a.mp4", b"\x00\x00\x00\x18ftypmp42" * 100, "video/mp4")
-    first = await outbox.send_video(alice.id, "videos/1/a.mp4", "v")
+    first = await outbox.send_video(alice.id, "videos/1/a.mp4", "v", meta=NOT_PROBED)
     tg.fail_next(SendMedia, errors.FileReferenceExpired)
-    second = await outbox.send_video(alice.id, "videos/1/a.mp4", "v", file_id=first)
+    second = await outbox.send_video(
+        alice.id, "videos/1/a.mp4", "v", file_id=first, meta=NOT_PROBED
+    )
     assert second != first and len(tg.sent_videos()) == 2
-    second_again = await outbox.send_video(alice.id, "videos/1/a.mp4", "v", file_id="garbage")
+    second_again = await outbox.send_video(
+        alice.id, "videos/1/a.mp4", "v", file_id="garbage", meta=NOT_PROBED
+    )
     assert second_again and len(tg.sent_videos()) == 3
 
 

@@ -16,6 +16,7 @@ from flick.errors import TelegramRefused
 from flick.fsm.conversation import State
 from flick.fsm.generation import Status
 from flick.i18n import LANGUAGES, t
+from flick.media import MediaError
 from flick.models import generations, sessions
 from flick.ports import RecipientGone, RecipientUnreachable
 from flick.untrusted import parse_int
@@ -92,7 +93,7 @@ async def btn_video(actor: Scope, e: ev.ButtonPress, arg: str) -> None:
     except RecipientUnreachable as exc:
         actor.log.warning("video not re-sent: {}", exc)
         return
-    except (TelegramRefused, FileNotFoundError, KeyError) as exc:
+    except (TelegramRefused, MediaError, FileNotFoundError, KeyError) as exc:
         actor.log.warning("video {} could not be re-sent: {}", record.id, exc)
         await actor.say("video_gone")
         return

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from flick.actors.handlers.samples import show_samples
 from flick.actors.scope import Scope
 from flick.payments.packages import keyboard as packages_keyboard
 from flick.ports import Button
 
 
 async def show_styles(actor: Scope) -> None:
+    await show_samples(actor)
     buttons = [Button(s.label(actor.lang), f"style:{s.key}") for s in actor.ctx.styles.values()]
     rows = tuple(tuple(buttons[i : i + 2]) for i in range(0, len(buttons), 2))
     actor.conv.picker_message_id = await actor.say("pick_style", keyboard=rows)
