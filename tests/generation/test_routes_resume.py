@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from flick.pipeline.replicate_video import ReplicateVideoProvider
+from flick.media import VideoMeta
 from flick.ports import Keyboard
 from flick.testing.engine import EngineHarness, make_jpeg
 from flick.testing.fake_replicate import Fault
@@ -59,11 +60,12 @@ class HeldOutbox(RecordingOutbox):
         file_id: str | None = None,
         *,
         local_path: Path | None = None,
+        meta: VideoMeta | None = None,
     ) -> str:
         self.uploading.set()
         await self.release.wait()
         return await super().send_video(
-            chat_id, storage_key, caption, keyboard, file_id, local_path=local_path
+            chat_id, storage_key, caption, keyboard, file_id, local_path=local_path, meta=meta
         )
 
 
