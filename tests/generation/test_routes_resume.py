@@ -11,8 +11,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from flick.pipeline.replicate_video import ReplicateVideoProvider
 from flick.media import VideoMeta
+from flick.pipeline.replicate_video import ReplicateVideoProvider
 from flick.ports import Keyboard
 from flick.testing.engine import EngineHarness, make_jpeg
 from flick.testing.fake_replicate import Fault
