@@ -30,6 +30,7 @@ from flick.testing.fake_replicate import FakeReplicate
 OPENAI_KEY = "sk-bench-not-a-real-key"
 REPLICATE_TOKEN = "r8_bench-not-a-real-token"
 VIDEO_MODEL = "wan-video/wan-2.2-i2v-fast"
+DIRECT_MODEL = "kwaivgi/kling-v1.6-standard"
 
 
 class SizedReplicate(FakeReplicate):
@@ -74,7 +75,9 @@ async def _serve(args: argparse.Namespace) -> None:
         api_token=REPLICATE_TOKEN,
         start_delay=args.start_delay,
         run_time=args.run_time,
-        models={VIDEO_MODEL},
+        # bench.pipeline's direct-route style asks Kling; every model's input is schema-checked.
+        models={VIDEO_MODEL, DIRECT_MODEL},
+        require_schemas=True,
     )
     async with oa, rep:
         rep.output_bytes = args.output_bytes

@@ -15,8 +15,13 @@ real openai and replicate SDKs) against the fake providers, which run in a proce
    video's size beyond a buffer (storage parts of 5 MB, upload parts of 512 KB).
 4. The face check at photo intake: its time per 12-megapixel photo (the real detector, in the
    thread it runs in), for a photo with a face and for one without (two passes). Target < 50 ms.
+5. Routes: Flick's own time per generation for each route of flick/routes.py, one at a time with
+   a 1 MB video: compose_animate (today's `hug`) and direct (a Kling style taking both photos as
+   reference images, checked against its input schema by the fake). Own time = end to end minus
+   the providers' time and the wait for the next poll. Target < 100 ms.
 
-    .venv/bin/python -m bench.pipeline                       # ~1.5 minutes
+    .venv/bin/python -m bench.pipeline                       # ~2 minutes
+    .venv/bin/python -m bench.pipeline --parts routes        # only the routes' own time
     .venv/bin/python -m bench.pipeline --k 16 --generations 160
 """
 
@@ -56,11 +61,26 @@ from flick.app import Flick
 from flick.pipeline.openai_images import OpenAIImageProvider
 from flick.pipeline.replicate_video import ReplicateVideoProvider
 from flick.pipeline.runner import PipelineConfig
+from flick.styles import DEFAULT_FILE as DEFAULT_STYLES
 from flick.testing.telegram import OfflineTelegram
 
 MB = 1024 * 1024
 TARGET_EFFICIENCY = 0.95
 TARGET_OWN_MS = 150.0
+TARGET_ROUTE_MS = 100.0
+#: The built-in styles plus one on the direct route (bench only: flick/styles.toml is unchanged).
+DIRECT_STYLE = """
+[styles.together]
+title = { en = "Together" }
+route = "direct"
+video_prompt = "The two people from the reference images hug warmly."
+
+[styles.together.model]
+name = "kwaivgi/kling-v1.6-standard"
+images = "reference_images"
+inputs = { aspect_ratio = "9:16" }
+resolution_input = ""
+"""
 
 
 class Chats:
@@ -96,13 +116,13 @@ class Bench:
         self.photos = [jpeg((30 * i, 120, 90), (256, 320)) for i in range(2)]
         self.db: asyncpg.Pool | None = None
 
-    async def start_generation(self) -> int:
+    async def start_generation(self, style: str = "hug") -> int:
         """One new user, from /create to their second photo; returns their id."""
-        uid = await self.prepare()
+        uid = await self.prepare(style)
         await self.send_photos(uid)
         return uid
 
-    async def prepare(self) -> int:
+    async def prepare(self, style: str = "hug") -> int:
         """One new user, from /create to the style: the bot waits for their photos."""
         uid = self.next_uid
         self.next_uid += 1
@@ -112,7 +132,7 @@ class Bench:
         consent = await chats.next_message(uid)
         await tg.push(tg.callback(user, "consent", message_id=consent or 1))
         picker = await chats.next_message(uid)
-        await tg.push(tg.callback(user, "style:hug", message_id=picker or 1))
+        await tg.push(tg.callback(user, f"style:{style}", message_id=picker or 1))
         await chats.next_message(uid)
         return uid
 
@@ -159,8 +179,11 @@ async def flick(
     svc: Services, tg: OfflineTelegram, fakes: FakeProviders, args: argparse.Namespace
 ) -> AsyncIterator[Flick]:
     data_dir = svc.tmp / "flick"
+    styles = svc.tmp / "styles.toml"
+    styles.write_text(DEFAULT_STYLES.read_text(encoding="utf-8") + DIRECT_STYLE, encoding="utf-8")
     settings = bench_settings(
         data_dir,
+        styles_file=styles,
         ai_concurrency=args.k,
         send_rate=1e9,  # measure the pipeline, not the outbox's pacing of 30 messages/s
         image_provider="openai",
@@ -315,6 +338,57 @@ def _timeline(row: Any, stats: dict[str, Any], delivered: float, offset: float) 
     )
 
 
+# ---- 4. each route's own time -------------------------------------------------------------------
+async def routes(b: Bench, fakes: FakeProviders, report: Report) -> None:
+    args = b.args
+    size = int(args.route_video_mb * MB)
+    await fakes.set_output_bytes(size)
+    await fakes.set_latency(0.3, 0.05, 0.3)
+    print(f"-- routes: {args.samples} generations per route, one at a time, "
+          f"{size / MB:.1f} MB video")  # fmt: skip
+    offset = time.time() - time.monotonic()
+    for style, route in (("hug", "compose_animate"), ("together", "direct")):
+        owns: list[float] = []
+        with profiled(args.profile, f"pipeline-route-{route}"):
+            for _ in range(args.samples):
+                uid = await b.start_generation(style)
+                await b.wait_videos([uid], within=60)
+                (row,) = await b.recorded([uid])
+                if row["status"] != "done" or uid not in b.chats.videos:
+                    report.note(f"{route}: generation {row['id']} ended {row['status']}")
+                    continue
+                stats = await fakes.stats()
+                owns.append(_own(row, stats, b.chats.videos[uid][0], offset, route))
+        if not owns:
+            report.add(f"routes: own time, {route}", "no generation finished",
+                       f"< {TARGET_ROUTE_MS:g} ms", False)  # fmt: skip
+            continue
+        own = statistics.median(owns) * 1000
+        report.add(
+            f"routes: own time per generation, {route} ({size / MB:.0f} MB video)",
+            f"{own:.0f} ms median (max {max(owns) * 1000:.0f})",
+            f"< {TARGET_ROUTE_MS:g} ms",
+            own < TARGET_ROUTE_MS,
+        )
+
+
+def _own(row: Any, stats: dict[str, Any], delivered: float, offset: float, route: str) -> float:
+    """End to end minus the providers' time (the image, if composed; the prediction) and the
+    wait for the poll that saw the prediction done."""
+    start = row["created_at"].timestamp() - offset
+    created, delay, run_time = stats["predictions"][row["prediction_id"]]
+    done = created + delay + run_time
+    provider = done - created
+    if route == "compose_animate":
+        edit_s, edit_f, _ = max(
+            (e for e in stats["edits"] if e[0] >= start - 0.05), key=lambda e: e[0]
+        )
+        provider += edit_f - edit_s
+    out = [o for o in stats["outputs"] if o[0] == row["prediction_id"]]
+    poll_wait = max(0.0, (out[-1][1] if out else done) - done - 0.002)
+    return delivered - start - provider - poll_wait
+
+
 # ---- 3. memory against the video's size --------------------------------------------------------
 async def memory(b: Bench, fakes: FakeProviders, report: Report) -> None:
     args = b.args
@@ -416,6 +490,8 @@ async def main(args: argparse.Namespace) -> None:
                     await own_time(b, fakes, report)
                 if "memory" in args.parts:
                     await memory(b, fakes, report)
+                if "routes" in args.parts:
+                    await routes(b, fakes, report)
             finally:
                 await b.db.close()
     report.print_summary()
@@ -438,8 +514,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--buffer-mb", type=float, default=16.0,
                    help="memory: MB allowed per video in flight (16)")  # fmt: skip
     p.add_argument("--face-samples", type=int, default=20, help="faces: checks per photo (20)")
-    p.add_argument("--parts", nargs="+", default=["saturation", "own", "memory", "faces"],
-                   choices=["saturation", "own", "memory", "faces"])  # fmt: skip
+    p.add_argument("--route-video-mb", type=float, default=1.0, help="routes: video size (1)")
+    p.add_argument("--parts", nargs="+", default=["saturation", "own", "memory", "faces", "routes"],
+                   choices=["saturation", "own", "memory", "faces", "routes"])  # fmt: skip
     p.add_argument("--limit", type=float, default=600.0, help="hard stop, seconds")
     add_common_args(p)
     return p.parse_args(argv)

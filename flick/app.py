@@ -29,6 +29,7 @@ from flick.payments.plans import build_plans
 from flick.payments.reconcile import Report, StarTransaction, charges_from, find_missing
 from flick.pipeline.imaging import PhotoLimits
 from flick.pipeline.limiter import AILimiter
+from flick.pipeline.model_choice import ModelChooser
 from flick.pipeline.photo_sweeper import PhotoSweeper
 from flick.pipeline.runner import GenerationRunner, PipelineConfig
 from flick.pipeline.transfer import remove_leftovers
@@ -79,6 +80,10 @@ def build_image_provider(settings: Settings) -> ImageProvider:
         size=settings.image_size,
         input_fidelity=settings.image_input_fidelity,
     )
+
+
+def _no_metric(name: str, labels: dict[str, str], value: float) -> None:
+    return None
 
 
 def build_video_provider(settings: Settings) -> VideoProvider:
@@ -200,6 +205,11 @@ class Flick:
             config=config,
             observe=self.instruments.observe if self.instruments else None,
             tmp_dir=data_dir / "tmp",
+            models=ModelChooser(
+                threshold=s.video_breaker_failures,
+                cool_down=s.video_breaker_cool_down_seconds,
+                on_metric=self.instruments.on_metric if self.instruments else _no_metric,
+            ),
             **self._fallbacks(image, video),
         )
         ctx = Context(

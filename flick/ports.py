@@ -197,17 +197,30 @@ class FaceDetector(Protocol):
 class VideoProvider(Protocol):
     name: str
 
-    async def start(self, image: bytes, content_type: str, inputs: Mapping[str, Any]) -> str:
-        """Create a prediction; returns its id as soon as the provider has one."""
+    async def start(
+        self,
+        image: bytes | None,
+        content_type: str,
+        inputs: Mapping[str, Any],
+        *,
+        model: str | None = None,
+    ) -> str:
+        """Create a prediction; returns its id as soon as the provider has one.
+
+        `image` goes in the model's `image` input; inputs given as bytes (or a list of bytes) are
+        pictures too, sent the same way (a direct route's photos). `model`: another model of the
+        provider than its own (a style's), None for its own.
+        """
 
     async def find_accepted(
         self,
-        image: bytes,
+        image: bytes | None,
         content_type: str,
         inputs: Mapping[str, Any],
         *,
         since: datetime,
         skip: Collection[str] = (),
+        model: str | None = None,
     ) -> str | None:
         """The id of a prediction the provider already accepted for exactly this input (what
         `start` would send), created around `since` (when a create was last asked for), or None.

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     replicate_base_url: str | None = None
     video_model: str = "wan-video/wan-2.2-i2v-fast"
     replicate_usd_per_second: float = Field(default=0.0, ge=0)
+    # A style's fallback model takes over after this many transient failures in a row of its
+    # model, for this long; then one generation tries the model again (flick/fsm/breaker.py).
+    video_breaker_failures: int = Field(default=3, ge=1)
+    video_breaker_cool_down_seconds: float = Field(default=120.0, gt=0)
     # When a remote provider fails for good, fall back to the local one instead of refunding.
     local_fallback: bool = False
 

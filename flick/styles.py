@@ -10,6 +10,7 @@ from typing import Any
 
 from flick.errors import ConfigError
 from flick.media import MediaError, SampleKind, sample_kind_sync
+from flick.routes import Route, parse_route
 
 DEFAULT_FILE = Path(__file__).with_name("styles.toml")
 _SAMPLE_HINT = "use a JPEG/PNG/WebP image, a GIF, or an MP4 of up to 60 s"
@@ -25,6 +26,8 @@ class Style:
     video_prompt: str
     video_inputs: dict[str, Any] = field(default_factory=dict)
     sample: Path | None = None
+    #: How its video is made: the route, the model(s) and the quality tiers (flick/routes.py).
+    route: Route = field(default_factory=Route)
     #: How the sample is shown in the picker (checked at load): photo, animation or video.
     sample_kind: SampleKind | None = None
 
@@ -71,13 +74,20 @@ def load_styles(path: Path | None = None) -> dict[str, Style]:
         if not isinstance(titles, dict) or not isinstance(titles.get("en"), str):
             problems.append((at, f'styles.{key} needs title = {{ en = "..." }}', ""))
             continue
-        missing = [k for k in ("image_prompt", "video_prompt") if not isinstance(spec.get(k), str)]
+        # A direct route makes the video from the photos: it has no picture to compose.
+        direct = spec.get("route") == "direct"
+        needed = ("video_prompt",) if direct else ("image_prompt", "video_prompt")
+        missing = [k for k in needed if not isinstance(spec.get(k), str)]
         if missing:
             problems.append((at, f"styles.{key} needs {' and '.join(missing)} (text)", ""))
             continue
         inputs = spec.get("video_inputs", {})
         if not isinstance(inputs, dict):
             problems.append((at, f"styles.{key}.video_inputs must be a table", ""))
+            continue
+        route, problem = parse_route(spec, inputs)
+        if route is None:
+            problems.append((at, f"styles.{key}: {problem}", "see the header of flick/styles.toml"))
             continue
         sample = spec.get("sample")
         if sample is not None and not isinstance(sample, str):
@@ -96,10 +106,11 @@ def load_styles(path: Path | None = None) -> dict[str, Style]:
             key=key,
             titles={str(k): str(v) for k, v in titles.items()},
             emoji=str(spec.get("emoji", "")),
-            image_prompt=spec["image_prompt"],
+            image_prompt=spec.get("image_prompt", ""),
             video_prompt=spec["video_prompt"],
             video_inputs=dict(inputs),
             sample=sample_path,
+            route=route,
             sample_kind=kind,
         )
     if problems:

@@ -21,12 +21,15 @@ class State(Enum):
     CHOOSING_STYLE = "choosing_style"
     # "Another style" under a video: a style for the photos that video was made from.
     CHOOSING_AGAIN = "choosing_again"
+    CHOOSING_TIER = "choosing_tier"  # only for a style that offers several quality tiers
     WAITING_FOR_PHOTOS = "waiting_for_photos"
     PROCESSING = "processing"
 
 
 S = State
-ANY_BUT_PROCESSING = [S.IDLE, S.CONSENT, S.CHOOSING_STYLE, S.CHOOSING_AGAIN, S.WAITING_FOR_PHOTOS]
+ANY_BUT_PROCESSING = [
+    S.IDLE, S.CONSENT, S.CHOOSING_STYLE, S.CHOOSING_AGAIN, S.CHOOSING_TIER, S.WAITING_FOR_PHOTOS
+]
 #: What the buttons under a video need: credit, that video being the latest, its photos kept.
 AGAIN = ["has_credit", "from_latest_video", "photos_kept"]
 
@@ -49,11 +52,21 @@ TRANSITIONS: list[dict[str, Any]] = [
         "after": "clear",
     },
     {"trigger": "consent", "source": S.CONSENT, "dest": S.CHOOSING_STYLE, "after": "agree"},
+    # `tiers`: the keys of the style's quality tiers, from the configuration. With several, the
+    # user picks one next; with one, it is taken and the tier step skipped.
     {
         "trigger": "pick_style",
-        "source": S.CHOOSING_STYLE,
+        "source": [S.CHOOSING_STYLE, S.CHOOSING_AGAIN],
+        "dest": S.CHOOSING_TIER,
+        "conditions": ["from_current_picker", "known_style", "offers_tiers"],
+        "after": "set_style",
+    },
+    {
+        "trigger": "pick_style",
+        "source": [S.CHOOSING_STYLE, S.CHOOSING_AGAIN],
         "dest": S.WAITING_FOR_PHOTOS,
         "conditions": ["from_current_picker", "known_style"],
+        "unless": ["offers_tiers"],
         "after": "set_style",
     },
     {
@@ -65,19 +78,28 @@ TRANSITIONS: list[dict[str, Any]] = [
         "after": "reuse_photos",
     },
     {
-        "trigger": "pick_style",
-        "source": S.CHOOSING_AGAIN,
-        "dest": S.WAITING_FOR_PHOTOS,  # with both photos in: the generation starts next
-        "conditions": ["from_current_picker", "known_style"],
-        "after": "set_style",
-    },
-    {
-        # "Try again": the same photos and the same style; the generation starts next.
+        # "Try again": the same photos, style and tier; the generation starts next (a tier
+        # gone from the configuration meanwhile is chosen again first: `tier_gone`).
         "trigger": "again_same",
         "source": ANY_BUT_PROCESSING,
         "dest": S.WAITING_FOR_PHOTOS,
         "conditions": [*AGAIN, "known_style"],
-        "after": ["reuse_photos", "set_style"],
+        "after": ["reuse_photos", "set_style", "set_tier"],
+    },
+    {
+        "trigger": "pick_tier",
+        "source": S.CHOOSING_TIER,
+        "dest": S.WAITING_FOR_PHOTOS,
+        "conditions": ["from_current_picker", "same_style", "known_tier"],
+        "after": "set_tier",
+    },
+    {
+        # The chosen tier is gone from the configuration by the time it is charged: choose
+        # again (even if one is left: its price is shown first), keeping the photos.
+        "trigger": "tier_gone",
+        "source": S.WAITING_FOR_PHOTOS,
+        "dest": S.CHOOSING_TIER,
+        "after": "forget_tier",
     },
     {
         "trigger": "photo_stored",
@@ -114,6 +136,7 @@ class Conversation:
     balance: int = 0
     consented: bool = False
     style: str | None = None
+    tier: str | None = None  # the quality tier chosen (its price is read when charging)
     photos: list[str] = field(default_factory=list)  # storage keys, in arrival order
     # The update ids of those photos: saved with them, so a redelivered photo is recognised
     # even after a crash that lost the in-memory record of handled updates.
@@ -141,6 +164,15 @@ class Conversation:
     def known_style(self, event: EventData) -> bool:
         return event.kwargs.get("style") in self.styles
 
+    def offers_tiers(self, event: EventData) -> bool:
+        return len(event.kwargs.get("tiers", ())) > 1
+
+    def same_style(self, event: EventData) -> bool:
+        return event.kwargs.get("style") == self.style
+
+    def known_tier(self, event: EventData) -> bool:
+        return event.kwargs.get("tier") in event.kwargs.get("tiers", ())
+
     def room_for_photo(self, event: EventData) -> bool:
         return len(self.photos) < 2
 
@@ -167,6 +199,15 @@ class Conversation:
 
     def set_style(self, event: EventData) -> None:
         self.style = event.kwargs["style"]
+        # With one tier there is nothing to choose: the style's only tier is charged, as
+        # configured when the credits are taken (None here).
+        self.tier = None
+
+    def set_tier(self, event: EventData) -> None:
+        self.tier = event.kwargs.get("tier")  # "Try again" of a one-tier style has none
+
+    def forget_tier(self, event: EventData) -> None:
+        self.tier = None
 
     def add_photo(self, event: EventData) -> None:
         self.photos.append(event.kwargs["key"])
@@ -189,6 +230,7 @@ class Conversation:
     def clear(self, event: EventData | None = None) -> None:
         """Forget the collected photos; downloads still in flight will report as stale."""
         self.style = None
+        self.tier = None
         self.photos = []
         self.photo_events = []
         self.picker_message_id = None
@@ -208,6 +250,8 @@ class Conversation:
         }
         if self.last_video is not None:  # absent until the first video: nothing to keep
             data["last_video"] = self.last_video
+        if self.tier is not None:  # only a style with several tiers has one chosen
+            data["tier"] = self.tier
         return data
 
     def restore(self, state: str, data: dict[str, Any]) -> None:
@@ -216,6 +260,7 @@ class Conversation:
         except ValueError:
             self.state = S.IDLE
         self.style = data.get("style")
+        self.tier = data.get("tier")
         self.photos = [str(p) for p in data.get("photos", [])][:2]
         self.photo_events = [str(p) for p in data.get("photo_events", [])][:2]
         self.picker_message_id = data.get("picker_message_id")

@@ -3,6 +3,10 @@
     queued ─compose─► composing ─animate─► animating ─deliver─► delivering ─delivered─► done
        └──────────────────┴─────cancel─────────┘                     │
        └──────────────────┴──────────fail──────────┴──────────────────┘
+    queued ─animate─► animating                   (a direct route: it never composes)
+
+A style's route (`flick.routes`) is on the record: compose_animate composes a picture first;
+a direct route has its model make the video from the photos, so it never composes.
 
 `failed` and `canceled` are ends that always carry the refund: the SQL layer writes them in the
 same transaction as the credit going back (`flick.models.money`), and the database refuses a row
@@ -46,7 +50,14 @@ REFUNDED = frozenset({G.FAILED, G.CANCELED})
 
 # trigger, source(s), destination, guards. Read top to bottom: this is the whole lifecycle.
 TRANSITIONS: list[dict[str, Any]] = [
-    {"trigger": "compose", "source": G.QUEUED, "dest": G.COMPOSING},
+    {"trigger": "compose", "source": G.QUEUED, "dest": G.COMPOSING, "unless": ["direct_route"]},
+    # A direct route animates the photos themselves: no picture to wait for.
+    {
+        "trigger": "animate",
+        "source": G.QUEUED,
+        "dest": G.ANIMATING,
+        "conditions": ["direct_route"],
+    },
     {
         "trigger": "animate",
         "source": [G.QUEUED, G.COMPOSING],
@@ -87,6 +98,11 @@ class GenerationRecord:
     refunded: bool = False
     error_class: str | None = None
     created_at: datetime | None = None
+    #: "compose_animate" or "direct" (flick.routes), the tier charged for, and the video model
+    #: its prediction was asked of (saved before the create: a resumed run asks the same one).
+    route: str = "compose_animate"
+    tier: str | None = None
+    video_model: str | None = None
 
     @property
     def active(self) -> bool:
@@ -99,6 +115,9 @@ class GenerationRecord:
     # Guards: no I/O, only fields and the trigger's keyword arguments.
     def has_combined_image(self, event: EventData) -> bool:
         return bool(event.kwargs.get("combined_key") or self.combined_key)
+
+    def direct_route(self, event: EventData) -> bool:
+        return self.route == "direct"
 
     def has_prediction(self, event: EventData) -> bool:
         # Every video comes from a prediction whose id was saved (the fallback's too).

@@ -38,6 +38,7 @@ async def _retried(call: Callable[[], Awaitable[T]]) -> T:
             return await call()
     raise AssertionError("unreachable: tenacity returns or raises")
 
+
 # Columns a step may save besides the status. Names are fixed here, never taken from input.
 _FIELDS = frozenset(
     {
@@ -50,13 +51,14 @@ _FIELDS = frozenset(
         "image_usage",
         "predict_seconds",
         "cost_usd",
+        "video_model",
     }
 )
 
 _COLUMNS = (
     'id, "user", style, status, photo1_key, photo2_key, combined_key, video_key, '
     "video_file_id, prediction_id, prediction_requested_at, status_message_id, charged, "
-    "refunded, error_class, created_at"
+    "refunded, error_class, created_at, route, tier, video_model"
 )
 _SELECT = f"SELECT {_COLUMNS} FROM generations"
 
@@ -82,6 +84,9 @@ def _record(row: asyncpg.Record) -> GenerationRecord:
         refunded=row["refunded"],
         error_class=row["error_class"],
         created_at=row["created_at"],
+        route=row["route"],
+        tier=row["tier"],
+        video_model=row["video_model"],
     )
 
 
@@ -110,12 +115,15 @@ async def insert(
     request_key: str,
     image_provider: str,
     video_provider: str,
+    charged: int = 1,
+    route: str = "compose_animate",
+    tier: str | None = None,
 ) -> GenerationRecord | None:
     """A new queued generation; None when this request already made one (a retried start)."""
     row = await conn.fetchrow(
         'INSERT INTO generations ("user", style, status, photo1_key, photo2_key, request_key, '
-        "image_provider, video_provider, charged) "
-        "VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, 1) "
+        "image_provider, video_provider, charged, route, tier) "
+        "VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8, $9, $10) "
         f'ON CONFLICT ("user", request_key) DO NOTHING RETURNING {_COLUMNS}',
         user_id,
         style,
@@ -124,6 +132,9 @@ async def insert(
         request_key,
         image_provider,
         video_provider,
+        charged,
+        route,
+        tier,
     )
     return _record(row) if row else None
 

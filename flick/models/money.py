@@ -185,12 +185,18 @@ async def start_generation(
     request_key: str,
     image_provider: str,
     video_provider: str,
+    price: int = 1,
+    route: str = "compose_animate",
+    tier: str | None = None,
 ) -> Started:
-    """Take one credit and write the generation row (`record` None: the balance is too low).
+    """Take `price` credits and write the generation row (`record` None: the balance is too low).
 
-    Idempotent per `request_key`: a handler retried after a failure of ours finds the generation
-    it already paid for instead of paying again.
+    `price` is the style's tier's, read from the configuration by the caller as it charges,
+    never from a button. Idempotent per `request_key`: a handler retried after a failure of ours
+    finds the generation it already paid for instead of paying again.
     """
+    if price < 1:
+        raise ValueError(f"a generation costs at least one credit, not {price}")
     async with pool().acquire() as conn, conn.transaction():
         row = await conn.fetchrow(_LOCK_USER, user_id)
         balance = row["balance"] if row else None
@@ -204,8 +210,9 @@ async def start_generation(
             if row["lapsed"]:  # a plan period ended unrenewed: its credits go first
                 balance = await _expire_plan(conn, user_id, row["plan_credits"], "lapsed")
             else:
-                plan = 1  # spent from the expiring credits first
-        if balance is None or balance < 1:
+                # Spent from the expiring credits first.
+                plan = min(int(row["plan_credits"]), price)
+        if balance is None or balance < price:
             return Started(None, balance or 0)
         record = await generations.insert(
             conn,
@@ -215,12 +222,17 @@ async def start_generation(
             request_key=request_key,
             image_provider=image_provider,
             video_provider=video_provider,
+            charged=price,
+            route=route,
+            tier=tier,
         )
         assert record is not None  # the row lock above serialises this user's starts
         if plan:
-            await conn.execute("UPDATE generations SET plan_charged = 1 WHERE id = $1", record.id)
+            await conn.execute(
+                "UPDATE generations SET plan_charged = $2 WHERE id = $1", record.id, plan
+            )
         balance = await _apply(
-            conn, user_id, -1, "generation", generation_id=record.id, plan_delta=-plan
+            conn, user_id, -price, "generation", generation_id=record.id, plan_delta=-plan
         )
     return Started(record, balance, fresh=True)
 

@@ -78,6 +78,11 @@ class Generation(Table, tablename="generations"):
     cost_usd = DoublePrecision(default=0.0)
     charged = Integer(default=1)  # credits taken for it
     plan_charged = Integer(default=0)  # of which plan credits (they go back there if refunded)
+    # How the style made it (flick/routes.py): compose_animate or direct, the quality tier paid
+    # for, and the video model asked (saved before the create, so a resumed run asks the same).
+    route = Varchar(length=16, default="compose_animate")
+    tier = Varchar(length=16, null=True, default=None)
+    video_model = Varchar(length=128, null=True, default=None)
     refunded = Boolean(default=False)
     created_at = Timestamptz(default=TimestamptzNow(), index=True)
     updated_at = Timestamptz(default=TimestamptzNow())

@@ -31,6 +31,10 @@ class Instruments:
             m.stars.inc(value)
         elif name == "update":
             m.updates.labels(**labels).inc(value)
+        elif name == "model_switch":
+            m.model_switches.labels(**labels).inc(value)
+        elif name == "model_circuit":
+            m.model_circuits.labels(**labels).inc(value)
 
     def observe(self, step: str, seconds: float) -> None:
         self.metrics.step_seconds.labels(step=step).observe(seconds)

@@ -63,6 +63,18 @@ class Metrics:
         self.credits_spent = Counter(
             "flick_credits_spent", "Credits taken for generations", registry=r
         )
+        self.model_switches = Counter(
+            "flick_video_model_switches",
+            "Generations sent to a style's fallback model because its model's circuit was open",
+            ["model", "to"],
+            registry=r,
+        )
+        self.model_circuits = Counter(
+            "flick_video_model_circuit_changes",
+            "A video model's circuit opening (down) or closing (back), by model",
+            ["model", "state"],
+            registry=r,
+        )
 
         # Known label values exist from the start, so dashboards show 0 rather than "no data".
         for step in STEPS:

@@ -10,8 +10,11 @@ else decides, so the rules live in one place:
 - a photo the image API cannot read: final, user_reason "bad_photo";
 - a failed or canceled prediction, an output that is missing, not a video or too large: final.
 
+- a direct model refusing the photos themselves (no face found, an aspect ratio it does not take):
+  final, kind "input_refused", user_reason "no_face" or "bad_aspect".
+
 user_reason values used here (message catalog keys): moderation, bad_photo, no_image, bad_output,
-generic.
+no_face, bad_aspect, generic.
 """
 
 from __future__ import annotations
@@ -39,6 +42,13 @@ _PHOTO_CODES = frozenset(
 )  # fmt: skip
 # What Replicate's models and safety checkers write when they refuse content.
 _MODERATION_TEXT = re.compile(r"nsfw|sensitive|safety|flagged|moderat|E005", re.IGNORECASE)
+# What models that take the photos themselves write when they find no usable face in one
+# ("Could not detect face in the image", "no face detected", "face detection failed").
+_NO_FACE_TEXT = re.compile(
+    r"(detect|find|found|no)\W+(a\W+|any\W+)?faces?\b|\bfaces?\W+(not\W+)?(detect|found)",
+    re.IGNORECASE,
+)
+_ASPECT_TEXT = re.compile(r"aspect[\s_-]*ratio", re.IGNORECASE)
 # Replicate's throttling detail: "Request was throttled. Expected available in 3 seconds."
 _THROTTLE_TEXT = re.compile(r"available in (\d+(?:\.\d+)?) second", re.IGNORECASE)
 _TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
@@ -163,6 +173,13 @@ def classify_prediction(prediction: Prediction) -> FinalError | None:
                 kind="moderation_blocked",
                 user_reason="moderation",
             )
+        for pattern, reason in ((_NO_FACE_TEXT, "no_face"), (_ASPECT_TEXT, "bad_aspect")):
+            if pattern.search(error):
+                return FinalError(
+                    f"replicate: {prediction.id} refused its input: {_short(error)}",
+                    kind="input_refused",
+                    user_reason=reason,
+                )
         return FinalError(
             f"replicate: {prediction.id} failed: {_short(error)}", kind="prediction_failed"
         )

@@ -57,6 +57,8 @@ class Run:
     record: GenerationRecord
     #: The downloaded video's temporary file, from the animate step to delivery.
     local_video: Path | None = None
+    #: The composed picture this run saved, so the animate step need not read it back from S3.
+    combined: bytes | None = None
     #: Its size, length and thumbnail, read before the point of no return (None: not yet).
     video_meta: VideoMeta | None = None
     #: The create under way, so a stop or a give-up can wait for its id.

@@ -170,9 +170,19 @@ class LocalVideoProvider:
     ) -> None:
         await self.close()
 
-    async def start(self, image: bytes, content_type: str, inputs: Mapping[str, Any]) -> str:
-        """Queue a render. `content_type` and `inputs` are ignored: Pillow sniffs the format, and
-        duration, fps and size are this provider's own settings."""
+    async def start(
+        self,
+        image: bytes | None,
+        content_type: str,
+        inputs: Mapping[str, Any],
+        *,
+        model: str | None = None,
+    ) -> str:
+        """Queue a render. `content_type`, `model` and the plain inputs are ignored: Pillow sniffs
+        the format, and duration, fps and size are this provider's own settings. A direct route
+        sends no `image`: its first photo (an input given as bytes) is animated instead."""
+        if image is None:
+            image = _first_picture(inputs)
         if self._closed:
             raise RuntimeError("LocalVideoProvider is closed")
         prediction_id = uuid.uuid4().hex
@@ -183,12 +193,13 @@ class LocalVideoProvider:
 
     async def find_accepted(
         self,
-        image: bytes,
+        image: bytes | None,
         content_type: str,
         inputs: Mapping[str, Any],
         *,
         since: datetime,
         skip: Collection[str] = (),
+        model: str | None = None,
     ) -> str | None:
         """Always None: `start` answers at once, in process, so no answer is ever lost, and a
         render whose process died is lost with it (polling reports it failed)."""
@@ -349,3 +360,12 @@ def _prepare(image: bytes, width: int) -> tuple[bytes, tuple[int, int], tuple[in
 
 def _unlink(path: Path) -> None:
     path.unlink(missing_ok=True)
+
+
+def _first_picture(inputs: Mapping[str, Any]) -> bytes:
+    for value in inputs.values():
+        if isinstance(value, bytes):
+            return value
+        if isinstance(value, list) and value and isinstance(value[0], bytes):
+            return bytes(value[0])
+    raise ValueError("no picture to animate: neither an image nor a picture input")

@@ -30,6 +30,15 @@ FALLBACK_PREFIX = "local:"
 _LATE: set[asyncio.Task[None]] = set()
 
 
+def _signed(value: Any, note: str) -> Any:
+    """A picture input (bytes, or a list of them) with the generation's note in it."""
+    if isinstance(value, bytes):
+        return imaging.with_comment(value, note)
+    if isinstance(value, list) and value and all(isinstance(v, bytes) for v in value):
+        return [imaging.with_comment(v, note) for v in value]
+    return value
+
+
 def is_fallback(pid: str | None) -> bool:
     return bool(pid) and str(pid).startswith(FALLBACK_PREFIX)
 
@@ -54,19 +63,27 @@ class Predictions:
         self,
         job: Job,
         run: Run,
-        image: bytes,
+        image: bytes | None,
         inputs: Mapping[str, Any],
         *,
         fallback: bool = False,
+        model: str | None = None,
     ) -> None:
-        """Start the step's prediction, or adopt the one a lost create left, and save its id."""
+        """Start the step's prediction, or adopt the one a lost create left, and save its id.
+
+        `image` goes in the model's `image` input; pictures may also come as inputs given as
+        bytes (a direct route's photos). `model`: the style's model (None: the provider's own),
+        saved on the row before the create so that a resumed run looks for it on that model.
+        """
         provider = self.fallback_video if fallback else self.video
         assert provider is not None
 
         async def create_and_save() -> None:
-            # The image names the generation, so the provider's copy of a lost create's input can
-            # only match this generation's.
-            sent = imaging.with_comment(image, f"flick generation {job.generation_id}")
+            # Each picture names the generation, so the provider's copy of a lost create's input
+            # can only match this generation's.
+            note = f"flick generation {job.generation_id}"
+            sent = imaging.with_comment(image, note) if image is not None else None
+            plain = {k: _signed(v, note) for k, v in inputs.items()}
             tried = run.tried
             asked = run.record.prediction_requested_at
             pid = None
@@ -74,11 +91,13 @@ class Predictions:
                 # A create was asked for before and its id never saved (a kill, a lost answer):
                 # the provider may have accepted it, and bills it. Adopt it.
                 pid = await provider.find_accepted(
-                    sent, "image/jpeg", inputs, since=asked, skip=tried
+                    sent, "image/jpeg", plain, since=asked, skip=tried, model=model
                 )
             if pid is None:
-                await generations.save(run.record, prediction_requested_at=datetime.now(UTC))
-                pid = await provider.start(sent, "image/jpeg", inputs)
+                await generations.save(
+                    run.record, prediction_requested_at=datetime.now(UTC), video_model=model
+                )
+                pid = await provider.start(sent, "image/jpeg", plain, model=model)
             tried.add(pid)  # never adopted again by this run once given up on
             if fallback:
                 pid = FALLBACK_PREFIX + pid

@@ -47,12 +47,13 @@ async def matching_predictions(
     api_host: str,
     model: str,
     prompt: Any,
-    image: bytes,
+    images: Mapping[str, bytes | list[bytes]],
     since: datetime,
     skip: Collection[str] = (),
 ) -> list[dict[str, Any]]:
-    """The predictions of `model`, not canceled, with exactly this prompt and image (as a data
-    URI), created in [since - skew, since + create window]; best to adopt first.
+    """The predictions of `model`, not canceled, with exactly this prompt and these images (each
+    as a data URI, by input field), created in [since - skew, since + create window]; best to
+    adopt first.
 
     `get` sends a GET to the API (a path or a URL) and raises on an error reply; its errors, and
     a malformed page's (pydantic.ValidationError is a ValueError), are the caller's to classify.
@@ -73,7 +74,8 @@ async def matching_predictions(
                 item.get("model") == model
                 and isinstance(echoed, dict)
                 and echoed.get("prompt") == prompt
-                and _same_image(echoed.get("image"), image)
+                and images
+                and all(_same_images(echoed.get(k), v) for k, v in images.items())
             ):
                 found.append(item)
         oldest = _created(page.results[-1]) if page.results else None
@@ -98,6 +100,16 @@ def _next_page(url: str | None, api_host: str) -> str | None:
         logger.warning("replicate: not following a next page on another host: {}", url)
         return None
     return url
+
+
+def _same_images(echoed: Any, images: bytes | list[bytes]) -> bool:
+    if isinstance(images, bytes):
+        return _same_image(echoed, images)
+    return (
+        isinstance(echoed, list)
+        and len(echoed) == len(images)
+        and all(_same_image(e, i) for e, i in zip(echoed, images, strict=True))
+    )
 
 
 def _same_image(echoed: Any, image: bytes) -> bool:

@@ -90,9 +90,7 @@ class ReplicateVideoProvider:
         timeout: float = 30.0,
         download_timeout: float = 60.0,
     ) -> None:
-        if model.count("/") != 1 or ":" in model:
-            raise ValueError(f"video model must be owner/name (an official model), not {model!r}")
-        self.model = model
+        self.model = _official(model)
         self.max_bytes = max_bytes
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self._api_host = urlsplit(self.base_url).netloc
@@ -113,25 +111,32 @@ class ReplicateVideoProvider:
             timeout=timeout,
         )
 
-    async def start(self, image: bytes, content_type: str, inputs: Mapping[str, Any]) -> str:
+    async def start(
+        self,
+        image: bytes | None,
+        content_type: str,
+        inputs: Mapping[str, Any],
+        *,
+        model: str | None = None,
+    ) -> str:
         payload = _payload(image, content_type, inputs)
+        model = _official(model or self.model)
         try:
-            created = await self._client.models.predictions.async_create(
-                model=self.model, input=payload
-            )
+            created = await self._client.models.predictions.async_create(model=model, input=payload)
         except _ERRORS as exc:
             raise self._failed("create", exc) from exc
-        logger.info("replicate prediction {} created ({})", created.id, self.model)
+        logger.info("replicate prediction {} created ({})", created.id, model)
         return str(created.id)
 
     async def find_accepted(
         self,
-        image: bytes,
+        image: bytes | None,
         content_type: str,
         inputs: Mapping[str, Any],
         *,
         since: datetime,
         skip: Collection[str] = (),
+        model: str | None = None,
     ) -> str | None:
         """A prediction of our model, not canceled, with exactly the prompt and image `start`
         would send, created in [since - skew, since + create window]; the others found are
@@ -141,9 +146,9 @@ class ReplicateVideoProvider:
             found = await matching_predictions(
                 lambda url: self._client._async_request("GET", url),
                 api_host=self._api_host,
-                model=self.model,
+                model=_official(model or self.model),
                 prompt=inputs.get("prompt"),
-                image=image,
+                images=_images(image, inputs),
                 since=since,
                 skip=skip,
             )
@@ -267,9 +272,35 @@ class ReplicateVideoProvider:
         return self._auth if trusted else {}
 
 
-def _payload(image: bytes, content_type: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
-    data_uri = f"data:{content_type};base64,{base64.b64encode(image).decode('ascii')}"
-    return {**inputs, "image": data_uri}  # our image wins over any "image" in the style
+def _official(model: str) -> str:
+    if model.count("/") != 1 or ":" in model:
+        raise ValueError(f"video model must be owner/name (an official model), not {model!r}")
+    return model
+
+
+def _images(image: bytes | None, inputs: Mapping[str, Any]) -> dict[str, bytes | list[bytes]]:
+    """The pictures a prediction is sent, by input field: `image`, and any input given as bytes
+    (or a list of bytes: a model taking several reference images)."""
+    found: dict[str, bytes | list[bytes]] = {}
+    for name, value in inputs.items():
+        if isinstance(value, bytes):
+            found[name] = value
+        elif isinstance(value, list) and value and all(isinstance(v, bytes) for v in value):
+            found[name] = list(value)
+    if image is not None:
+        found["image"] = image
+    return found
+
+
+def _payload(image: bytes | None, content_type: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    def uri(data: bytes) -> str:
+        return f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+    payload = dict(inputs)
+    for name, value in _images(image, inputs).items():
+        # Inline (Replicate cannot reach our storage); our image wins over any in the style.
+        payload[name] = uri(value) if isinstance(value, bytes) else [uri(v) for v in value]
+    return payload
 
 
 def _output_url(output: Any) -> str | None:

@@ -28,6 +28,7 @@ from flick.models.generations import RefusedTransition
 from flick.pipeline import imaging, transfer
 from flick.pipeline.job import Job, PipelineConfig, Run
 from flick.pipeline.limiter import AILimiter
+from flick.pipeline.model_choice import ModelChooser
 from flick.pipeline.predictions import FALLBACK_PREFIX, Predictions, is_fallback
 from flick.pipeline.progress import ProgressMessage
 from flick.pipeline.retry import with_retries
@@ -41,6 +42,7 @@ from flick.ports import (
     Storage,
     VideoProvider,
 )
+from flick.routes import DEFAULT_TIER, Tier, image_inputs, model_inputs
 from flick.storage import combined_key, video_key
 
 
@@ -58,7 +60,10 @@ class GenerationRunner:
         fallback_image: ImageProvider | None = None,
         fallback_video: VideoProvider | None = None,
         tmp_dir: Path | None = None,
+        models: ModelChooser | None = None,
     ) -> None:
+        #: Which model each prediction asks: the style's, or its fallback while that is down.
+        self.models = models or ModelChooser()
         self.tmp_dir = tmp_dir  # the downloaded videos' temporary files (None: the system's)
         self.fallback_image = fallback_image
         self.fallback_video = fallback_video
@@ -83,7 +88,12 @@ class GenerationRunner:
         progress = ProgressMessage(self.outbox, job, run)
         ts = datetime.now(UTC)
         try:
-            if record.status in (Status.QUEUED, Status.COMPOSING) and not record.combined_key:
+            composes = record.route != "direct"  # a direct route animates the photos themselves
+            if (
+                composes
+                and record.status in (Status.QUEUED, Status.COMPOSING)
+                and not record.combined_key
+            ):
                 key = combined_key(job.user_id, ts, job.style.key)
                 await self._compose(job, run, progress, key)
                 if job.stop_after_step:
@@ -163,6 +173,7 @@ class GenerationRunner:
                     user_reason="no_image",
                 ) from exc
             await self.storage.put(key, jpeg, "image/jpeg")
+            run.combined = jpeg
             await generations.advance(
                 record, "animate", combined_key=key, image_usage=dict(image.cost) or None
             )
@@ -171,17 +182,44 @@ class GenerationRunner:
 
     async def _animate(self, job: Job, run: Run, progress: ProgressMessage) -> None:
         record = run.record
+        route = job.style.route
+        # The tier paid for; one gone from the configuration since keeps its price and key but
+        # adds no inputs.
+        tier = route.tier(record.tier) or Tier(record.tier or DEFAULT_TIER, {})
         if record.status is not Status.ANIMATING:
             await generations.advance(record, "animate")
-        assert record.combined_key is not None
-        image = await self.storage.get(record.combined_key)
-        inputs = {"prompt": job.style.video_prompt, **job.style.video_inputs}
+        direct = record.route == "direct"
+        if direct:
+            pictures = [await self.storage.get(k) for k in record.photo_keys]
+        else:
+            assert record.combined_key is not None
+            # Just composed by this run, or saved by an earlier one (read back from storage).
+            pictures = [run.combined or await self.storage.get(record.combined_key)]
         started = time.monotonic()
 
         async def attempt(fallback: bool = False) -> float | None:
-            if record.prediction_id is None:
-                await self.predictions.create(job, run, image, inputs, fallback=fallback)
-            return await self.predictions.collect(job, run)
+            model = record.video_model
+            try:
+                if record.prediction_id is None:
+                    model = None if fallback else self.models.choose(route, record)
+                    spec = route.spec(model)
+                    inputs = model_inputs(spec, tier, job.style.video_prompt)
+                    image = None
+                    if not direct and spec.images == "image":
+                        image = pictures[0]  # as before routes: the `image` input
+                    else:
+                        inputs.update(image_inputs(spec, pictures))
+                    await self.predictions.create(
+                        job, run, image, inputs, fallback=fallback, model=model
+                    )
+                predict_time = await self.predictions.collect(job, run)
+            except TransientError:
+                if not fallback:  # the model is down, or on its way: its circuit counts it
+                    self.models.failed(model)
+                raise
+            if not fallback:
+                self.models.succeeded(model)
+            return predict_time
 
         async with self.limiter.slot(await self._queued(progress)):
             await progress.show("status_animating")
@@ -202,7 +240,10 @@ class GenerationRunner:
         self._observe("animate", time.monotonic() - started)
         # Checked before the point of no return: a broken video is refunded, never sent.
         run.video_meta = await self._describe(run)
-        cost = (predict_time or 0.0) * self.config.usd_per_second
+        # What the provider charges for this tier's video when the configuration says; else
+        # its predict seconds at REPLICATE_USD_PER_SECOND (as before tiers): /stats' margin.
+        per_second = (predict_time or 0.0) * self.config.usd_per_second
+        cost = tier.usd if tier.usd is not None else per_second
         # The point of no return: from here on /cancel no longer refunds. If a /cancel got
         # here first, this is refused and the video is never sent.
         await generations.advance(record, "deliver", predict_seconds=predict_time, cost_usd=cost)

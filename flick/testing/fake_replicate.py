@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import json
 import math
 import re
 import secrets
@@ -36,12 +37,33 @@ from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 import imageio_ffmpeg
+import jsonschema
 from aiohttp import web
 
 from flick.testing.fake_http import Call, Route, SpecFake, header_seconds
 from flick.testing.faults import Fault
 
-__all__ = ["FakePrediction", "FakeReplicate", "Fault", "sample_mp4"]
+__all__ = ["FakePrediction", "FakeReplicate", "Fault", "input_schemas", "sample_mp4"]
+
+#: The models' input schemas, kept beside the styles file (flick/model_inputs/<owner>__<name>.json).
+SCHEMAS_DIR = Path(__file__).parent.parent / "model_inputs"
+
+
+@functools.cache
+def _read_schemas(folder: Path) -> dict[str, dict[str, Any]]:
+    schemas: dict[str, dict[str, Any]] = {}
+    for path in sorted(folder.glob("*__*.json")):
+        owner, _, name = path.stem.partition("__")
+        schema = json.loads(path.read_text(encoding="utf-8"))
+        jsonschema.Draft202012Validator.check_schema(schema)  # a broken schema fails loudly
+        schemas[f"{owner}/{name}"] = schema
+    return schemas
+
+
+def input_schemas(folder: Path = SCHEMAS_DIR) -> dict[str, dict[str, Any]]:
+    """Each model's input schema by `owner/name`, from a folder of `<owner>__<name>.json`."""
+    return dict(_read_schemas(folder))
+
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _CHUNK = 64 * 1024
@@ -130,6 +152,8 @@ class FakeReplicate(SpecFake):
         run_time: float = 0.15,
         models: Collection[str] | None = None,
         page_size: int = 100,
+        schemas: Mapping[str, Mapping[str, Any]] | None = None,
+        require_schemas: bool = False,
     ) -> None:
         super().__init__(api_key=api_token)
         self.start_delay = start_delay
@@ -137,6 +161,11 @@ class FakeReplicate(SpecFake):
         self.page_size = page_size
         self.models = set(models) if models is not None else None  # None: every model exists
         self.predictions: dict[str, FakePrediction] = {}
+        #: Each model's input schema: a prediction's `input` is checked against its model's
+        #: (a violation, and a 422 as Replicate answers). `require_schemas`: a model without
+        #: one is a violation too.
+        self.schemas = dict(input_schemas() if schemas is None else schemas)
+        self.require_schemas = require_schemas
         #: What a succeeded prediction's output URL serves (default: `sample_mp4()`).
         self.output_file: Path | None = None
 
@@ -201,6 +230,10 @@ class FakeReplicate(SpecFake):
         model = f"{call.request.match_info['owner']}/{call.request.match_info['name']}"
         if self.models is not None and model not in self.models:
             return self.error_response(404, "The requested resource could not be found.")
+        problem = self._check_input(model, call.record.json["input"])
+        if problem is not None:
+            self._violate(call.record, problem)
+            return self.error_response(422, problem)
         fault = call.fault
         prediction = FakePrediction(
             id="".join(secrets.choice(_ID_ALPHABET) for _ in range(26)),
@@ -222,6 +255,21 @@ class FakeReplicate(SpecFake):
                 call.request.transport.close()
             return web.Response(status=499)
         return self.reply(call, self._json(prediction), status=201)
+
+    def _check_input(self, model: str, given: Any) -> str | None:
+        schema = self.schemas.get(model)
+        if schema is None:
+            return (
+                f"{model} has no input schema in flick/model_inputs"
+                if self.require_schemas
+                else None
+            )
+        errors = sorted(
+            jsonschema.Draft202012Validator(schema).iter_errors(given), key=lambda e: e.json_path
+        )
+        if not errors:
+            return None
+        return "; ".join(f"input{e.json_path[1:]}: {e.message[:200]}" for e in errors)
 
     async def _list(self, call: Call) -> web.StreamResponse:
         query = call.request.query

@@ -102,10 +102,17 @@ class CountingVideo:
         self.gate = asyncio.Event()
         self.gate.set()
 
-    async def start(self, image: bytes, content_type: str, inputs: Mapping[str, Any]) -> str:
+    async def start(
+        self,
+        image: bytes | None,
+        content_type: str,
+        inputs: Mapping[str, Any],
+        *,
+        model: str | None = None,
+    ) -> str:
         self.meter.__enter__()
         try:
-            pid = await self.inner.start(image, content_type, inputs)
+            pid = await self.inner.start(image, content_type, inputs, model=model)
         except BaseException:
             self.meter.__exit__()
             raise
@@ -115,14 +122,17 @@ class CountingVideo:
 
     async def find_accepted(
         self,
-        image: bytes,
+        image: bytes | None,
         content_type: str,
         inputs: Mapping[str, Any],
         *,
         since: datetime,
         skip: Collection[str] = (),
+        model: str | None = None,
     ) -> str | None:
-        return await self.inner.find_accepted(image, content_type, inputs, since=since, skip=skip)
+        return await self.inner.find_accepted(
+            image, content_type, inputs, since=since, skip=skip, model=model
+        )
 
     def _end(self, pid: str) -> None:
         if pid in self._open:

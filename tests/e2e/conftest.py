@@ -54,7 +54,9 @@ async def running_bot(
 ) -> AsyncIterator[Bot]:
     async with (
         FakeOpenAI(api_key=KEY, models={"gpt-image-1"}) as openai,
-        FakeReplicate(api_token=TOKEN, start_delay=0.02, run_time=0.05) as replicate,
+        FakeReplicate(
+            api_token=TOKEN, start_delay=0.02, run_time=0.05, require_schemas=True
+        ) as replicate,
         OfflineTelegram() as tg,
     ):
         engine: list[EngineHarness] = []

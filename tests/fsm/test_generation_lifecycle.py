@@ -56,8 +56,11 @@ TABLE: dict[tuple[Status, str], Status | None] = {
 }
 
 
-def record(status: Status, *, image: bool = True, prediction: bool = True) -> GenerationRecord:
+def record(
+    status: Status, *, image: bool = True, prediction: bool = True, route: str = "compose_animate"
+) -> GenerationRecord:
     return GenerationRecord(
+        route=route,
         id=1,
         user_id=7,
         style="hug",
@@ -91,6 +94,29 @@ def test_deliver_is_refused_by_its_guard_without_a_prediction() -> None:
     assert record(G.ANIMATING, prediction=False).target("deliver") is None
 
 
+# A direct route (the model makes the video from the photos): the same table, except that it
+# never composes and animates straight from queued, with no combined image.
+DIRECT_TABLE: dict[tuple[Status, str], Status | None] = {
+    **TABLE,
+    (G.QUEUED, "compose"): None,
+    (G.QUEUED, "animate"): G.ANIMATING,
+    (G.COMPOSING, "animate"): None,  # never composing; were it, it has no picture to animate
+}
+
+
+def test_a_direct_route_skips_composing_as_its_table_says() -> None:
+    for (status, trigger), expected in DIRECT_TABLE.items():
+        r = record(status, image=False, route="direct")
+        accepted = r.trigger(trigger)
+        assert accepted == (expected is not None), (status, trigger)
+        assert r.status == (expected or status), (status, trigger)
+
+
+def test_a_compose_route_cannot_animate_from_queued_without_its_picture() -> None:
+    assert record(G.QUEUED, image=False).target("animate") is None
+    assert record(G.QUEUED, image=False, route="direct").target("animate") is G.ANIMATING
+
+
 def test_the_sets_agree_with_the_table() -> None:
     assert {s for s in Status if TABLE[(s, "cancel")] is not None} == CANCELABLE
     assert {s for s in Status if TABLE[(s, "fail")] is not None} == ACTIVE
@@ -98,11 +124,16 @@ def test_the_sets_agree_with_the_table() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(TRIGGERS), max_size=20), st.booleans(), st.booleans())
+@given(
+    st.lists(st.sampled_from(TRIGGERS), max_size=20),
+    st.booleans(),
+    st.booleans(),
+    st.sampled_from(["compose_animate", "direct"]),
+)
 def test_any_order_of_triggers_ends_in_at_most_one_outcome(
-    triggers: list[str], image: bool, prediction: bool
+    triggers: list[str], image: bool, prediction: bool, route: str
 ) -> None:
-    r = record(G.QUEUED, image=image, prediction=prediction)
+    r = record(G.QUEUED, image=image, prediction=prediction, route=route)
     history = [r.status]
     for trigger in triggers:
         before = replace(r)
@@ -122,3 +153,5 @@ def test_any_order_of_triggers_ends_in_at_most_one_outcome(
     order = [G.QUEUED, G.COMPOSING, G.ANIMATING, G.DELIVERING]
     active = [order.index(s) for s in history if s in ACTIVE]
     assert active == sorted(active)
+    if route == "direct":
+        assert G.COMPOSING not in history

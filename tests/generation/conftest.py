@@ -61,7 +61,11 @@ async def fake_openai() -> AsyncIterator[FakeOpenAI]:
 @pytest_asyncio.fixture
 async def fake_replicate() -> AsyncIterator[FakeReplicate]:
     async with FakeReplicate(
-        api_token=REPLICATE_TOKEN, start_delay=0.03, run_time=0.1, models={VIDEO_MODEL}
+        api_token=REPLICATE_TOKEN,
+        start_delay=0.03,
+        run_time=0.1,
+        models={VIDEO_MODEL},
+        require_schemas=True,  # every model's input checked against flick/model_inputs
     ) as fake:
         yield fake
         assert [str(v) for v in fake.violations] == []

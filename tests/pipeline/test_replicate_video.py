@@ -66,7 +66,7 @@ async def test_failed_prediction_is_final(
 ) -> None:
     fake_replicate.script("predictions.create", Fault.prediction_fails("CUDA out of memory"))
 
-    prediction = await wait_until_done(videos, await videos.start(IMAGE, "image/png", {}))
+    prediction = await wait_until_done(videos, await videos.start(IMAGE, "image/png", STYLE_INPUTS))
 
     assert (prediction.status, prediction.error) == ("failed", "CUDA out of memory")
     error = classify_prediction(prediction)
@@ -81,7 +81,7 @@ async def test_nsfw_refusal_is_moderation(
 ) -> None:
     fake_replicate.script("predictions.create", Fault.prediction_fails("NSFW content detected"))
 
-    prediction = await wait_until_done(videos, await videos.start(IMAGE, "image/png", {}))
+    prediction = await wait_until_done(videos, await videos.start(IMAGE, "image/png", STYLE_INPUTS))
 
     error = classify_prediction(prediction)
     assert error is not None
@@ -92,7 +92,7 @@ async def test_cancel_stops_a_prediction_that_never_finishes(
     videos: ReplicateVideoProvider, fake_replicate: FakeReplicate
 ) -> None:
     fake_replicate.script("predictions.create", Fault.never_finishes())
-    prediction_id = await videos.start(IMAGE, "image/png", {})
+    prediction_id = await videos.start(IMAGE, "image/png", STYLE_INPUTS)
     await asyncio.sleep(0.2)
     assert (await videos.poll(prediction_id)).status == "processing"
     assert fake_replicate.running() == 1
@@ -111,7 +111,7 @@ async def test_cancel_stops_a_prediction_that_never_finishes(
 async def test_missing_or_non_video_output_is_final(
     videos: ReplicateVideoProvider, fake_replicate: FakeReplicate, fault: Fault
 ) -> None:
-    prediction = await wait_until_done(videos, await videos.start(IMAGE, "image/png", {}))
+    prediction = await wait_until_done(videos, await videos.start(IMAGE, "image/png", STYLE_INPUTS))
     fake_replicate.script("output", fault)
 
     with pytest.raises(FinalError) as caught:
@@ -124,7 +124,7 @@ async def test_missing_or_non_video_output_is_final(
 async def test_oversized_video_stops_the_download(
     videos: ReplicateVideoProvider, fake_replicate: FakeReplicate, chunked: bool
 ) -> None:
-    prediction = await wait_until_done(videos, await videos.start(IMAGE, "image/png", {}))
+    prediction = await wait_until_done(videos, await videos.start(IMAGE, "image/png", STYLE_INPUTS))
     fake_replicate.script("output", Fault.output_large(videos.max_bytes * 4, chunked=chunked))
     received = 0
 
@@ -139,7 +139,7 @@ async def test_oversized_video_stops_the_download(
 async def test_output_server_error_is_transient(
     videos: ReplicateVideoProvider, fake_replicate: FakeReplicate
 ) -> None:
-    prediction = await wait_until_done(videos, await videos.start(IMAGE, "image/png", {}))
+    prediction = await wait_until_done(videos, await videos.start(IMAGE, "image/png", STYLE_INPUTS))
     fake_replicate.script("output", Fault.status(503, retry_after=2))
 
     with pytest.raises(TransientError) as caught:
@@ -152,7 +152,7 @@ async def test_output_server_error_is_transient(
 async def test_throttled_poll_is_one_request_with_retry_after(
     videos: ReplicateVideoProvider, fake_replicate: FakeReplicate, status: int
 ) -> None:
-    prediction_id = await videos.start(IMAGE, "image/png", {})
+    prediction_id = await videos.start(IMAGE, "image/png", STYLE_INPUTS)
     fake_replicate.script("predictions.get", Fault.status(status, retry_after=30))
     started = time.monotonic()
 
@@ -172,7 +172,7 @@ async def test_throttled_create_is_transient(
 
     for kind in ("server_error", "rate_limited"):
         with pytest.raises(TransientError) as caught:
-            await videos.start(IMAGE, "image/png", {})
+            await videos.start(IMAGE, "image/png", STYLE_INPUTS)
         assert caught.value.kind == kind
     assert fake_replicate.predictions_created == 0
 
@@ -191,7 +191,7 @@ async def test_invalid_input_is_final(
 async def test_slow_poll_times_out_as_transient(
     make_videos: VideosFactory, fake_replicate: FakeReplicate
 ) -> None:
-    prediction_id = await make_videos().start(IMAGE, "image/png", {})
+    prediction_id = await make_videos().start(IMAGE, "image/png", STYLE_INPUTS)
     fake_replicate.script("predictions.get", Fault.latency(30.0))
 
     with pytest.raises(TransientError) as caught:
@@ -212,7 +212,7 @@ async def test_check_reads_the_account(
 async def test_wrong_token_is_final_auth(make_videos: VideosFactory) -> None:
     videos = make_videos(api_token="r8_wrong")
 
-    for call in (videos.check(), videos.start(IMAGE, "image/png", {})):
+    for call in (videos.check(), videos.start(IMAGE, "image/png", STYLE_INPUTS)):
         with pytest.raises(FinalError) as caught:
             await call
         assert caught.value.kind == "auth"
@@ -230,7 +230,9 @@ async def test_logs_never_show_the_token(
     sink = logger.add(lines.append, level="DEBUG")
     try:
         videos = make_videos()
-        prediction = await wait_until_done(videos, await videos.start(IMAGE, "image/png", {}))
+        prediction = await wait_until_done(
+            videos, await videos.start(IMAGE, "image/png", STYLE_INPUTS)
+        )
         await download(videos, prediction)
         with pytest.raises(FinalError):
             await make_videos(api_token="r8_wrong-secret").check()

@@ -55,7 +55,12 @@ async def btn_try_again(actor: Scope, e: ev.ButtonPress, arg: str) -> None:
         await show_styles(actor)
         await actor.save()
         return
-    same = {"video": source.id, "photos": source.photo_keys, "style": source.style}
+    same = {
+        "video": source.id,
+        "photos": source.photo_keys,
+        "style": source.style,
+        "tier": source.tier,  # a tier gone since is chosen again when charging
+    }
     if not conv.trigger("again_same", **same):
         await actor.say("again_stale")
         return

@@ -11,8 +11,10 @@ from flick.actors.handlers.cancel import cmd_cancel
 from flick.actors.handlers.commands import cmd_create
 from flick.actors.handlers.generations import start_generation
 from flick.actors.handlers.replies import show_styles
+from flick.actors.handlers.tiers import show_tiers, tier_keys
 from flick.actors.scope import Scope
 from flick.errors import TelegramRefused
+from flick.fsm.conversation import State
 from flick.fsm.generation import Status
 from flick.i18n import LANGUAGES, t
 from flick.media import MediaError
@@ -27,15 +29,22 @@ async def btn_create(actor: Scope, e: ev.ButtonPress, arg: str) -> None:
 
 
 async def btn_style(actor: Scope, e: ev.ButtonPress, arg: str) -> None:
-    if not actor.conv.trigger("pick_style", style=arg, message_id=e.message_id):
+    style = actor.ctx.styles.get(arg)
+    tiers = tier_keys(style) if style is not None else ()
+    if not actor.conv.trigger("pick_style", style=arg, message_id=e.message_id, tiers=tiers):
         await actor.ctx.outbox.answer_button(e.callback_id, t(actor.lang, "button_stale"))
         return
     await actor.ctx.outbox.answer_button(e.callback_id)
+    assert style is not None
+    if actor.conv.state is State.CHOOSING_TIER:  # several quality tiers: that choice next
+        await show_tiers(actor, style)
+        await actor.save()
+        return
     await actor.save()
     if len(actor.conv.photos) == 2:  # "Another style" under a video: its photos are in already
         await start_generation(actor)
         return
-    await actor.say("send_photos", style=actor.ctx.styles[arg].label(actor.lang))
+    await actor.say("send_photos", style=style.label(actor.lang))
 
 
 async def btn_consent(actor: Scope, e: ev.ButtonPress, arg: str) -> None:

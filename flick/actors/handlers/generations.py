@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flick.actors import messages as msg
 from flick.actors.handlers.replies import offer_packages
+from flick.actors.handlers.tiers import priced
 from flick.actors.scope import Scope
 from flick.errors import FinalError
 from flick.fsm.conversation import State
@@ -24,6 +25,11 @@ async def start_generation(actor: Scope) -> None:
     photos = (conv.photos[0], conv.photos[1])
     style = conv.style or ""
     runner = actor.ctx.runner
+    configured = actor.ctx.styles.get(style)
+    # The price is the tier's as configured at this moment, never what a button said.
+    tier = await priced(actor, configured) if configured is not None else None
+    if configured is not None and tier is None:
+        return  # the chosen tier is gone: the user chooses again, nothing was charged
     started = await money.start_generation(
         actor.uid,
         style,
@@ -32,16 +38,22 @@ async def start_generation(actor: Scope) -> None:
         request_key=f"{conv.epoch}:{photos[0]}:{photos[1]}",
         image_provider=runner.image.name,
         video_provider=runner.video.name,
+        price=tier.credits if tier is not None else 1,
+        route=configured.route.kind if configured is not None else "compose_animate",
+        tier=tier.key if tier is not None else None,
     )
     conv.balance = started.balance
     if started.record is None:
         # Keep the two photos: the generation starts as soon as a payment arrives.
-        await offer_packages(actor, "no_credits_photos_kept")
+        if tier is not None and tier.credits > 1:
+            await offer_packages(actor, "no_credits_tier", n=tier.credits)
+        else:
+            await offer_packages(actor, "no_credits_photos_kept")
         return
     conv.trigger("generate", generation_id=started.record.id)
     await actor.save()
     if started.fresh:
-        actor.ctx.on_metric("credits_spent", {}, 1)
+        actor.ctx.on_metric("credits_spent", {}, started.record.charged)
     launch(actor, started.record.id)
 
 

@@ -29,6 +29,7 @@ T = TypeVar("T")
 _EXPECT = {
     State.CHOOSING_STYLE: "expect_style",
     State.CHOOSING_AGAIN: "expect_style",
+    State.CHOOSING_TIER: "expect_tier",
     State.CONSENT: "expect_consent",
 }
 

@@ -15,7 +15,10 @@ async def show_styles(actor: Scope) -> None:
     actor.conv.picker_message_id = await actor.say("pick_style", keyboard=rows)
 
 
-async def offer_packages(actor: Scope, key: str) -> None:
+async def offer_packages(actor: Scope, key: str, **values: object) -> None:
     await actor.say(
-        key, balance=actor.conv.balance, keyboard=packages_keyboard(actor.ctx.packages, actor.lang)
+        key,
+        balance=actor.conv.balance,
+        keyboard=packages_keyboard(actor.ctx.packages, actor.lang),
+        **values,
     )

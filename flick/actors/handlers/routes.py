@@ -24,6 +24,7 @@ from flick.actors.handlers import (
     resume,
     subscriptions,
     text,
+    tier_choice,
 )
 from flick.actors.scope import Scope
 from flick.i18n import t
@@ -103,6 +104,7 @@ COMMANDS: dict[str, CommandHandler] = {
 BUTTONS: dict[str, ButtonHandler] = {
     "create": buttons.btn_create,
     "style": buttons.btn_style,
+    "tier": tier_choice.btn_tier,
     "consent": buttons.btn_consent,
     "lang": buttons.btn_language,
     "buy": payments.buy_pressed,

@@ -27,6 +27,7 @@ async def on_text(actor: Scope, e: ev.Text) -> None:
         State.WAITING_FOR_PHOTOS: "expect_photos",
         State.CHOOSING_STYLE: "expect_style",
         State.CHOOSING_AGAIN: "expect_style",
+        State.CHOOSING_TIER: "expect_tier",
         State.PROCESSING: "busy",
         State.CONSENT: "expect_consent",
     }.get(state, "hint_create")
