@@ -49,7 +49,7 @@ async def stats(actor: Scope, args: str) -> None:
     text = t(
         actor.lang,
         "admin_stats",
-        days=days,
+        n=days,
         users=s["users"],
         new_today=s["new_today"],
         new_period=s["new_period"],
@@ -180,7 +180,7 @@ async def promo_codes(actor: Scope, args: str) -> None:
                 actor.lang,
                 "admin_promo_line",
                 code=c.code,
-                credits=c.credits,
+                n=c.credits,
                 used=c.used,
                 uses=c.max_uses,
                 state=c.state,
@@ -219,7 +219,7 @@ async def _new_code(actor: Scope, parts: list[str]) -> None:
     await actor.say(
         "admin_promo_created",
         code=code,
-        credits=credits,
+        n=credits,
         uses=uses,
         until=f"{expires:%Y-%m-%d %H:%M} UTC" if expires else "—",
         link=f"https://t.me/{username}?start=promo_{code}" if username else "—",

@@ -153,10 +153,10 @@ async def _credit(
     if bonus:
         actor.ctx.on_metric("credits_granted", {"reason": "bonus"}, bonus)
         await actor.say(
-            "payment_thanks_bonus", credits=credits, bonus=bonus, balance=credited.balance
+            "payment_thanks_bonus", n=credits, bonus=bonus, balance=credited.balance
         )
     else:
-        await actor.say("payment_thanks", credits=credits, balance=credited.balance)
+        await actor.say("payment_thanks", n=credits, balance=credited.balance)
     await after_first_purchase(actor, credited.referred)
     await continue_after_top_up(actor)
 
@@ -169,7 +169,7 @@ async def paysupport(actor: Scope, e: ev.Command) -> None:
             "paysupport_line",
             date=r["created_at"].strftime("%Y-%m-%d"),
             stars=r["stars_amount"],
-            credits=r["credits"],
+            n=r["credits"],
             status=r["status"],
             charge=r["telegram_payment_charge_id"],
         )
