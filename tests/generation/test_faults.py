@@ -176,7 +176,7 @@ async def test_moderation_message_asks_for_other_photos(
     fake_openai.script("images.edit", Fault.moderation_blocked())
     h = await harness()
     await h.make_video(UID)
-    text = gen.t("en", "failed_moderation", balance=1)
+    text = gen.t("en", "failed_moderation", n=1)
     assert text in gen.sent_texts(h, UID)
     assert "other photos" in text
     assert len(fake_openai.calls("images.edit")) == 1  # a refusal is not retried
@@ -227,7 +227,7 @@ async def test_retry_after_beyond_the_budget_gives_up_at_once(
     row = await gen.generation(await gen.generation_id(UID))
     assert (row["status"], row["error_class"]) == ("failed", "timeout")
     assert len(fake_openai.calls("images.edit")) == 1
-    assert gen.t("en", "failed_timeout", balance=1) in gen.sent_texts(h, UID)
+    assert gen.t("en", "failed_timeout", n=1) in gen.sent_texts(h, UID)
     assert await h.balance(UID) == 1
 
 

@@ -25,9 +25,9 @@ async def test_buy_press_creates_an_order_and_an_invoice(harness, shop) -> None:
         assert invoice.chat_id == UID
         assert invoice.extra["currency"] == "XTR"
         assert invoice.extra["amount"] == package.stars
-        assert invoice.text == t("en", "package_title", credits=package.credits)
+        assert invoice.text == t("en", "package_title", n=package.credits)
         assert invoice.extra["description"] == t(
-            "en", "invoice_description", credits=package.credits
+            "en", "invoice_description", n=package.credits
         )
         prefix, _, order_id = invoice.extra["payload"].partition(":")
         assert prefix == "order"
