@@ -23,7 +23,7 @@ LOCALES = Path(__file__).with_name("locales")
 DEFAULT = "en"
 
 
-class PluralCountMissing(TypeError):
+class MissingCountError(TypeError):
     """A plural message was asked for without `n`: a bug in the caller, not in the catalog."""
 
 
@@ -45,7 +45,7 @@ class Catalog:
         """The text of `key` (for `n`, when it has plural forms), or None when absent or empty."""
         if key in self.plurals:
             if n is None:
-                raise PluralCountMissing(f"{key!r} has plural forms: pass n=")
+                raise MissingCountError(f"{key!r} has plural forms: pass n=")
             # CLDR's plural rules are defined on the absolute value (a correction of -3 credits).
             return self.translations.ngettext(key, key, abs(n)) or None
         return self.texts.get(key) or None
@@ -70,7 +70,8 @@ def catalog(lang: str) -> Catalog:
         if not message.id or message.fuzzy:
             continue  # the header; a fuzzy entry is a translation nobody checked (gettext skips it)
         if isinstance(message.id, tuple):
-            plurals[str(message.id[0])] = tuple(str(s or "") for s in message.string)
+            forms = message.string if isinstance(message.string, tuple | list) else ()
+            plurals[str(message.id[0])] = tuple(str(form or "") for form in forms)
         elif message.string:
             texts[str(message.id)] = str(message.string)
     compiled = BytesIO()
@@ -136,11 +137,11 @@ def telegram_code(lang: str) -> str:
 def t(lang: str, key: str, /, **values: object) -> str:
     """The text of `key` in `lang` (English when that catalog lacks it), filled with `values`.
 
-    A message with plural forms needs the count as `n`; without it, PluralCountMissing.
+    A message with plural forms needs the count as `n`; without it, MissingCountError.
     """
     count = values.get("n")
     if key in catalog(DEFAULT).plurals and not isinstance(count, int):
-        raise PluralCountMissing(f"{key!r} has plural forms: pass an int n=, got {count!r}")
+        raise MissingCountError(f"{key!r} has plural forms: pass an int n=, got {count!r}")
     n = count if isinstance(count, int) else None
     text = (lang in LANGUAGES and catalog(lang).lookup(key, n)) or catalog(DEFAULT).lookup(key, n)
     if text is None:

@@ -95,9 +95,7 @@ async def test_a_subscription_from_its_link_to_its_refund(bot: Bot) -> None:
     alice = tg.user(7701, "Alice")
     admin = tg.user(ADMIN, "Admin")
     await bot.push(tg.command(alice, "subscription"))
-    assert bot.buttons(alice) == [
-        (t("en", "plan_button", n=30, stars=900), "sub:plan:monthly")
-    ]
+    assert bot.buttons(alice) == [(t("en", "plan_button", n=30, stars=900), "sub:plan:monthly")]
     await bot.push(tg.callback(alice, "sub:plan:monthly"))
     (exported,) = tg.sent(raw.functions.payments.ExportInvoice)
     assert exported.request.invoice_media.invoice.subscription_period == PERIOD

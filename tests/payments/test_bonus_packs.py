@@ -45,9 +45,7 @@ async def test_the_bonus_is_credited_with_the_purchase_on_its_own_ledger_row(har
     assert [r["delta"] for r in money.ledger[1:]] == [10, 2]
     # One transaction: the two rows were written together (the same transaction timestamp).
     assert money.ledger[1]["created_at"] == money.ledger[2]["created_at"]
-    assert shop.texts(h, UID)[-1] == t(
-        "en", "payment_thanks_bonus", n=12, bonus=2, balance=13
-    )
+    assert shop.texts(h, UID)[-1] == t("en", "payment_thanks_bonus", n=12, bonus=2, balance=13)
 
 
 async def test_a_refund_takes_the_bonus_back_too(harness, shop) -> None:

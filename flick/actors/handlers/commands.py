@@ -98,5 +98,3 @@ async def cmd_language(actor: Scope, e: ev.Command) -> None:
 
 async def cmd_terms(actor: Scope, e: ev.Command) -> None:
     await actor.say("terms", terms=actor.ctx.settings.terms_text)
-
-

@@ -152,9 +152,7 @@ async def _credit(
     actor.ctx.on_metric("credits_granted", {"reason": "purchase"}, credits - bonus)
     if bonus:
         actor.ctx.on_metric("credits_granted", {"reason": "bonus"}, bonus)
-        await actor.say(
-            "payment_thanks_bonus", n=credits, bonus=bonus, balance=credited.balance
-        )
+        await actor.say("payment_thanks_bonus", n=credits, bonus=bonus, balance=credited.balance)
     else:
         await actor.say("payment_thanks", n=credits, balance=credited.balance)
     await after_first_purchase(actor, credited.referred)

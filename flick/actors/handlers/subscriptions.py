@@ -258,9 +258,7 @@ async def credit(
             note = t(actor.lang, "subscription_expired_note", n=credited.expired)
         elif credited.carried:
             note = t(actor.lang, "subscription_carried_note", n=credited.carried)
-        await actor.say(
-            "subscription_renewed", n=credits, date=date, balance=balance, expired=note
-        )
+        await actor.say("subscription_renewed", n=credits, date=date, balance=balance, expired=note)
     if plan_key not in actor.ctx.plans:
         # Removed by the operator (or never known): credited, and not renewed again.
         await _stop_renewal(actor, credited.subscription_id, charge_id)
