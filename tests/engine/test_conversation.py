@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from flick.fsm.conversation import State
-from flick.i18n import t
+from flick.i18n import LANGUAGES, language_name, t
 from flick.models.db import pool
 
 UID = 501
@@ -271,7 +271,8 @@ async def test_language_switches_the_texts_to_russian(harness, tools) -> None:
     await h.command(UID, "language")
     await h.settle()
     pick = h.outbox.to(UID)[-1]
-    assert pick.buttons() == [("English", "lang:en"), ("Русский", "lang:ru")]
+    assert pick.buttons() == [(language_name(lang), f"lang:{lang}") for lang in LANGUAGES]
+    assert ("Русский", "lang:ru") in pick.buttons() and len(LANGUAGES) == 7
     press = await h.press(UID, "lang:ru", pick.message_id)
     await h.settle()
     assert tools.texts(h, UID)[-1] == t("ru", "language_set") != t("en", "language_set")
