@@ -206,11 +206,11 @@ async def test_promo_codes_and_referrals_by_deep_link_and_a_bonus_pack(bot: Bot)
     # The operator's view.
     await bot.push(tg.command(admin, "stats"))
     stats = bot.last_text(admin)
-    assert "packages: 1 payment(s), 400 ⭐" in stats
+    assert "packages: payments 1, 400 ⭐" in stats
     assert "promo codes 3, referrals 3, package bonuses 2" in stats
     await bot.push(tg.command(admin, "user", str(ben.id)))
     card = bot.last_text(admin)
     assert f"invited by: {ann.id}" in card and "subscription: —" in card
     await bot.push(tg.command(admin, "user", str(ann.id)))
     assert "promo codes: LAUNCH (+3" in bot.last_text(admin)
-    assert "invited 1 (1 bought, 2 credit(s) earned)" in bot.last_text(admin)
+    assert "invited: 1 (bought: 1, credits earned: 2)" in bot.last_text(admin)

@@ -35,7 +35,9 @@ SOURCE = Path(flick.__file__).parent
 OTHERS = [lang for lang in LANGUAGES if lang != DEFAULT]
 # say("key"…), t(lang, "key"…), and keys built from a prefix (f"failed_{reason}" etc.).
 LITERAL = re.compile(r"""(?:\bsay\(|\bt\([\w.]+,\s*)["']([a-z_]+)["']""")
-PREFIXED = re.compile(r"""f["']((?:failed|gen_status|kind|status|command)_)\{""")
+PREFIXED = re.compile(
+    r"""f["']((?:failed|gen_status|kind|status|command|payment_status|promo_state)_)\{"""
+)
 #: Texts that are rightly the same as English in a language (a loanword, a code, only symbols).
 SAME_AS_ENGLISH = {
     *((lang, "history_line") for lang in ("es", "pt_BR", "de", "tr")),  # "#{id} · {style} · …"
@@ -82,7 +84,7 @@ def test_prefixed_families_exist_for_every_value() -> None:
     families = set()
     for path in SOURCE.rglob("*.py"):
         families |= set(PREFIXED.findall(path.read_text(encoding="utf-8")))
-    assert {"failed_", "gen_status_", "command_"} <= families
+    assert {"failed_", "gen_status_", "command_", "payment_status_", "promo_state_"} <= families
     reasons = {
         "generic",
         "moderation",
@@ -94,11 +96,14 @@ def test_prefixed_families_exist_for_every_value() -> None:
         "undeliverable",
     }
     statuses = {"queued", "composing", "animating", "delivering", "done", "failed", "canceled"}
+    promo_states = {"active", "disabled", "expired", "used_up"}
     for lang in LANGUAGES:
         keys = catalog(lang).keys()
         assert {f"failed_{r}" for r in reasons} <= keys, lang
         assert {f"gen_status_{s}" for s in statuses} <= keys, lang
         assert {f"command_{c}" for c in COMMANDS} <= keys, lang
+        assert {"payment_status_paid", "payment_status_refunded"} <= keys, lang
+        assert {f"promo_state_{s}" for s in promo_states} <= keys, lang
 
 
 @pytest.mark.parametrize("lang", OTHERS)

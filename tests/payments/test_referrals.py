@@ -77,7 +77,7 @@ async def test_bonuses_come_with_the_first_purchase_once(harness, shop) -> None:
     assert len(await referral_rows(ANN)) == 1 and len(await referral_rows(BEN)) == 1
     await invite_code(h, shop, ANN)
     assert (
-        "1 joined through your link, 1 of them bought credits; you've earned 3 credit(s)"
+        "Joined through your link so far: 1; bought credits: 1; credits you've earned: 3."
         in (shop.texts(h, ANN)[-1])
     )
 

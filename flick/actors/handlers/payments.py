@@ -168,7 +168,7 @@ async def paysupport(actor: Scope, e: ev.Command) -> None:
             date=r["created_at"].strftime("%Y-%m-%d"),
             stars=r["stars_amount"],
             n=r["credits"],
-            status=r["status"],
+            status=t(actor.lang, f"payment_status_{r['status']}"),
             charge=r["telegram_payment_charge_id"],
         )
         for r in rows
