@@ -386,6 +386,20 @@ async def test_a_flood_gets_one_slow_down_and_the_rest_is_handled(harness, tools
     assert replies.count(t("en", "balance", n=1)) == 8
 
 
+async def test_slow_down_speaks_the_language_the_user_chose_not_telegrams(harness, tools) -> None:
+    h = await harness(mailbox_size=8)
+    await h.command(UID, "language")
+    await h.settle()
+    await h.press(UID, "lang:uk", h.outbox.to(UID)[-1].message_id)
+    await h.settle()
+    for _ in range(20):  # Telegram's language_code for this user stays "en"
+        await h.command(UID, "balance")
+    await h.settle()
+    replies = tools.texts(h, UID)
+    assert replies.count(t("uk", "slow_down")) == 1 and t("en", "slow_down") not in replies
+    assert replies.count(t("uk", "balance", n=1)) == 8
+
+
 async def test_group_messages_get_one_private_only_notice(harness, tools) -> None:
     h = await harness()
     for n in range(3):
