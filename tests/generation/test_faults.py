@@ -161,7 +161,7 @@ async def test_a_final_failure_refunds_once_and_tells_the_user(
         ("refund", 1, 1, gen_id),
     ]
     # One clear message, with a way to try again.
-    told = [s for s in h.outbox.to(UID) if s.text == gen.t("en", case.message, balance=1)]
+    told = [s for s in h.outbox.to(UID) if s.text == gen.t("en", case.message, n=1)]
     assert len(told) == 1, gen.sent_texts(h, UID)
     assert told[0].buttons() == [(gen.t("en", "button_another"), "create")]
     # Back at IDLE, in memory and in the database: /create works again.
