@@ -15,6 +15,7 @@ from typing import Any
 
 from loguru import logger
 
+from flick import i18n
 from flick.actors import messages as msg
 from flick.actors.context import Context
 from flick.actors.supervisor import Supervisor
@@ -139,6 +140,7 @@ class Flick:
     async def _start(self) -> None:
         s, stack = self.settings, self._stack
         styles = load_styles(s.styles_file)
+        i18n.load_all()
         data_dir = prepare_data_dir(Path(s.data_dir))
         if self.lock:
             stack.enter_context(DataDirLock(data_dir))

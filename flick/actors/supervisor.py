@@ -201,7 +201,12 @@ class Supervisor:
         if mailbox.flood_warned:
             return
         mailbox.flood_warned = True
-        lang = pick_language(None, user.language_code)
+        actor = self.actors.get(user.user_id)  # it knows a /language choice; Telegram does not
+        lang = (
+            actor.lang
+            if actor is not None and actor.loaded
+            else pick_language(None, user.language_code)
+        )
         with contextlib.suppress(RecipientGone, RecipientUnreachable):
             await self.ctx.outbox.send_text(user.chat_id, t(lang, "slow_down"))
 

@@ -29,8 +29,8 @@ class Package:
 
     def title(self, lang: str) -> str:
         if self.bonus:
-            return t(lang, "package_title_bonus", credits=self.credits, bonus=self.bonus)
-        return t(lang, "package_title", credits=self.credits)
+            return t(lang, "package_title_bonus", credits=self.credits, n=self.bonus)
+        return t(lang, "package_title", n=self.credits)
 
     def label(self, lang: str) -> str:
         if self.bonus:
@@ -45,8 +45,8 @@ class Package:
 
     def description(self, lang: str) -> str:
         if self.bonus:
-            return t(lang, "invoice_description_bonus", credits=self.credits, bonus=self.bonus)
-        return t(lang, "invoice_description", credits=self.credits)
+            return t(lang, "invoice_description_bonus", credits=self.credits, n=self.bonus)
+        return t(lang, "invoice_description", n=self.credits)
 
 
 def build_packages(rows: list[tuple[int, int, int]]) -> tuple[Package, ...]:

@@ -24,13 +24,13 @@ class Plan:
     stars: int  # per period
 
     def title(self, lang: str) -> str:
-        return t(lang, "plan_title", credits=self.credits)
+        return t(lang, "plan_title", n=self.credits)
 
     def label(self, lang: str) -> str:
-        return t(lang, "plan_button", credits=self.credits, stars=self.stars)
+        return t(lang, "plan_button", n=self.credits, stars=self.stars)
 
     def description(self, lang: str) -> str:
-        return t(lang, "plan_description", credits=self.credits)
+        return t(lang, "plan_description", n=self.credits)
 
 
 def build_plans(rows: list[tuple[str, int, int]]) -> dict[str, Plan]:

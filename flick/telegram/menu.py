@@ -1,4 +1,4 @@
-"""The bot's profile: the command menu Telegram shows, in English and Russian."""
+"""The bot's profile: the command menu Telegram shows, one per catalog (texts `command_<name>`)."""
 
 from __future__ import annotations
 
@@ -6,44 +6,42 @@ from typing import Final
 
 from pyrogram import Client, types
 
-#: (command, description) in menu order. English is the default for every other language.
-COMMANDS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
-    "": (
-        ("start", "Start: what Flick does"),
-        ("create", "Make a video from two photos"),
-        ("balance", "Your credits"),
-        ("buy", "Buy credits with Telegram Stars"),
-        ("subscription", "A monthly plan: see or manage it"),
-        ("promo", "Use a promo code"),
-        ("invite", "Invite friends, earn credits"),
-        ("history", "Your videos"),
-        ("cancel", "Cancel what you are doing"),
-        ("help", "How it works"),
-        ("language", "Change the language"),
-        ("paysupport", "Help with a payment"),
-        ("terms", "Terms of use"),
-    ),
-    "ru": (
-        ("start", "Начать: что умеет Flick"),
-        ("create", "Сделать видео из двух фото"),
-        ("balance", "Ваши кредиты"),
-        ("buy", "Купить кредиты за Telegram Stars"),
-        ("subscription", "Ежемесячный план: посмотреть, управлять"),
-        ("promo", "Применить промокод"),
-        ("invite", "Пригласить друзей и получить кредиты"),
-        ("history", "Ваши видео"),
-        ("cancel", "Отменить текущее действие"),
-        ("help", "Как это работает"),
-        ("language", "Сменить язык"),
-        ("paysupport", "Помощь с оплатой"),
-        ("terms", "Условия использования"),
-    ),
-}
+from flick.i18n import DEFAULT, LANGUAGES, t, telegram_code
+
+#: The commands in menu order; each one's description is the catalog message `command_<name>`.
+COMMANDS: Final[tuple[str, ...]] = (
+    "start",
+    "create",
+    "balance",
+    "buy",
+    "subscription",
+    "promo",
+    "invite",
+    "history",
+    "cancel",
+    "help",
+    "language",
+    "paysupport",
+    "terms",
+)
+
+
+def menus() -> dict[str, tuple[tuple[str, str], ...]]:
+    """(command, description) per Telegram language code; "" (English) is every other language's.
+
+    Telegram keys menus by two-letter code, so of two catalogs of one language (pt_BR, pt_PT)
+    the first in LANGUAGES gets it.
+    """
+    found: dict[str, tuple[tuple[str, str], ...]] = {}
+    for lang in LANGUAGES:
+        code = "" if lang == DEFAULT else telegram_code(lang)
+        found.setdefault(code, tuple((name, t(lang, f"command_{name}")) for name in COMMANDS))
+    return found
 
 
 async def set_commands(client: Client) -> None:
     """Publish the command menu: the default list, then one per language code."""
-    for language_code, commands in COMMANDS.items():
+    for language_code, commands in menus().items():
         await client.set_bot_commands(
             [types.BotCommand(name, description) for name, description in commands],
             scope=types.BotCommandScopeDefault(),  # type: ignore[no-untyped-call]

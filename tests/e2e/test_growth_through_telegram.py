@@ -95,14 +95,12 @@ async def test_a_subscription_from_its_link_to_its_refund(bot: Bot) -> None:
     alice = tg.user(7701, "Alice")
     admin = tg.user(ADMIN, "Admin")
     await bot.push(tg.command(alice, "subscription"))
-    assert bot.buttons(alice) == [
-        (t("en", "plan_button", credits=30, stars=900), "sub:plan:monthly")
-    ]
+    assert bot.buttons(alice) == [(t("en", "plan_button", n=30, stars=900), "sub:plan:monthly")]
     await bot.push(tg.callback(alice, "sub:plan:monthly"))
     (exported,) = tg.sent(raw.functions.payments.ExportInvoice)
     assert exported.request.invoice_media.invoice.subscription_period == PERIOD
     [(label, url)] = bot.buttons(alice)
-    assert url == exported.result.url and label == t("en", "plan_button", credits=30, stars=900)
+    assert url == exported.result.url and label == t("en", "plan_button", n=30, stars=900)
 
     await bot.push(tg.pre_checkout_link(alice, url))
     (answer,) = tg.sent(raw.functions.messages.SetBotPrecheckoutResults)
@@ -145,7 +143,7 @@ async def test_a_subscription_from_its_link_to_its_refund(bot: Bot) -> None:
     (refund,) = tg.sent(raw.functions.payments.RefundStarsCharge)
     assert refund.request.charge_id == "renew-late"
     assert await balance(alice.id) == 1 + 60
-    assert bot.last_text(alice) == t("en", "subscription_refunded", credits=30, spent=0, balance=61)
+    assert bot.last_text(alice) == t("en", "subscription_refunded", n=30, spent=0, balance=61)
     rows = await pool().fetch('SELECT reason FROM ledger WHERE "user" = $1 ORDER BY id', alice.id)
     assert [r["reason"] for r in rows] == [
         "free", "subscription", "subscription", "subscription", "payment_refunded"
@@ -180,7 +178,7 @@ async def test_promo_codes_and_referrals_by_deep_link_and_a_bonus_pack(bot: Bot)
     await bot.push(tg.command(ann, "start", "promo_LAUNCH"))
     await bot.push(tg.command(ann, "promo", "launch"))
     assert tg.texts_to(ann.id)[-2:] == [
-        t("en", "promo_ok", code="LAUNCH", credits=3, balance=4),
+        t("en", "promo_ok", code="LAUNCH", n=3, balance=4),
         t("en", "promo_already", code="LAUNCH"),
     ]
 
@@ -188,14 +186,14 @@ async def test_promo_codes_and_referrals_by_deep_link_and_a_bonus_pack(bot: Bot)
     code = re.search(r"start=ref_([\w-]+)", bot.last_text(ann))
     assert code is not None
     await bot.push(tg.command(ben, "start", f"ref_{code.group(1)}"))
-    assert bot.last_text(ben) == t("en", "referral_joined", credits=1)
+    assert bot.last_text(ben) == t("en", "referral_joined", n=1)
     await bot.push(tg.command(ben, "buy"))
     assert (t("en", "package_button_bonus", credits=10, bonus=2, stars=400), "buy:1") in (
         bot.buttons(ben)
     )
     await bot.push(tg.callback(ben, "buy:1"))
     invoice = tg.sent(raw.functions.messages.SendMedia, ben.id)[-1].request.media
-    assert invoice.title == t("en", "package_title_bonus", credits=10, bonus=2)
+    assert invoice.title == t("en", "package_title_bonus", credits=10, n=2)
     assert [p.amount for p in invoice.invoice.prices] == [400]
     payload = invoice.payload.decode()
     await bot.push(tg.pre_checkout(ben, payload=payload, total_amount=400))
@@ -208,11 +206,11 @@ async def test_promo_codes_and_referrals_by_deep_link_and_a_bonus_pack(bot: Bot)
     # The operator's view.
     await bot.push(tg.command(admin, "stats"))
     stats = bot.last_text(admin)
-    assert "packages: 1 payment(s), 400 ⭐" in stats
+    assert "packages: payments 1, 400 ⭐" in stats
     assert "promo codes 3, referrals 3, package bonuses 2" in stats
     await bot.push(tg.command(admin, "user", str(ben.id)))
     card = bot.last_text(admin)
     assert f"invited by: {ann.id}" in card and "subscription: —" in card
     await bot.push(tg.command(admin, "user", str(ann.id)))
     assert "promo codes: LAUNCH (+3" in bot.last_text(admin)
-    assert "invited 1 (1 bought, 2 credit(s) earned)" in bot.last_text(admin)
+    assert "invited: 1 (bought: 1, credits earned: 2)" in bot.last_text(admin)

@@ -67,7 +67,7 @@ async def test_one_payment_delivered_fifty_times_at_once_is_credited_once(bot: B
     await bot.h.settle()
     assert await balance(alice.id) == 1 + 5
     assert await pool().fetchval("SELECT count(*) FROM payments") == 1
-    thanks = t("en", "payment_thanks", credits=5, balance=6)
+    thanks = t("en", "payment_thanks", n=5, balance=6)
     assert bot.tg.texts_to(alice.id).count(thanks) == 1
     # Paying the same invoice again is another charge: credited too (they paid twice).
     await bot.push(bot.tg.payment(alice, payload=payload, total_amount=225, charge_id="stx-two"))

@@ -55,7 +55,7 @@ async def test_a_video_telegram_refuses_is_refunded_once_with_a_plain_reason(bot
     )
     assert (row["status"], row["refunded"], row["error_class"]) == ("failed", True, "telegram")
     texts = bot.tg.texts_to(alice.id)
-    assert t("en", "failed_undeliverable", balance=1) in texts
+    assert t("en", "failed_undeliverable", n=1) in texts
     assert t("en", "crash_sorry") not in texts
     ledger = await pool().fetch('SELECT reason FROM ledger WHERE "user" = $1 ORDER BY id', alice.id)
     assert [r["reason"] for r in ledger] == ["free", "generation", "refund"]

@@ -103,7 +103,7 @@ async def test_peer_id_invalid_on_delivery_refunds_once_and_keeps_the_video(bot:
     # She writes again: the update teaches kurigram her peer, and the bot answers her.
     bot.tg.server.users[alice.id] = alice
     await bot.push(bot.tg.command(alice, "balance"))
-    assert bot.tg.texts_to(alice.id)[-1] == t("en", "balance", balance=1)
+    assert bot.tg.texts_to(alice.id)[-1] == t("en", "balance", n=1)
     assert await _ledger(alice.id) == ["free", "generation", "refund"]  # refunded once
 
 
@@ -115,7 +115,7 @@ async def test_peer_id_invalid_on_a_reply_neither_crashes_the_actor_nor_blocks(b
     assert bot.h.app.supervisor.crashes == 0
     assert (await _user_row(alice.id))["blocked"] is False
     await bot.push(bot.tg.command(alice, "balance"))
-    assert bot.tg.texts_to(alice.id)[-1] == t("en", "balance", balance=1)
+    assert bot.tg.texts_to(alice.id)[-1] == t("en", "balance", n=1)
 
 
 async def test_peer_id_invalid_in_a_broadcast_counts_as_failed_not_blocked(bot: Bot) -> None:

@@ -95,7 +95,7 @@ async def snapshot(h: EngineHarness, uid: int) -> tuple[Any, ...]:
 def _status_patterns() -> list[re.Pattern[str]]:
     patterns = []
     for lang in LANGUAGES:
-        for key, text in catalog(lang).items():
+        for key, text in catalog(lang).texts.items():
             if key.startswith("status_"):
                 parts = re.split(r"\{[a-z_]+\}", text)
                 patterns.append(re.compile(".*".join(map(re.escape, parts)) + r"\Z", re.S))

@@ -261,7 +261,7 @@ async def test_style_button_from_an_old_picker_is_refused(harness, tools) -> Non
     await h.command(UID, "create")  # a second picker replaces the first
     await h.settle()
     new = h.outbox.to(UID)[-1]
-    assert old.text == new.text == t("en", "pick_style") and old.message_id != new.message_id
+    assert old.text == new.text == t("en", "pick_style", n=1) and old.message_id != new.message_id
     before = await tools.snapshot(h, UID)
     press = await h.press(UID, "style:hug", old.message_id)
     await h.settle()
@@ -288,7 +288,7 @@ FORGED = [
     "video:abc",
     "video:-1",
     "video:99999999999999999999999",
-    "lang:de",
+    "lang:fr",
     "consent:yes",
     "nonsense",
     "",
@@ -376,8 +376,8 @@ async def test_the_same_update_twice_is_handled_once(harness, tools) -> None:
     await h.send(consent)
     await h.settle()
     assert len(tools.answers(h, consent.callback_id)) == 1
-    assert tools.texts(h, UID)[-1] == t("en", "pick_style")
-    assert tools.texts(h, UID).count(t("en", "pick_style")) == 1
+    assert tools.texts(h, UID)[-1] == t("en", "pick_style", n=1)
+    assert tools.texts(h, UID).count(t("en", "pick_style", n=1)) == 1
     await h.pick_style(UID)
     await h.settle()
     photo = tools.photo_event(h, UID)
@@ -399,7 +399,21 @@ async def test_a_flood_gets_one_slow_down_and_the_rest_is_handled(harness, tools
     await h.settle()
     replies = tools.texts(h, UID)
     assert replies.count(t("en", "slow_down")) == 1
-    assert replies.count(t("en", "balance", balance=1)) == 8
+    assert replies.count(t("en", "balance", n=1)) == 8
+
+
+async def test_slow_down_speaks_the_language_the_user_chose_not_telegrams(harness, tools) -> None:
+    h = await harness(mailbox_size=8)
+    await h.command(UID, "language")
+    await h.settle()
+    await h.press(UID, "lang:uk", h.outbox.to(UID)[-1].message_id)
+    await h.settle()
+    for _ in range(20):  # Telegram's language_code for this user stays "en"
+        await h.command(UID, "balance")
+    await h.settle()
+    replies = tools.texts(h, UID)
+    assert replies.count(t("uk", "slow_down")) == 1 and t("en", "slow_down") not in replies
+    assert replies.count(t("uk", "balance", n=1)) == 8
 
 
 async def test_group_messages_get_one_private_only_notice(harness, tools) -> None:

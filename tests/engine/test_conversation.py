@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from flick.fsm.conversation import State
-from flick.i18n import t
+from flick.i18n import LANGUAGES, language_name, t
 from flick.models.db import pool
 
 UID = 501
@@ -21,7 +21,7 @@ async def test_start_gives_the_free_credit_once(harness, tools: SimpleNamespace)
     await h.command(UID, "start")
     await h.settle()
 
-    welcome = t("en", "welcome", name=f"User{UID}", balance=1, price=50)
+    welcome = t("en", "welcome", name=f"User{UID}", n=1, price=50)
     assert tools.texts(h, UID) == [welcome, welcome]
     assert h.outbox.to(UID)[0].buttons() == [(t("en", "button_create"), "create")]
     assert await h.balance(UID) == 1
@@ -53,7 +53,7 @@ async def test_help_and_balance(harness, tools) -> None:
     await h.settle()
     assert tools.texts(h, UID) == [
         t("en", "help"),
-        t("en", "balance", balance=1),
+        t("en", "balance", n=1),
         t("en", "unknown_command"),
     ]
 
@@ -69,7 +69,7 @@ async def test_happy_path_delivers_a_video_and_spends_one_credit(harness, tools)
     await h.press(UID, "consent", consent.message_id)
     await h.settle()
     picker = h.outbox.to(UID)[-1]
-    assert picker.text == t("en", "pick_style")
+    assert picker.text == t("en", "pick_style", n=1)
     assert {d for _, d in picker.buttons()} == {f"style:{k}" for k in h.app.supervisor.ctx.styles}
     state, data = await tools.session(UID)
     assert state == State.CHOOSING_STYLE.value and data["picker_message_id"] == picker.message_id
@@ -224,7 +224,7 @@ async def test_cancel_in_every_state(harness, tools) -> None:
         )
     assert await h.balance(UID) == 1  # nothing was spent so far
     # A cancelled picker's buttons are dead.
-    old_picker = [s for s in h.outbox.to(UID) if s.text == t("en", "pick_style")][-1]
+    old_picker = [s for s in h.outbox.to(UID) if s.text == t("en", "pick_style", n=1)][-1]
     await h.press(UID, "style:hug", old_picker.message_id)
     await h.settle()
     assert (await tools.session(UID))[0] == State.IDLE.value
@@ -272,7 +272,8 @@ async def test_language_switches_the_texts_to_russian(harness, tools) -> None:
     await h.command(UID, "language")
     await h.settle()
     pick = h.outbox.to(UID)[-1]
-    assert pick.buttons() == [("English", "lang:en"), ("Русский", "lang:ru")]
+    assert pick.buttons() == [(language_name(lang), f"lang:{lang}") for lang in LANGUAGES]
+    assert ("Русский", "lang:ru") in pick.buttons() and len(LANGUAGES) == 7
     press = await h.press(UID, "lang:ru", pick.message_id)
     await h.settle()
     assert tools.texts(h, UID)[-1] == t("ru", "language_set") != t("en", "language_set")
@@ -280,7 +281,7 @@ async def test_language_switches_the_texts_to_russian(harness, tools) -> None:
     await h.command(UID, "help")
     await h.command(UID, "balance")
     await h.settle()
-    assert tools.texts(h, UID)[-2:] == [t("ru", "help"), t("ru", "balance", balance=1)]
+    assert tools.texts(h, UID)[-2:] == [t("ru", "help"), t("ru", "balance", n=1)]
     assert t("ru", "help") != t("en", "help")
     assert await pool().fetchval("SELECT language FROM users WHERE telegram_id=$1", UID) == "ru"
 

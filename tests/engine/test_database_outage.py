@@ -50,7 +50,7 @@ async def test_a_payment_while_the_database_is_down_is_credited_once_when_it_is_
     await flick.settle()
     assert await flick.balance(UID) == 1 + 5 == await flick.ledger_sum(UID)
     assert await pool().fetchval("SELECT count(*) FROM payments") == 1
-    assert tools.texts(flick, UID).count(t("en", "payment_thanks", credits=5, balance=6)) == 1
+    assert tools.texts(flick, UID).count(t("en", "payment_thanks", n=5, balance=6)) == 1
     assert no_apology(flick, UID) and flick.app.supervisor.crashes == 0
 
 

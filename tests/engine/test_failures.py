@@ -65,7 +65,7 @@ async def test_a_failed_generation_is_refunded_once_and_explained(
 
     assert image.calls >= 1
     said = tools.texts(h, UID)[-1]
-    assert said == t("en", f"failed_{reason}", balance=1)
+    assert said == t("en", f"failed_{reason}", n=1)
     row = await pool().fetchrow("SELECT status, refunded, error_class FROM generations")
     assert (row["status"], row["refunded"]) == ("failed", True)
     assert row["error_class"]
@@ -124,7 +124,7 @@ async def test_replies_to_a_user_who_blocked_the_bot_mark_them_blocked(harness, 
     await h.command(UID, "balance")  # writing again means they unblocked the bot
     await h.settle()
     assert not await pool().fetchval("SELECT blocked FROM users WHERE telegram_id = $1", UID)
-    assert tools.texts(h, UID)[-1] == t("en", "balance", balance=1)
+    assert tools.texts(h, UID)[-1] == t("en", "balance", n=1)
 
 
 async def test_a_provider_error_echoing_a_key_is_stored_redacted(harness, tools) -> None:

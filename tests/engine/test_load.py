@@ -61,8 +61,8 @@ async def test_a_thousand_users_at_once_each_in_order(
 
     for uid in queues:
         assert tools.texts(h, uid) == [
-            t("en", "welcome", name=f"User{uid}", balance=1, price=50),
-            t("en", "balance", balance=1),
+            t("en", "welcome", name=f"User{uid}", n=1, price=50),
+            t("en", "balance", n=1),
             t("en", "help"),
         ], uid
     assert await pool().fetchval("SELECT count(*) FROM users WHERE balance = 1") == USERS

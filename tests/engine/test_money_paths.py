@@ -117,7 +117,7 @@ async def test_an_admin_grant_during_a_charge_is_never_overwritten(harness, tool
     assert live is None or live.conv.balance == 3  # the actor's copy agrees with the database
     # Reported as applied, with the balance right after it (before or after the spend).
     assert tools.texts(h, ADMIN)[-1] in {
-        t("en", "admin_granted", credits=3, id=ALICE, balance=b) for b in (3, 4)
+        t("en", "admin_granted", n=3, id=ALICE, balance=b) for b in (3, 4)
     }
 
 
@@ -132,7 +132,7 @@ async def test_an_admin_correction_reports_what_it_applied_not_what_was_asked(
     await h.command(ADMIN, "grant", f"{ALICE} -5 duplicate account")
     await h.settle()
     assert await h.balance(ALICE) == 0 == await h.ledger_sum(ALICE)
-    assert tools.texts(h, ADMIN)[-1] == t("en", "admin_granted", credits=-1, id=ALICE, balance=0)
+    assert tools.texts(h, ADMIN)[-1] == t("en", "admin_granted", n=-1, id=ALICE, balance=0)
 
 
 async def test_an_admin_grant_to_a_username_given_up_reaches_its_new_holder(harness, tools) -> None:

@@ -163,7 +163,7 @@ async def test_prediction_lost_across_a_restart_is_refunded_once(
     async with engine(video=fresh, fresh=False) as second:
         await second.settle()
         assert await tools.generation_status(gen_id) == "failed"
-        failures = {t("en", k, balance=1) for k in catalog("en") if k.startswith("failed_")}
+        failures = {t("en", k, n=1) for k in catalog("en").plurals if k.startswith("failed_")}
         replies = tools.texts(second, UID)
         assert len(replies) == 1 and replies[0] in failures, replies
         assert fresh.started == []  # it did not quietly pay for a new one either

@@ -261,7 +261,7 @@ class FlickMachine(RuleBasedStateMachine):
             data = "video:12x"
         self.press(data)
 
-    @rule(lang=st.sampled_from(["en", "ru", "de"]))
+    @rule(lang=st.sampled_from(["en", "ru", "fr"]))
     def language(self, lang: str) -> None:
         self.press(f"lang:{lang}")
 

@@ -60,9 +60,9 @@ async def test_events_queued_behind_a_crash_are_still_handled(
     await h.command(UID, "help")
     await h.settle()
     assert tools.texts(h, UID) == [
-        t("en", "welcome", name=f"User{UID}", balance=1, price=50),
+        t("en", "welcome", name=f"User{UID}", n=1, price=50),
         t("en", "crash_sorry"),
-        t("en", "balance", balance=1),
+        t("en", "balance", n=1),
         t("en", "help"),
     ]
     assert h.app.supervisor.crashes == 1
@@ -200,7 +200,7 @@ async def test_a_language_choice_survives_an_idle_stop(
     # Telegram still says "en"; the user's choice wins.
     await h.send(ev.Command(ev.UserInfo(UID, UID, "u", "U", "en"), h.next_id(), "balance"))
     await h.settle()
-    assert tools.texts(h, UID)[-1] == t("ru", "balance", balance=1)
+    assert tools.texts(h, UID)[-1] == t("ru", "balance", n=1)
 
 
 async def test_an_update_redelivered_after_a_crash_is_handled_once(

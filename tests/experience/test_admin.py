@@ -60,8 +60,8 @@ async def test_grant_goes_through_the_users_actor_and_the_ledger(harness: Start)
     # The user's actor knows at once: /balance answers from memory.
     await h.command(USER, "balance")
     await h.settle()
-    assert (await replies(h, USER))[-1] == t("en", "balance", balance=6)
-    assert t("en", "granted", credits=5, balance=6) in await replies(h, USER)
+    assert (await replies(h, USER))[-1] == t("en", "balance", n=6)
+    assert t("en", "granted", n=5, balance=6) in await replies(h, USER)
     await h.command(ADMIN, "grant", "901 lots reason")
     await h.settle()
     assert (await replies(h, ADMIN))[-1] == t("en", "admin_grant_usage")
@@ -103,7 +103,7 @@ async def test_refund_takes_credits_back_and_already_refunded_is_done(harness: S
     )
     await h.command(USER, "balance")
     await h.settle()
-    assert (await replies(h, USER))[-1] == t("en", "balance", balance=1)
+    assert (await replies(h, USER))[-1] == t("en", "balance", n=1)
 
 
 async def test_styles_reload_keeps_old_ones_on_a_broken_file(

@@ -56,8 +56,8 @@ async def test_making_listing_and_switching_off_codes(harness) -> None:
     await h.command(ADMIN, "promos")
     await h.settle()
     listing = replies(h, ADMIN)[-1].splitlines()
-    assert listing[0].startswith("FOREVER: 1 credit(s), 0/1000 used, disabled, until —")
-    assert listing[1].startswith("SPRING: 5 credit(s), 1/2 used, active, until 20")
+    assert listing[0].startswith("FOREVER: 1 credit, 0/1000 used, switched off, until —")
+    assert listing[1].startswith("SPRING: 5 credits, 1/2 used, active, until 20")
 
 
 @pytest.mark.parametrize(
@@ -135,15 +135,15 @@ async def test_stats_split_revenue_by_source_and_count_what_was_given(harness) -
     await h.settle()
     stats = replies(h, ADMIN)[-1]
     assert "payments: 3, 2200 ⭐ ≈ $22.00" in stats  # the totals, as before
-    assert "packages: 1 payment(s), 400 ⭐ ≈ $4.00" in stats
-    assert "subscriptions: 2 payment(s) (1 new, 1 renewals), 1800 ⭐ ≈ $18.00" in stats
-    assert "subscriptions now: 1 active, 1 renewing" in stats
+    assert "packages: payments 1, 400 ⭐ ≈ $4.00" in stats
+    assert "subscriptions: payments 2 (new 1, renewals 1), 1800 ⭐ ≈ $18.00" in stats
+    assert "subscriptions now: active 1, renewing 1" in stats
     assert "credits given: promo codes 4, referrals 3, package bonuses 2" in stats
     assert "margin: $22.00" in stats  # no provider cost yet
 
     await h.command(ADMIN, "user", str(USER))
     await h.settle()
     card = replies(h, ADMIN)[-1]
-    assert "subscription: monthly (30 credits for 900⭐, 1 renewal(s)), renews" in card
-    assert "invited 1 (1 bought, 2 credit(s) earned)" in card
+    assert "subscription: monthly (30 credits for 900⭐, renewals: 1), renews" in card
+    assert "invited: 1 (bought: 1, credits earned: 2)" in card
     assert "balance: 63" in card  # free 1, the plan twice, the inviter's bonus

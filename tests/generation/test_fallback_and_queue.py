@@ -76,7 +76,7 @@ async def test_without_fallback_a_provider_down_refunds(
     await h.make_video(UID)
     row = await gen.generation(await gen.generation_id(UID))
     assert (row["status"], row["error_class"], row["refunded"]) == ("failed", "timeout", True)
-    assert gen.t("en", "failed_timeout", balance=1) in gen.sent_texts(h, UID)
+    assert gen.t("en", "failed_timeout", n=1) in gen.sent_texts(h, UID)
     assert await h.balance(UID) == 1
 
 

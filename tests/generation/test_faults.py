@@ -161,7 +161,7 @@ async def test_a_final_failure_refunds_once_and_tells_the_user(
         ("refund", 1, 1, gen_id),
     ]
     # One clear message, with a way to try again.
-    told = [s for s in h.outbox.to(UID) if s.text == gen.t("en", case.message, balance=1)]
+    told = [s for s in h.outbox.to(UID) if s.text == gen.t("en", case.message, n=1)]
     assert len(told) == 1, gen.sent_texts(h, UID)
     assert told[0].buttons() == [(gen.t("en", "button_another"), "create")]
     # Back at IDLE, in memory and in the database: /create works again.
@@ -176,7 +176,7 @@ async def test_moderation_message_asks_for_other_photos(
     fake_openai.script("images.edit", Fault.moderation_blocked())
     h = await harness()
     await h.make_video(UID)
-    text = gen.t("en", "failed_moderation", balance=1)
+    text = gen.t("en", "failed_moderation", n=1)
     assert text in gen.sent_texts(h, UID)
     assert "other photos" in text
     assert len(fake_openai.calls("images.edit")) == 1  # a refusal is not retried
@@ -227,7 +227,7 @@ async def test_retry_after_beyond_the_budget_gives_up_at_once(
     row = await gen.generation(await gen.generation_id(UID))
     assert (row["status"], row["error_class"]) == ("failed", "timeout")
     assert len(fake_openai.calls("images.edit")) == 1
-    assert gen.t("en", "failed_timeout", balance=1) in gen.sent_texts(h, UID)
+    assert gen.t("en", "failed_timeout", n=1) in gen.sent_texts(h, UID)
     assert await h.balance(UID) == 1
 
 

@@ -39,7 +39,7 @@ async def test_late_prediction_after_the_animate_budget_is_canceled_and_refunded
         ("generation", -1, 0, gen_id),
         ("refund", 1, 1, gen_id),
     ]
-    assert gen.t("en", "failed_timeout", balance=1) in gen.sent_texts(h, UID)
+    assert gen.t("en", "failed_timeout", n=1) in gen.sent_texts(h, UID)
     assert gen.videos(h, UID) == []
     assert await gen.session_state(UID) == State.IDLE.value
 

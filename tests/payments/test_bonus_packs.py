@@ -26,8 +26,8 @@ async def test_the_bonus_is_on_the_button_and_the_invoice(harness, shop) -> None
     ]
     assert offer[1][0] == "10 🎬 + 2 free for 400 ⭐"
     invoice = await shop.buy(h, UID, 1)
-    assert invoice.text == t("en", "package_title_bonus", credits=10, bonus=2)
-    assert invoice.extra["description"] == t("en", "invoice_description_bonus", credits=10, bonus=2)
+    assert invoice.text == t("en", "package_title_bonus", credits=10, n=2)
+    assert invoice.extra["description"] == t("en", "invoice_description_bonus", credits=10, n=2)
     assert invoice.extra["amount"] == 400  # the bonus is free: the price is the package's
 
 
@@ -45,9 +45,7 @@ async def test_the_bonus_is_credited_with_the_purchase_on_its_own_ledger_row(har
     assert [r["delta"] for r in money.ledger[1:]] == [10, 2]
     # One transaction: the two rows were written together (the same transaction timestamp).
     assert money.ledger[1]["created_at"] == money.ledger[2]["created_at"]
-    assert shop.texts(h, UID)[-1] == t(
-        "en", "payment_thanks_bonus", credits=12, bonus=2, balance=13
-    )
+    assert shop.texts(h, UID)[-1] == t("en", "payment_thanks_bonus", n=12, bonus=2, balance=13)
 
 
 async def test_a_refund_takes_the_bonus_back_too(harness, shop) -> None:
@@ -59,7 +57,7 @@ async def test_a_refund_takes_the_bonus_back_too(harness, shop) -> None:
     money = await shop.money(UID)
     assert money.balance == 1 == money.ledger_sum
     assert money.ledger[-1]["reason"] == "payment_refunded" and money.ledger[-1]["delta"] == -12
-    assert shop.texts(h, UID)[-1] == t("en", "payment_refunded", credits=12, balance=1)
+    assert shop.texts(h, UID)[-1] == t("en", "payment_refunded", n=12, balance=1)
 
 
 async def test_a_charge_naming_no_order_gets_the_best_package_for_its_stars_bonus_included(

@@ -39,7 +39,7 @@ async def test_the_same_charge_fifty_times_at_once_credits_once(harness, shop) -
     assert payment["order"] == money.orders[0]["id"]
     assert money.ledger[1]["payment"] == payment["id"] and money.ledger[1]["delta"] == 5
     assert money.orders[0]["status"] == "paid"
-    assert shop.texts(h, UID).count(t("en", "payment_thanks", credits=5, balance=6)) == 1
+    assert shop.texts(h, UID).count(t("en", "payment_thanks", n=5, balance=6)) == 1
     assert h.app.supervisor.actors[UID].conv.balance == 6
 
 
@@ -69,7 +69,7 @@ async def test_a_crash_between_copies_does_not_credit_twice(harness, shop) -> No
     money = await shop.money(UID)
     assert money.balance == 2 == money.ledger_sum
     assert money.reasons == ["free", "purchase"] and len(money.payments) == 1
-    assert shop.texts(h, UID).count(t("en", "payment_thanks", credits=1, balance=2)) == 1
+    assert shop.texts(h, UID).count(t("en", "payment_thanks", n=1, balance=2)) == 1
 
 
 async def test_a_replay_after_a_restart_does_not_credit_twice(
@@ -88,7 +88,7 @@ async def test_a_replay_after_a_restart_does_not_credit_twice(
         assert shop.texts(second, UID) == []  # nothing to say: it was credited before
         await second.command(UID, "balance")
         await second.settle()
-        assert shop.texts(second, UID) == [t("en", "balance", balance=11)]
+        assert shop.texts(second, UID) == [t("en", "balance", n=11)]
 
 
 async def test_two_charges_for_one_invoice_are_both_credited(harness, shop) -> None:
@@ -126,7 +126,7 @@ async def test_a_payment_naming_no_order_is_credited_by_amount(
     payment = money.payments[0]
     assert payment["order"] is None and payment["invoice_payload"] == payload
     assert (payment["stars_amount"], payment["credits"]) == (stars, credits)
-    assert shop.texts(h, UID)[-1] == t("en", "payment_thanks", credits=credits, balance=1 + credits)
+    assert shop.texts(h, UID)[-1] == t("en", "payment_thanks", n=credits, balance=1 + credits)
 
 
 async def test_a_payment_naming_another_users_order_is_credited_by_amount(harness, shop) -> None:
@@ -153,7 +153,7 @@ async def test_refund_takes_the_credits_back_once(harness, shop) -> None:
         money.ledger[-1]["delta"] == -5 and money.ledger[-1]["payment"] == money.payments[0]["id"]
     )
     assert money.payments[0]["status"] == "refunded" and money.payments[0]["refunded_at"]
-    assert shop.texts(h, UID)[-1] == t("en", "payment_refunded", credits=5, balance=1)
+    assert shop.texts(h, UID)[-1] == t("en", "payment_refunded", n=5, balance=1)
     assert h.app.supervisor.actors[UID].conv.balance == 1
 
     # The same refund again (another update, or the same one): nothing changes.
@@ -182,7 +182,7 @@ async def test_refund_after_spending_never_goes_below_zero(harness, shop) -> Non
     assert money.ledger[-1]["reason"] == "payment_refunded" and money.ledger[-1]["delta"] == 0
     assert "already spent" in money.ledger[-1]["note"]
     assert money.payments[0]["status"] == "refunded"
-    assert shop.texts(h, UID)[-1] == t("en", "payment_refunded", credits=0, balance=0)
+    assert shop.texts(h, UID)[-1] == t("en", "payment_refunded", n=0, balance=0)
     await h.send(shop.refunded(h, UID, "charge-spent", 50))
     await h.settle()
     assert await shop.money(UID) == money

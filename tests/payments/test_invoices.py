@@ -25,10 +25,8 @@ async def test_buy_press_creates_an_order_and_an_invoice(harness, shop) -> None:
         assert invoice.chat_id == UID
         assert invoice.extra["currency"] == "XTR"
         assert invoice.extra["amount"] == package.stars
-        assert invoice.text == t("en", "package_title", credits=package.credits)
-        assert invoice.extra["description"] == t(
-            "en", "invoice_description", credits=package.credits
-        )
+        assert invoice.text == t("en", "package_title", n=package.credits)
+        assert invoice.extra["description"] == t("en", "invoice_description", n=package.credits)
         prefix, _, order_id = invoice.extra["payload"].partition(":")
         assert prefix == "order"
         order = await pool().fetchrow("SELECT * FROM orders WHERE id = $1", uuid.UUID(order_id))

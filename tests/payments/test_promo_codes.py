@@ -45,7 +45,7 @@ async def test_a_code_counts_once_per_user_whatever_its_spelling(harness, shop) 
     assert await promo_rows(ALICE) == [(3, "code SUMMER-24")]
     assert await h.balance(ALICE) == 1 + 3 == await h.ledger_sum(ALICE)
     said = shop.texts(h, ALICE)
-    assert said[0] == t("en", "promo_ok", code="SUMMER-24", credits=3, balance=4)
+    assert said[0] == t("en", "promo_ok", code="SUMMER-24", n=3, balance=4)
     assert said[1:] == [t("en", "promo_already", code="SUMMER-24")] * 4
     assert (await promos.get("SUMMER-24")).used == 1  # type: ignore[union-attr]
 
@@ -56,7 +56,7 @@ async def test_the_deep_link_redeems_too(harness, shop) -> None:
     await h.command(ALICE, "start", "promo_WELCOME5")
     await h.settle()
     assert await h.balance(ALICE) == 1 + 5
-    assert shop.texts(h, ALICE)[-1] == t("en", "promo_ok", code="WELCOME5", credits=5, balance=6)
+    assert shop.texts(h, ALICE)[-1] == t("en", "promo_ok", code="WELCOME5", n=5, balance=6)
     assert shop.texts(h, ALICE)[0].startswith("Hi User1301!")  # the welcome still comes first
 
 
@@ -147,7 +147,7 @@ async def test_a_redelivered_promo_update_has_no_second_effect(harness, shop) ->
         await h.send(event)
         await h.settle()
     assert await promo_rows(ALICE) == [(2, "code AGAIN")]
-    assert shop.texts(h, ALICE) == [t("en", "promo_ok", code="AGAIN", credits=2, balance=3)]
+    assert shop.texts(h, ALICE) == [t("en", "promo_ok", code="AGAIN", n=2, balance=3)]
 
 
 async def test_a_retried_redemption_is_told_the_same_success(harness) -> None:

@@ -44,7 +44,7 @@ async def test_bonuses_come_with_the_first_purchase_once(harness, shop) -> None:
         "en",
         "invite",
         link=f"https://t.me/{BOT}?start=ref_{code}",
-        inviter=3,
+        n=3,
         invitee=2,
         invited=0,
         counted=0,
@@ -53,7 +53,7 @@ async def test_bonuses_come_with_the_first_purchase_once(harness, shop) -> None:
     assert await invite_code(h, shop, ANN) == code  # the same link every time
     await h.command(BEN, "start", f"ref_{code}")
     await h.settle()
-    assert shop.texts(h, BEN)[-1] == t("en", "referral_joined", credits=2)
+    assert shop.texts(h, BEN)[-1] == t("en", "referral_joined", n=2)
     # Signing up earns nobody anything.
     assert (await h.balance(ANN), await h.balance(BEN)) == (1, 1)
 
@@ -65,8 +65,8 @@ async def test_bonuses_come_with_the_first_purchase_once(harness, shop) -> None:
     )
     assert await referral_rows(BEN) == [(2, payment)]  # with the purchase, same transaction
     assert await referral_rows(ANN) == [(3, None)]
-    assert shop.texts(h, BEN)[-1] == t("en", "referral_bonus_invitee", credits=2, balance=8)
-    assert shop.texts(h, ANN)[-1] == t("en", "referral_bonus_inviter", credits=3, balance=4)
+    assert shop.texts(h, BEN)[-1] == t("en", "referral_bonus_invitee", n=2, balance=8)
+    assert shop.texts(h, ANN)[-1] == t("en", "referral_bonus_inviter", n=3, balance=4)
 
     # A second purchase, and the same referral link again: no more bonuses.
     await buy(h, shop, BEN, "ben-2")
@@ -77,7 +77,7 @@ async def test_bonuses_come_with_the_first_purchase_once(harness, shop) -> None:
     assert len(await referral_rows(ANN)) == 1 and len(await referral_rows(BEN)) == 1
     await invite_code(h, shop, ANN)
     assert (
-        "1 joined through your link, 1 of them bought credits; you've earned 3 credit(s)"
+        "Joined through your link so far: 1; bought credits: 1; credits you've earned: 3."
         in (shop.texts(h, ANN)[-1])
     )
 
@@ -117,7 +117,7 @@ async def test_a_refunded_first_purchase_takes_the_invitees_bonus_back(harness, 
     await h.send(shop.refunded(h, BEN, "ben-r", 225))
     await h.settle()
     assert await h.balance(BEN) == 1 == await h.ledger_sum(BEN)  # 5 bought + 2 bonus taken
-    assert shop.texts(h, BEN)[-1] == t("en", "payment_refunded", credits=7, balance=1)
+    assert shop.texts(h, BEN)[-1] == t("en", "payment_refunded", n=7, balance=1)
     assert await h.balance(ANN) == 4  # the inviter keeps theirs (an admin may /grant -3)
     # It counted: a later purchase brings no second bonus.
     await buy(h, shop, BEN, "ben-r2")

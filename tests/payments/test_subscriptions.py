@@ -69,14 +69,14 @@ async def test_a_plan_is_sold_as_a_thirty_day_star_subscription_link(harness, sh
     await h.settle()
     offer = h.last_keyboard(UID)
     assert offer.text == t("en", "subscription_offer", ended="", balance=1)
-    assert offer.buttons() == [(t("en", "plan_button", credits=30, stars=900), "sub:plan:monthly")]
+    assert offer.buttons() == [(t("en", "plan_button", n=30, stars=900), "sub:plan:monthly")]
     payload = await subscribe_link(h, UID)
     link = sent(h, "create_invoice_link")[-1]
     assert link.extra["subscription_period"] == PERIOD
     assert (link.extra["currency"], link.extra["amount"]) == ("XTR", 900)
-    assert link.text == t("en", "plan_title", credits=30)
+    assert link.text == t("en", "plan_title", n=30)
     message = h.last_keyboard(UID)
-    assert message.text == t("en", "subscription_link", credits=30, stars=900)
+    assert message.text == t("en", "subscription_link", n=30, stars=900)
     assert [b.url for row in message.keyboard or () for b in row] == [
         "https://t.me/$invoice" + str(link.message_id)
     ]
@@ -113,9 +113,9 @@ async def test_first_payment_and_every_renewal_credit_exactly_once(harness, shop
     assert [(r["kind"], r["subscription"]) for r in kinds] == [("subscription", row["id"])] * 3
     texts = shop.texts(h, UID)
     date = f"{row['period_end']:%Y-%m-%d}"
-    carried = t("en", "subscription_carried_note", carried=30)  # none of it used yet
+    carried = t("en", "subscription_carried_note", n=30)  # none of it used yet
     assert texts[-1] == t(
-        "en", "subscription_renewed", credits=30, date=date, balance=91, expired=carried
+        "en", "subscription_renewed", n=30, date=date, balance=91, expired=carried
     )
     assert sum("Your subscription renewed" in text for text in texts) == 2
     await h.command(UID, "subscription")
@@ -256,7 +256,7 @@ async def test_a_payment_for_a_plan_the_operator_removed(harness, shop) -> None:
     await h.send(sub_paid(h, UID, payload, "renew-g", first=False))
     await h.settle()
     assert await h.balance(UID) == 1 + 60  # credited as sold
-    assert shop.texts(h, UID)[-1] == t("en", "subscription_plan_gone", credits=30)
+    assert shop.texts(h, UID)[-1] == t("en", "subscription_plan_gone", n=30)
     assert (await sub_row(UID))["renews"] is False
     assert [e.extra["charge_id"] for e in sent(h, "edit_subscription", UID)] == ["first-g"]
     # …and a payment of that removed plan's link that got through anyway.
@@ -274,7 +274,7 @@ async def test_a_subscription_payment_naming_nothing_we_know(harness, shop) -> N
     await h.send(sub_paid(h, UID, "who-knows", "stray", 225, first=True))
     await h.settle()
     assert await h.balance(UID) == 1 + 5  # by its amount, as any purchase
-    assert shop.texts(h, UID)[-1] == t("en", "subscription_plan_gone", credits=5)
+    assert shop.texts(h, UID)[-1] == t("en", "subscription_plan_gone", n=5)
     assert [e.extra["canceled"] for e in sent(h, "edit_subscription", UID)] == [True]
 
 
@@ -325,9 +325,9 @@ async def test_expiring_plan_credits_are_spent_first_and_expire_at_renewal(harne
     ]
     assert await h.balance(UID) == 1 + 3 == await h.ledger_sum(UID)
     date = f"{(await sub_row(UID))['period_end']:%Y-%m-%d}"
-    expired = t("en", "subscription_expired_note", expired=2)
+    expired = t("en", "subscription_expired_note", n=2)
     assert shop.texts(h, UID)[-1] == t(
-        "en", "subscription_renewed", credits=3, date=date, balance=4, expired=expired
+        "en", "subscription_renewed", n=3, date=date, balance=4, expired=expired
     )
     # The period lapses without renewal: the plan's credits go, the free one stays.
     await pool().execute(
@@ -337,7 +337,7 @@ async def test_expiring_plan_credits_are_spent_first_and_expire_at_renewal(harne
     await h.settle()
     await h.command(UID, "balance")
     await h.settle()
-    assert shop.texts(h, UID)[-1] == t("en", "balance", balance=1)
+    assert shop.texts(h, UID)[-1] == t("en", "balance", n=1)
     notes = await pool().fetch(
         "SELECT note FROM ledger WHERE \"user\" = $1 AND reason = 'plan_expired' ORDER BY id", UID
     )
@@ -376,7 +376,7 @@ async def test_carried_plan_credits_stay_and_the_ledger_says_so(harness, shop) -
         UID,
     )
     assert note.endswith("; 2 unused credit(s) of the period before carried over")
-    carried = t("en", "subscription_carried_note", carried=2)
+    carried = t("en", "subscription_carried_note", n=2)
     assert shop.texts(h, UID)[-1].startswith(carried)
     # Nothing lapses in carry mode, whatever the date.
     await pool().execute("UPDATE subscriptions SET period_end = now() - interval '1 day'")
@@ -384,7 +384,7 @@ async def test_carried_plan_credits_stay_and_the_ledger_says_so(harness, shop) -
     await h.settle()
     await h.command(UID, "balance")
     await h.settle()
-    assert shop.texts(h, UID)[-1] == t("en", "balance", balance=6)
+    assert shop.texts(h, UID)[-1] == t("en", "balance", n=6)
 
 
 async def test_refunding_a_subscription_charge_whose_credits_were_spent(harness, shop) -> None:
@@ -398,7 +398,7 @@ async def test_refunding_a_subscription_charge_whose_credits_were_spent(harness,
     last = (await pool().fetch('SELECT * FROM ledger WHERE "user" = $1 ORDER BY id', UID))[-1]
     assert (last["reason"], last["delta"]) == ("payment_refunded", -1)
     assert "1 credit(s) were already spent" in last["note"]
-    assert shop.texts(h, UID)[-1] == t("en", "subscription_refunded", credits=1, spent=1, balance=0)
+    assert shop.texts(h, UID)[-1] == t("en", "subscription_refunded", n=1, spent=1, balance=0)
     row = await sub_row(UID)
     assert (row["renews"], row["canceled_by"]) == (False, "bot")
     assert [(e.extra["charge_id"], e.extra["canceled"]) for e in sent(h, "edit_subscription")] == [
@@ -418,7 +418,7 @@ async def test_an_admin_refunds_a_renewal(harness, shop) -> None:
     assert await h.balance(UID) == 1 + 30
     assert (await sub_row(UID))["renews"] is False
     assert [e.extra["charge_id"] for e in sent(h, "edit_subscription")] == ["first-a"]
-    assert shop.texts(h, OTHER)[-1] == t("en", "admin_refunded", charge="renew-a", taken=30)
+    assert shop.texts(h, OTHER)[-1] == t("en", "admin_refunded", charge="renew-a", n=30)
 
 
 async def test_a_subscription_charge_only_telegram_knows_is_reconciled(harness, shop) -> None:

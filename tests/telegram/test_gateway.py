@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from flick.errors import ServiceError
 from flick.events import Command, Event, GroupMessage
+from flick.i18n import LANGUAGES, t, telegram_code
 from flick.settings import Settings
 from flick.telegram.client import build_client, session_name
 from flick.telegram.gateway import TelegramGateway, connect
@@ -33,10 +34,11 @@ def settings_for(data_dir: Path) -> Settings:
     )
 
 
-async def test_set_commands_publishes_english_and_russian(tg: OfflineTelegram) -> None:
+async def test_set_commands_publishes_a_menu_per_catalog(tg: OfflineTelegram) -> None:
     await set_commands(tg.client)
     menus = tg.bot_commands()
-    assert set(menus) == {"", "ru"}
+    assert set(menus) == {""} | {telegram_code(lang) for lang in LANGUAGES if lang != "en"}
+    assert {"ru", "es", "pt", "de", "tr", "uk"} <= set(menus)
     names = [
         "start",
         "create",
@@ -52,9 +54,12 @@ async def test_set_commands_publishes_english_and_russian(tg: OfflineTelegram) -
         "paysupport",
         "terms",
     ]
-    assert [name for name, _ in menus[""]] == names
-    assert [name for name, _ in menus["ru"]] == names
-    assert menus["ru"] == list(COMMANDS["ru"])
+    assert list(COMMANDS) == names
+    for code, menu in menus.items():
+        assert [name for name, _ in menu] == names, code
+    assert menus["ru"] == [(name, t("ru", f"command_{name}")) for name in names]
+    assert menus["pt"] == [(name, t("pt_BR", f"command_{name}")) for name in names]
+    assert menus[""] == [(name, t("en", f"command_{name}")) for name in names]
     for exchange in tg.sent(raw.functions.bots.SetBotCommands):
         assert isinstance(exchange.request.scope, raw.types.BotCommandScopeDefault)
 
@@ -69,7 +74,7 @@ async def test_gateway_on_the_offline_telegram(tg: OfflineTelegram) -> None:
 
     gateway = TelegramGateway(tg.client, dispatch, MemoryStorage())
     async with gateway:
-        assert set(tg.bot_commands()) == {"", "ru"}
+        assert {"", "ru", "pt", "uk"} <= set(tg.bot_commands())
         alice = tg.user(1001)
         await tg.push(tg.command(alice, "start"))
         assert tg.texts_to(alice.id) == ["Welcome!"]

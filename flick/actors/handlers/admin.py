@@ -35,7 +35,10 @@ async def stats(actor: Scope, args: str) -> None:
     days = asked if asked is not None and 0 < asked <= 3650 else 30
     s = await figures.stats(days)
     g = await figures.growth(days)
-    outcomes = ", ".join(f"{k}: {v}" for k, v in s["outcomes"].items()) or "—"
+    outcomes = (
+        ", ".join(f"{t(actor.lang, f'gen_status_{k}')}: {v}" for k, v in s["outcomes"].items())
+        or "—"
+    )
     star_usd = actor.ctx.settings.star_usd
     income = s["stars"] * star_usd
     growth = t(
@@ -49,7 +52,7 @@ async def stats(actor: Scope, args: str) -> None:
     text = t(
         actor.lang,
         "admin_stats",
-        days=days,
+        n=days,
         users=s["users"],
         new_today=s["new_today"],
         new_period=s["new_period"],
@@ -98,14 +101,22 @@ async def _growth_card(actor: Scope, uid: int) -> str:
     if sub is None:
         plan = "—"
     else:
-        state = "renews" if sub.renews else f"renewal off ({sub.canceled_by or '?'})"
         if not sub.active:
-            state = "ended"
-        plan = (
-            f"{sub.plan} ({sub.credits} credits for {sub.stars}⭐, {sub.renewals} renewal(s)), "
-            f"{state}, period end {sub.period_end:%Y-%m-%d}"
-            + (", last renewal failed" if sub.payment_failed else "")
-        )
+            state = t(actor.lang, "admin_plan_ended")
+        elif sub.renews:
+            state = t(actor.lang, "admin_plan_renews")
+        else:
+            state = t(actor.lang, "admin_plan_off", by=sub.canceled_by or "?")
+        plan = t(
+            actor.lang,
+            "admin_plan",
+            plan=sub.plan,
+            n=sub.credits,
+            stars=sub.stars,
+            renewals=sub.renewals,
+            state=state,
+            date=f"{sub.period_end:%Y-%m-%d}",
+        ) + (t(actor.lang, "admin_plan_failed") if sub.payment_failed else "")
     codes = ", ".join(f"{c} (+{n}, {when:%Y-%m-%d})" for c, n, when in await promos.of_user(uid))
     invites = await referrals.summary(uid)
     return t(
@@ -180,10 +191,10 @@ async def promo_codes(actor: Scope, args: str) -> None:
                 actor.lang,
                 "admin_promo_line",
                 code=c.code,
-                credits=c.credits,
+                n=c.credits,
                 used=c.used,
                 uses=c.max_uses,
-                state=c.state,
+                state=t(actor.lang, f"promo_state_{c.state}"),
                 until=f"{c.expires_at:%Y-%m-%d %H:%M}" if c.expires_at else "—",
             )
             for c in found
@@ -219,7 +230,7 @@ async def _new_code(actor: Scope, parts: list[str]) -> None:
     await actor.say(
         "admin_promo_created",
         code=code,
-        credits=credits,
+        n=credits,
         uses=uses,
         until=f"{expires:%Y-%m-%d %H:%M} UTC" if expires else "—",
         link=f"https://t.me/{username}?start=promo_{code}" if username else "—",

@@ -18,11 +18,11 @@ async def on_grant(actor: Scope, m: msg.Grant) -> None:
         m.admin_id,
         msg.AdminReport(
             "admin_granted",
-            (("credits", granted.applied), ("id", actor.uid), ("balance", granted.balance)),
+            (("n", granted.applied), ("id", actor.uid), ("balance", granted.balance)),
         ),
     )
     if granted.applied > 0:
-        await actor.say("granted", credits=granted.applied, balance=granted.balance)
+        await actor.say("granted", n=granted.applied, balance=granted.balance)
         await continue_after_top_up(actor)
 
 

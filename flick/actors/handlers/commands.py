@@ -11,7 +11,7 @@ from flick.actors.handlers.replies import offer_packages, show_styles
 from flick.actors.scope import Scope
 from flick.fsm.conversation import State
 from flick.fsm.generation import Status
-from flick.i18n import LANGUAGE_NAMES, t
+from flick.i18n import LANGUAGES, language_name, t
 from flick.models import generations
 from flick.ports import Button
 
@@ -21,7 +21,7 @@ async def cmd_start(actor: Scope, e: ev.Command) -> None:
     await actor.say(
         "welcome",
         name=actor.user.first_name or "",
-        balance=actor.conv.balance,
+        n=actor.conv.balance,
         price=price,
         keyboard=((Button(t(actor.lang, "button_create"), "create"),),),
     )
@@ -37,7 +37,7 @@ async def cmd_help(actor: Scope, e: ev.Command) -> None:
 
 
 async def cmd_balance(actor: Scope, e: ev.Command) -> None:
-    await actor.say("balance", balance=actor.conv.balance)
+    await actor.say("balance", n=actor.conv.balance)
 
 
 async def cmd_create(actor: Scope, e: ev.Command | None = None) -> None:
@@ -90,11 +90,11 @@ async def cmd_history(actor: Scope, e: ev.Command) -> None:
 
 
 async def cmd_language(actor: Scope, e: ev.Command) -> None:
-    buttons = tuple(Button(name, f"lang:{code}") for code, name in LANGUAGE_NAMES.items())
-    await actor.say("language_pick", keyboard=(buttons,))
+    # Every catalog present, each named in its own words, two to a row.
+    buttons = [Button(language_name(lang), f"lang:{lang}") for lang in LANGUAGES]
+    rows = tuple(tuple(buttons[i : i + 2]) for i in range(0, len(buttons), 2))
+    await actor.say("language_pick", keyboard=rows)
 
 
 async def cmd_terms(actor: Scope, e: ev.Command) -> None:
     await actor.say("terms", terms=actor.ctx.settings.terms_text)
-
-

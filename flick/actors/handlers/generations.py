@@ -93,6 +93,6 @@ async def on_generation_ended(actor: Scope, m: msg.GenerationEnded) -> None:
     )
     await actor.say(
         f"failed_{m.error.user_reason}",
-        balance=refund.balance,
+        n=refund.balance,
         keyboard=((Button(t(actor.lang, "button_another"), "create"),),),
     )

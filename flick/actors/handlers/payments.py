@@ -152,11 +152,9 @@ async def _credit(
     actor.ctx.on_metric("credits_granted", {"reason": "purchase"}, credits - bonus)
     if bonus:
         actor.ctx.on_metric("credits_granted", {"reason": "bonus"}, bonus)
-        await actor.say(
-            "payment_thanks_bonus", credits=credits, bonus=bonus, balance=credited.balance
-        )
+        await actor.say("payment_thanks_bonus", n=credits, bonus=bonus, balance=credited.balance)
     else:
-        await actor.say("payment_thanks", credits=credits, balance=credited.balance)
+        await actor.say("payment_thanks", n=credits, balance=credited.balance)
     await after_first_purchase(actor, credited.referred)
     await continue_after_top_up(actor)
 
@@ -169,8 +167,8 @@ async def paysupport(actor: Scope, e: ev.Command) -> None:
             "paysupport_line",
             date=r["created_at"].strftime("%Y-%m-%d"),
             stars=r["stars_amount"],
-            credits=r["credits"],
-            status=r["status"],
+            n=r["credits"],
+            status=t(actor.lang, f"payment_status_{r['status']}"),
             charge=r["telegram_payment_charge_id"],
         )
         for r in rows

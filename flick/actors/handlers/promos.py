@@ -35,7 +35,7 @@ async def redeem(actor: Scope, typed: str, request_key: str) -> None:
     assert result.balance is not None
     actor.conv.balance = result.balance
     actor.ctx.on_metric("credits_granted", {"reason": "promo"}, result.credits)
-    await actor.say("promo_ok", code=code, credits=result.credits, balance=result.balance)
+    await actor.say("promo_ok", code=code, n=result.credits, balance=result.balance)
     await continue_after_top_up(actor)
 
 

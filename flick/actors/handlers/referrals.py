@@ -33,7 +33,7 @@ async def cmd_invite(actor: Scope, e: ev.Command) -> None:
     await actor.say(
         "invite" if rewards else "invite_no_bonus",
         link=link,
-        inviter=settings.referral_inviter_credits,
+        n=settings.referral_inviter_credits if rewards else summary.invited,
         invitee=settings.referral_invitee_credits,
         invited=summary.invited,
         counted=summary.counted,
@@ -47,7 +47,7 @@ async def arrived_through(actor: Scope, code: str) -> None:
     actor.log.info("invite link {}: {}", code[:32], status)
     if status == "ok":
         bonus = actor.ctx.settings.referral_invitee_credits
-        await actor.say("referral_joined" if bonus else "referral_joined_plain", credits=bonus)
+        await actor.say("referral_joined" if bonus else "referral_joined_plain", n=bonus)
     else:
         await actor.say(f"referral_{status}")
 
@@ -65,7 +65,7 @@ async def after_first_purchase(actor: Scope, referred: money.Referred | None) ->
         return
     if referred.invitee_bonus:
         await actor.say(
-            "referral_bonus_invitee", credits=referred.invitee_bonus, balance=actor.conv.balance
+            "referral_bonus_invitee", n=referred.invitee_bonus, balance=actor.conv.balance
         )
     if referred.inviter_bonus:
         actor.post(referred.inviter, msg.ReferralBonus(referred.referral_id))
@@ -79,5 +79,5 @@ async def on_referral_bonus(actor: Scope, m: msg.ReferralBonus) -> None:
         return
     actor.conv.balance = credited.balance
     actor.ctx.on_metric("credits_granted", {"reason": "referral"}, credited.credits)
-    await actor.say("referral_bonus_inviter", credits=credited.credits, balance=credited.balance)
+    await actor.say("referral_bonus_inviter", n=credited.credits, balance=credited.balance)
     await continue_after_top_up(actor)

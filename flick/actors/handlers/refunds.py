@@ -26,7 +26,7 @@ async def refund_ordered(actor: Scope, m: msg.RefundPurchase) -> None:
         m.admin_id,
         msg.AdminReport(
             "admin_refunded" if result else "admin_already_refunded",
-            (("charge", m.charge_id), ("taken", result.taken if result else 0)),
+            (("charge", m.charge_id), ("n", result.taken if result else 0)),
         ),
     )
 
@@ -47,12 +47,12 @@ async def _take_back(actor: Scope, charge_id: str, note: str) -> money.PurchaseR
     if result.kind == "subscription":
         await actor.say(
             "subscription_refunded",
-            credits=result.taken,
+            n=result.taken,
             spent=result.already_spent + result.held,
             balance=result.balance,
         )
     else:
-        await actor.say("payment_refunded", credits=result.taken, balance=result.balance)
+        await actor.say("payment_refunded", n=result.taken, balance=result.balance)
     if result.subscription_charge is not None:
         try:
             await actor.ctx.outbox.edit_subscription(

@@ -12,7 +12,8 @@ async def show_styles(actor: Scope) -> None:
     await show_samples(actor)
     buttons = [Button(s.label(actor.lang), f"style:{s.key}") for s in actor.ctx.styles.values()]
     rows = tuple(tuple(buttons[i : i + 2]) for i in range(0, len(buttons), 2))
-    actor.conv.picker_message_id = await actor.say("pick_style", keyboard=rows)
+    picker = await actor.say("pick_style", keyboard=rows, n=actor.conv.balance)
+    actor.conv.picker_message_id = picker
 
 
 async def offer_packages(actor: Scope, key: str, **values: object) -> None:

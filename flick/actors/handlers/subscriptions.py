@@ -67,8 +67,8 @@ async def _show(actor: Scope, sub: SubscriptionRecord) -> None:
     text = t(
         actor.lang,
         key,
-        plan=t(actor.lang, "plan_title", credits=sub.credits),
-        credits=sub.credits,
+        plan=t(actor.lang, "plan_title", n=sub.credits),
+        n=sub.credits,
         stars=sub.stars,
         date=_date(sub.period_end),
         notes="\n".join(notes),
@@ -134,7 +134,7 @@ async def _buy_plan(actor: Scope, e: ev.ButtonPress, key: str) -> None:
     await actor.say(
         "subscription_link",
         ((Button(plan.label(actor.lang), url=link),),),
-        credits=plan.credits,
+        n=plan.credits,
         stars=plan.stars,
     )
 
@@ -251,20 +251,18 @@ async def credit(
     actor.ctx.on_metric("credits_granted", {"reason": "subscription"}, credits)
     date, balance = _date(period_end), credited.balance
     if credited.created:
-        await actor.say("subscription_started", credits=credits, date=date, balance=balance)
+        await actor.say("subscription_started", n=credits, date=date, balance=balance)
     else:
         note = ""  # what became of the last period's unused credits
         if credited.expired:
-            note = t(actor.lang, "subscription_expired_note", expired=credited.expired)
+            note = t(actor.lang, "subscription_expired_note", n=credited.expired)
         elif credited.carried:
-            note = t(actor.lang, "subscription_carried_note", carried=credited.carried)
-        await actor.say(
-            "subscription_renewed", credits=credits, date=date, balance=balance, expired=note
-        )
+            note = t(actor.lang, "subscription_carried_note", n=credited.carried)
+        await actor.say("subscription_renewed", n=credits, date=date, balance=balance, expired=note)
     if plan_key not in actor.ctx.plans:
         # Removed by the operator (or never known): credited, and not renewed again.
         await _stop_renewal(actor, credited.subscription_id, charge_id)
-        await actor.say("subscription_plan_gone", credits=credits)
+        await actor.say("subscription_plan_gone", n=credits)
     elif not credited.renews:
         # Telegram renewed before the cancellation reached it: credited, still not renewing.
         await actor.say("subscription_renewed_after_cancel", date=_date(period_end))
