@@ -254,12 +254,14 @@ class Driver:
 
 # ---- the two bots ------------------------------------------------------------------------------
 @asynccontextmanager
-async def flick_bot(svc: Services, tg: OfflineTelegram, pool_max: int) -> AsyncIterator[Flick]:
+async def flick_bot(
+    svc: Services, tg: OfflineTelegram, pool_max: int, slots: int
+) -> AsyncIterator[Flick]:
     """Flick as `flick run` wires it (gateway: adapter + outbox), on the offline client."""
     data_dir = svc.tmp / "flick"
     # SEND_RATE: the outbox's global pacing (30/s by default, Telegram's broadcast limit) would
     # measure the pacing, not the engine; the offline Telegram takes any rate.
-    settings = bench_settings(data_dir, send_rate=1e9, db_pool_max=pool_max)
+    settings = bench_settings(data_dir, send_rate=1e9, db_pool_max=pool_max, admission_slots=slots)
     async with flick_on_offline_telegram(
         svc,
         tg.client,
@@ -340,6 +342,43 @@ async def baseline_bot(svc: Services, tg: OfflineTelegram, pool_size: int) -> As
             await pool.close()
 
 
+# ---- what Flick holds while it works -----------------------------------------------------------
+@dataclass
+class Sample:
+    """Peaks over a phase, sampled every 50 ms, and the process's CPU time (shared-machine-proof:
+    CPU seconds per answer do not grow because another session took the cores)."""
+
+    pool_waiters: int = 0  # tasks queued for a database connection
+    actors: int = 0  # live actors
+    admission_waiting: int = 0
+    cpu: float = 0.0
+
+
+@asynccontextmanager
+async def sampled(app: Flick | None) -> AsyncIterator[Sample]:
+    sample = Sample()
+    cpu = time.process_time()
+
+    async def watch() -> None:
+        from flick.models.db import pool
+
+        while app is not None:
+            queue: Any = pool()._queue  # asyncpg keeps its waiters there
+            sample.pool_waiters = max(sample.pool_waiters, len(getattr(queue, "_getters", ())))
+            sample.actors = max(sample.actors, len(app.supervisor.actors))
+            waiting = app.supervisor.admission.waiting
+            sample.admission_waiting = max(sample.admission_waiting, waiting)
+            await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(watch())
+    try:
+        yield sample
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        sample.cpu = time.process_time() - cpu
+
+
 # ---- one bot under load ------------------------------------------------------------------------
 @dataclass
 class Result:
@@ -348,6 +387,7 @@ class Result:
     overload: Phase
     unexpected: int
     payments: dict[str, PaymentFigures] = field(default_factory=dict)
+    samples: dict[str, Sample] = field(default_factory=dict)
 
 
 async def measure(
@@ -359,6 +399,7 @@ async def measure(
     overload_rate: float | None = None,
     payers: Payers | None = None,
     database_url: str = "",
+    app: Flick | None = None,
 ) -> Result:
     """Three phases: `args.rate` (everyday), saturation, then `overload_rate` (default: twice
     this bot's own saturation). Payers, when given, pay alongside every phase."""
@@ -367,13 +408,15 @@ async def measure(
     tap.notice_texts = NOTICES
     driver = Driver(tg, Workload(tg, first_uid), tap, payers)
     payments: dict[str, PaymentFigures] = {}
+    samples: dict[str, Sample] = {}
 
     async def paying(phase: str, run: Any) -> Phase:
-        if payers is None:
-            return await run  # type: ignore[no-any-return]
-        pay = asyncio.create_task(payers.run(args.pay_rate, args.warmup + args.seconds))
-        result: Phase = await run
-        await pay
+        async with sampled(app) as samples[phase]:
+            if payers is None:
+                return await run  # type: ignore[no-any-return]
+            pay = asyncio.create_task(payers.run(args.pay_rate, args.warmup + args.seconds))
+            result: Phase = await run
+            await pay
         payments[phase] = await payers.settle(database_url)
         return result
 
@@ -399,7 +442,7 @@ async def measure(
             "overload", driver.fixed_rate(f"{name} overload", rate, args.warmup, args.seconds)
         )
     print(f"  {name}: overload: {clock}")
-    return Result(everyday, saturation, overload, driver.unexpected, payments)
+    return Result(everyday, saturation, overload, driver.unexpected, payments, samples)
 
 
 def _ms(values: list[float]) -> str:
@@ -407,8 +450,17 @@ def _ms(values: list[float]) -> str:
     return f"p50 {s.p50_ms:.1f} p99 {s.p99_ms:.1f} max {s.max_ms:.1f} ms"
 
 
-def describe_phase(report: Report, name: str, label: str, phase: Phase) -> None:
+def describe_phase(
+    report: Report, name: str, label: str, phase: Phase, sample: Sample | None
+) -> None:
     report.add(f"{name}: {label}: answered", f"{phase.throughput():,.0f} updates/s")
+    if sample is not None:
+        answered = max(1, len(phase.records))
+        print(
+            f"  {name}: {label}: CPU {sample.cpu:.1f} s = {sample.cpu / answered * 1000:.2f} ms "
+            f"per answer; peaks: {sample.pool_waiters} waiting for a database connection, "
+            f"{sample.actors} live actors, {sample.admission_waiting} waiting for admission"
+        )
     report.add(f"{name}: {label}: latency", _ms(phase.window_latencies()))
     told = [d - s for s, d in phase.notices if s >= phase.measured_from]
     late = phase.latencies(told=True)
@@ -426,16 +478,17 @@ def describe_phase(report: Report, name: str, label: str, phase: Phase) -> None:
 
 def describe(report: Report, name: str, result: Result, rate: float) -> None:
     fixed = result.everyday
-    describe_phase(report, name, f"{rate:g}/s", fixed)
+    describe_phase(report, name, f"{rate:g}/s", fixed, result.samples.get("everyday"))
     parts = []
     for kind in dict.fromkeys(SCRIPT):
         k = summarize(fixed.latencies(kind))
         parts.append(f"{kind} {k.p50_ms:.1f}/{k.p99_ms:.1f}")
     print(f"  {name}: p50/p99 ms by step at {rate:g}/s: " + ", ".join(parts))
     print(f"  {name}: generator fell behind by up to {fixed.late_sends * 1000:.1f} ms")
-    describe_phase(report, name, "saturation", result.saturation)
+    describe_phase(report, name, "saturation", result.saturation, result.samples.get("saturation"))
     over = result.overload
-    describe_phase(report, name, f"overload ({over.offered:,.0f}/s offered)", over)
+    label = f"overload ({over.offered:,.0f}/s offered)"
+    describe_phase(report, name, label, over, result.samples.get("overload"))
     for phase, figures in result.payments.items():
         print(
             f"  {name}: payments at {phase}: pre-checkouts {figures.pre_checkouts}, answered "
@@ -498,7 +551,10 @@ async def main(args: argparse.Namespace) -> None:
     bare: Result | None = None
     async with services(args.database_url) as svc:
         print(f"  database: {svc.database_kind}; storage: SeaweedFS {svc.seaweed.endpoint}")
-        async with OfflineTelegram() as tg, flick_bot(svc, tg, args.db_pool_max) as app:
+        async with (
+            OfflineTelegram() as tg,
+            flick_bot(svc, tg, args.db_pool_max, args.admission_slots) as app,
+        ):
             count = int(args.pay_rate * (args.warmup + args.seconds) * 3) + 8
             payers = Payers(tg, 9_000_000, count)
             await payers.prepare()
@@ -506,8 +562,9 @@ async def main(args: argparse.Namespace) -> None:
                 settle_heap()  # as `flick run` does once it is up
                 report.note(f"gc.freeze(): {gc.get_freeze_count():,} objects frozen")
             flick = await measure(
-                "flick", tg, args, 1_000_000, payers=payers, database_url=svc.database_url
-            )
+                "flick", tg, args, 1_000_000, payers=payers, database_url=svc.database_url,
+                app=app,
+            )  # fmt: skip
             pool_size = app.settings.db_pool_max
             describe(report, "flick", flick, args.rate)
             stats = app.supervisor.admission.stats
@@ -550,6 +607,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--db-pool-max", type=int, default=10, help="DB_POOL_MAX for both bots (Flick's default 10)"
+    )
+    parser.add_argument(
+        "--admission-slots",
+        type=int,
+        default=32,
+        help="ADMISSION_SLOTS for Flick (32); 1000000: no admission control, as before",
     )
     parser.add_argument(
         "--bare",

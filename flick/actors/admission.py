@@ -36,6 +36,11 @@ from enum import IntEnum
 
 from aiolimiter import AsyncLimiter
 
+#: A user told to wait is not told again for this long (a surge can hold several of their
+#: updates, and loading them and handling their first update are two waits).
+RETELL_AFTER = 60.0
+RETELL_LIMIT = 10_000  # above this many remembered, the old ones are swept out
+
 
 class Priority(IntEnum):
     MONEY = 0
@@ -87,6 +92,7 @@ class Admission:
         self._by_uid: dict[int, _Waiter] = {}
         self._untold: deque[_Waiter] = deque()  # in arrival order, for the sweep
         self._sweeper: asyncio.Task[None] | None = None
+        self._told_at: dict[int, float] = {}  # when each user was last told to wait
 
     # ---- what the engine reads ----------------------------------------------------------
     @property
@@ -200,12 +206,20 @@ class Admission:
                     continue
                 if now - waiter.since <= self.defer_after:
                     break
+                if now - self._told_at.get(waiter.uid, -RETELL_AFTER) < RETELL_AFTER:
+                    self._untold.popleft()  # told already in this surge: once is enough
+                    continue
                 if not self.notices.has_capacity():
                     break
                 await self.notices.acquire()  # has capacity: returns without waiting
                 self._untold.popleft()
                 self.stats.told += 1
+                self._told_at[waiter.uid] = now
                 self.on_defer(waiter.uid)
+            if len(self._told_at) > 4 * RETELL_LIMIT:
+                self._told_at = {
+                    uid: at for uid, at in self._told_at.items() if now - at < RETELL_AFTER
+                }
 
 
 __all__ = ["Admission", "AdmissionStats", "Priority"]

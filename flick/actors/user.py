@@ -115,14 +115,22 @@ class UserActor:
         """Handle messages until idle; an exception escapes to the supervisor (crash → restart)."""
         async with self._admitted(None):
             await self._retrying(self.load, budget=None, what="loading the user")
-        self.loaded = True
+            self.loaded = True
+            # The update that woke this actor is handled in the same slot: one wait, not two.
+            if len(self.mailbox):
+                message = await self.mailbox.get(0)  # there: returns at once
+                self.busy = True
+                try:
+                    await self.handle(message)
+                finally:
+                    self.busy = False
         while True:
             message = await self.mailbox.get(self.ctx.settings.actor_idle_seconds)
             if message is None:
                 if len(self.mailbox) or self._intakes_running():
                     continue
                 return
-            self.busy = True
+            self.busy = True  # from here: the supervisor's drain waits for it (admission too)
             try:
                 async with self._admitted(message):
                     await self.handle(message)
