@@ -27,7 +27,7 @@ import argparse
 import asyncio
 import gc
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -379,6 +379,27 @@ async def sampled(app: Flick | None) -> AsyncIterator[Sample]:
         sample.cpu = time.process_time() - cpu
 
 
+async def backlog_gone(name: str, app: Flick | None, limit: float = 90.0) -> None:
+    """Before the next phase: Flick works through what the last one left waiting (its users'
+    updates are all answered: the driver stopped waiting for them, Flick did not)."""
+    if app is None:
+        return
+    sup = app.supervisor
+    started = time.perf_counter()
+    for _ in range(int(limit / 0.05)):
+        if not (sup.mailbox_depth() or sup.admission.waiting or sup.admission.busy):
+            break
+        await asyncio.sleep(0.05)
+    tracked = gc.get_objects()
+    top = Counter(type(o).__name__ for o in tracked).most_common(8)
+    print(
+        f"  {name}: backlog worked off {time.perf_counter() - started:.1f} s after the phase; "
+        f"{len(tracked):,} objects tracked by the collector, most: "
+        + ", ".join(f"{kind} {n:,}" for kind, n in top)
+    )
+    del tracked
+
+
 # ---- one bot under load ------------------------------------------------------------------------
 @dataclass
 class Result:
@@ -413,11 +434,14 @@ async def measure(
     async def paying(phase: str, run: Any) -> Phase:
         async with sampled(app) as samples[phase]:
             if payers is None:
-                return await run  # type: ignore[no-any-return]
-            pay = asyncio.create_task(payers.run(args.pay_rate, args.warmup + args.seconds))
-            result: Phase = await run
-            await pay
-        payments[phase] = await payers.settle(database_url)
+                result: Phase = await run
+            else:
+                pay = asyncio.create_task(payers.run(args.pay_rate, args.warmup + args.seconds))
+                result = await run
+                await pay
+        if payers is not None:
+            payments[phase] = await payers.settle(database_url)
+        await backlog_gone(name, app)
         return result
 
     print(f"-- {name}: {args.rate:g} updates/s for {args.seconds:g} s (+{args.warmup:g} s warm-up)")
@@ -561,6 +585,9 @@ async def main(args: argparse.Namespace) -> None:
             if not args.no_gc_freeze:
                 settle_heap()  # as `flick run` does once it is up
                 report.note(f"gc.freeze(): {gc.get_freeze_count():,} objects frozen")
+            if args.gc_threshold:
+                gc.set_threshold(*args.gc_threshold)
+            report.note(f"gc thresholds {gc.get_threshold()}")
             flick = await measure(
                 "flick", tg, args, 1_000_000, payers=payers, database_url=svc.database_url,
                 app=app,
@@ -624,6 +651,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-gc-freeze",
         action="store_true",
         help="skip the gc.freeze() that `flick run` does once it is up (to compare)",
+    )
+    parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        nargs=3,
+        default=None,
+        metavar=("G0", "G1", "G2"),
+        help="gc.set_threshold() for the whole run, after start-up (to compare)",
     )
     parser.add_argument("--limit", type=float, default=900.0, help="hard stop, seconds")
     add_common_args(parser)
