@@ -66,6 +66,7 @@ SCRIPT = ("start", "balance", "create", "consent", "style", "photo", "balance", 
 TARGET_OVERLOAD = 0.9  # at 2× its saturation, of its saturation (or bare's fraction, if lower)
 TARGET_BARE = 0.9  # Flick ÷ bare kurigram at saturation
 TARGET_P99_RATIO = 2.0  # Flick's p99 ÷ the baseline's at the everyday rate
+DEFAULT_GC = gc.get_threshold()  # Python's, before Flick's settle_heap() changes them
 NOTICES = frozenset(t(lang, "busy_now") for lang in ("en", "ru"))
 
 
@@ -351,6 +352,7 @@ class Sample:
     pool_waiters: int = 0  # tasks queued for a database connection
     actors: int = 0  # live actors
     admission_waiting: int = 0
+    admission_busy: int = 0  # actors at work (money may exceed the slots)
     cpu: float = 0.0
 
 
@@ -366,8 +368,9 @@ async def sampled(app: Flick | None) -> AsyncIterator[Sample]:
             queue: Any = pool()._queue  # asyncpg keeps its waiters there
             sample.pool_waiters = max(sample.pool_waiters, len(getattr(queue, "_getters", ())))
             sample.actors = max(sample.actors, len(app.supervisor.actors))
-            waiting = app.supervisor.admission.waiting
-            sample.admission_waiting = max(sample.admission_waiting, waiting)
+            admission = app.supervisor.admission
+            sample.admission_waiting = max(sample.admission_waiting, admission.waiting)
+            sample.admission_busy = max(sample.admission_busy, admission.busy)
             await asyncio.sleep(0.05)
 
     task = asyncio.create_task(watch())
@@ -483,7 +486,8 @@ def describe_phase(
         print(
             f"  {name}: {label}: CPU {sample.cpu:.1f} s = {sample.cpu / answered * 1000:.2f} ms "
             f"per answer; peaks: {sample.pool_waiters} waiting for a database connection, "
-            f"{sample.actors} live actors, {sample.admission_waiting} waiting for admission"
+            f"{sample.actors} live actors, {sample.admission_waiting} waiting for admission, "
+            f"{sample.admission_busy} admitted"
         )
     report.add(f"{name}: {label}: latency", _ms(phase.window_latencies()))
     told = [d - s for s, d in phase.notices if s >= phase.measured_from]
@@ -609,6 +613,9 @@ async def main(args: argparse.Namespace) -> None:
                 f"{stats.promoted} promoted, longest wait {stats.longest_wait:.1f} s"
             )
         over_rate = flick.overload.offered
+        # The baselines are plain bots: Python's own collector settings, not Flick's.
+        gc.unfreeze()
+        gc.set_threshold(*DEFAULT_GC)
         gc.collect()
         async with OfflineTelegram() as tg, baseline_bot(svc, tg, pool_size):
             base = await measure("baseline", tg, args, 1_000_000, overload_rate=over_rate)

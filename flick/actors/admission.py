@@ -14,10 +14,11 @@ after; the excess waits here, cheaply, in priority order:
   a user being served finishes their step instead of everyone starting and nobody finishing.
 - Within a class, first come first served, until the oldest waiter has waited `defer_after`
   seconds; then newest first ("adaptive LIFO", Facebook's "Fail at Scale", 2015): during a surge
-  most updates are still answered promptly, and the ones that wait are told so (`on_defer`,
-  paced by aiolimiter: a notice costs a send, as much CPU as an answer here) and answered once
-  the surge passes. Nothing is dropped: a waiting update stays in its user's mailbox, not yet
-  journalled as handled, so a restart meanwhile gets it again from Telegram.
+  most updates are still answered promptly, and the ones that wait are answered once the surge
+  passes; those who just crossed the threshold are told so (`on_defer`), as many as a notice
+  budget allows (aiolimiter: a notice costs a send, as much CPU as an answer here). Nothing is
+  dropped: a waiting update stays in its user's mailbox, not yet journalled as handled, so a
+  restart meanwhile gets it again from Telegram.
 
 Hand-written, not a library: asyncio.Semaphore and aiolimiter (a rate limiter) have neither
 priorities, nor promotion of a waiter, nor LIFO under congestion, and a waiter here must cost no
@@ -193,30 +194,29 @@ class Admission:
             self._sweeper = asyncio.create_task(self._sweep(), name="admission-sweep")
 
     async def _sweep(self) -> None:
-        """Waiters past `defer_after`, oldest first: each is deferred once and told, while the
-        notice limiter has room (the rest are told at a later sweep, or simply answered). One
+        """Waiters that crossed `defer_after` since the last sweep, newest first, are told
+        while the notice limiter has room; the rest are answered later, untold. A notice
+        matters when it comes soon after the wait began: one given to a user already waiting
+        for many seconds (the oldest, under newest-first) helps nobody and costs a send. One
         task for all waiters, alive only while there are some."""
         while self._by_uid:
             await asyncio.sleep(self.defer_after / 2)
             now = self._clock()
-            while self._untold:
-                waiter = self._untold[0]
-                if waiter.future.done() or self._by_uid.get(waiter.uid) is not waiter:
-                    self._untold.popleft()  # admitted meanwhile
-                    continue
-                if now - waiter.since <= self.defer_after:
-                    break
+            crossed: list[_Waiter] = []
+            while self._untold and now - self._untold[0].since > self.defer_after:
+                waiter = self._untold.popleft()
+                if not waiter.future.done() and self._by_uid.get(waiter.uid) is waiter:
+                    crossed.append(waiter)
+            for waiter in reversed(crossed):
                 if now - self._told_at.get(waiter.uid, -RETELL_AFTER) < RETELL_AFTER:
-                    self._untold.popleft()  # told already in this surge: once is enough
-                    continue
+                    continue  # told already in this surge: once is enough
                 if not self.notices.has_capacity():
                     break
                 await self.notices.acquire()  # has capacity: returns without waiting
-                self._untold.popleft()
                 self.stats.told += 1
                 self._told_at[waiter.uid] = now
                 self.on_defer(waiter.uid)
-            if len(self._told_at) > 4 * RETELL_LIMIT:
+            if len(self._told_at) > RETELL_LIMIT:
                 self._told_at = {
                     uid: at for uid, at in self._told_at.items() if now - at < RETELL_AFTER
                 }
