@@ -129,10 +129,19 @@ async def test_users_who_wait_out_a_surge_are_told_once_then_answered_once(
         "SELECT balance FROM users WHERE telegram_id = ANY($1::bigint[])", users
     )
     assert sorted(r["balance"] for r in balances) == [1] * len(users)
+    once_each = {uid: 1 if uid in HELD else 2 for uid in users}
+
+    async def journalled() -> dict[int, int]:
+        rows = await pool().fetch(
+            'SELECT "user", count(*) AS n FROM handled_updates '
+            'WHERE "user" = ANY($1::bigint[]) GROUP BY "user"',
+            users,
+        )
+        return {r["user"]: r["n"] for r in rows}
+
+    async def all_journalled() -> bool:  # the journal writes in batches, in the background
+        return await journalled() == once_each
+
+    await until(all_journalled, "every update journalled as handled, once")
     await h.app.supervisor.journal.flush()
-    journal = await pool().fetch(
-        'SELECT "user", count(*) AS n FROM handled_updates WHERE "user" = ANY($1::bigint[]) '
-        'GROUP BY "user"',
-        users,
-    )
-    assert {r["user"]: r["n"] for r in journal} == {uid: 1 if uid in HELD else 2 for uid in users}
+    assert await journalled() == once_each
