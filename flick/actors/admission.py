@@ -171,17 +171,17 @@ class Admission:
             waiter.future.set_result(None)
 
     def _forget(self, waiter: _Waiter) -> None:
+        # Its queue entry stays: `_next` skips it, as its future is done (admitted by promote,
+        # or cancelled). Removing it here would be O(n) per waiter at a shutdown.
         if self._by_uid.get(waiter.uid) is waiter:
             del self._by_uid[waiter.uid]
-        queue = self._queues[waiter.priority]
-        # Rare (promotion, a cancelled actor at shutdown): a linear remove is fine.
-        if waiter in queue:
-            queue.remove(waiter)
 
     def _next(self) -> _Waiter | None:
         now = self._clock()
         for priority in (Priority.ONGOING, Priority.NEW):
             queue = self._queues[priority]
+            while queue and queue[0].future.done():
+                queue.popleft()  # admitted by promote, or cancelled: its age says nothing
             while queue:
                 congested = now - queue[0].since > self.defer_after
                 waiter = queue.pop() if congested else queue.popleft()
