@@ -75,6 +75,12 @@ class ReplyTap:
         self.on_reply: OnReply = lambda chat, mid, t: None
         self.on_media: OnReply = lambda chat, mid, t: None
         self.on_edit: OnReply = lambda chat, mid, t: None
+        # A message whose text is one of these is a notice ("lots of people right now"), not
+        # the answer to a step: the user goes on waiting for the answer.
+        self.notice_texts: frozenset[str] = frozenset()
+        self.on_notice: Callable[[int, float], None] = lambda chat, t: None
+        # An answer to a pre-checkout query: (query id, ok, t).
+        self.on_pre_checkout: Callable[[int, bool, float], None] = lambda qid, ok, t: None
         self.requests = 0
         self.errors = 0
         self._inner = tg.server.invoke
@@ -93,7 +99,9 @@ class ReplyTap:
         now = self.clock()
         if isinstance(query, raw.functions.messages.SendMessage):
             chat = chat_of(query)
-            if chat is not None:
+            if chat is not None and query.message in self.notice_texts:
+                self.on_notice(chat, now)
+            elif chat is not None:
                 message_id = sent_message_id(result)
                 self._forget_older(chat, message_id)
                 self.on_reply(chat, message_id, now)
@@ -103,6 +111,8 @@ class ReplyTap:
                 message_id = sent_message_id(result)
                 self._forget_older(chat, message_id)
                 self.on_media(chat, message_id, now)
+        elif isinstance(query, raw.functions.messages.SetBotPrecheckoutResults):
+            self.on_pre_checkout(int(query.query_id), bool(query.success), now)
         elif isinstance(query, raw.functions.messages.EditMessage):
             chat = chat_of(query)
             if chat is not None:

@@ -303,8 +303,9 @@ async def main(args: argparse.Namespace) -> None:
     gc.collect()
     async with (
         services(args.database_url) as svc,
-        FakeProviders(image_latency=args.provider_latency, start_delay=1.0,
-                      run_time=args.provider_latency) as fakes,  # fmt: skip
+        FakeProviders(
+            image_latency=args.provider_latency, start_delay=1.0, run_time=args.provider_latency
+        ) as fakes,  # fmt: skip
     ):
         print(f"  database: {svc.database_kind}; storage: SeaweedFS {svc.seaweed.endpoint}")
         outbox = CountingOutbox(jpeg((150, 60, 200), (320, 400)))

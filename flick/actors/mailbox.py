@@ -46,6 +46,11 @@ class Mailbox:
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def urgent(self) -> bool:
+        """Something posted (money, a task's report) is waiting: admission lets it in first."""
+        return len(self._items) > self._external
+
     def offer(self, event: object) -> bool:
         """An outside event; refused when the user has sent more than the capacity."""
         if self._external >= self.capacity:

@@ -14,6 +14,7 @@ from loguru import logger
 
 from flick import events as ev
 from flick.actors import messages as msg
+from flick.actors.admission import Admission
 from flick.actors.context import Context
 from flick.actors.incidents import Incidents
 from flick.actors.journal import UpdateJournal
@@ -48,6 +49,13 @@ class Supervisor:
         self.journal = UpdateJournal()
         self.incidents = Incidents()
         self._restarts: dict[int, asyncio.TimerHandle] = {}  # actors waiting out a backoff
+        settings = ctx.settings
+        self.admission = Admission(
+            settings.admission_slots,
+            defer_after=settings.defer_after_seconds,
+            notices_per_second=settings.busy_notices_per_second,
+            on_defer=self._deferred,
+        )
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> Supervisor:
@@ -120,6 +128,7 @@ class Supervisor:
         self._restarts.clear()
         self._tasks.clear()
         self.actors.clear()
+        await self.admission.close()
         await self.journal.__aexit__(None, None, None)
 
     # ---- routing ---------------------------------------------------------------------------
@@ -134,6 +143,7 @@ class Supervisor:
         mailbox = self._mailbox(uid)
         if isinstance(event, _MONEY):
             mailbox.post(event)  # a payment is never dropped by the flood guard
+            self.admission.promote(uid)  # nor kept waiting by a surge
         elif not mailbox.offer(event):
             await self._flooded(event.user, mailbox)
             return
@@ -142,6 +152,7 @@ class Supervisor:
     def post(self, user_id: int, message: object) -> None:
         """A report for a user's actor (from a task or an operator): never dropped."""
         self._mailbox(user_id).post(message)
+        self.admission.promote(user_id)
         self._ensure_running(user_id)
 
     def _mailbox(self, uid: int) -> Mailbox:
@@ -154,7 +165,7 @@ class Supervisor:
         if uid in self._tasks or uid in self._restarts:
             return  # running, or waiting out a crash backoff (its mailbox keeps the messages)
         user = self._users.get(uid) or ev.UserInfo(uid, uid)
-        actor = UserActor(user, self.ctx, self._mailbox(uid), self.journal)
+        actor = UserActor(user, self.ctx, self._mailbox(uid), self.journal, self.admission)
         self.actors[uid] = actor
         task = asyncio.create_task(actor.run(), name=f"actor-{uid}")
         self._tasks[uid] = task
@@ -196,6 +207,20 @@ class Supervisor:
     async def _apologise(self, actor: UserActor) -> None:
         with contextlib.suppress(RecipientGone, Exception):
             await self.ctx.outbox.send_text(actor.user.chat_id, t(actor.lang, "crash_sorry"))
+
+    def _deferred(self, uid: int) -> None:
+        """A user's update waits out a surge: tell them once (it stays in their mailbox)."""
+        actor = self.actors.get(uid)
+        user = self._users.get(uid) or ev.UserInfo(uid, uid)
+        lang = actor.lang if actor is not None and actor.loaded else None
+        lang = lang or pick_language(None, user.language_code)
+        task = asyncio.create_task(self._notify(user.chat_id, t(lang, "busy_now")))
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _notify(self, chat_id: int, text: str) -> None:
+        with contextlib.suppress(RecipientGone, Exception):
+            await self.ctx.outbox.send_text(chat_id, text)
 
     async def _flooded(self, user: ev.UserInfo, mailbox: Mailbox) -> None:
         if mailbox.flood_warned:

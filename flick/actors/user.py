@@ -13,7 +13,9 @@ tasks' reports have no budget: they are never given up while Flick runs.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
 from loguru import logger
 from tenacity import (
@@ -27,6 +29,7 @@ from tenacity import (
 
 from flick import events as ev
 from flick.actors import messages as msg
+from flick.actors.admission import Admission, Priority
 from flick.actors.context import Context
 from flick.actors.handlers.routes import EVENTS
 from flick.actors.journal import UpdateJournal
@@ -51,13 +54,21 @@ _NEVER_DROPPED = (
     msg.ReferralBonus,
     ev.SubscriptionChanged,
 )
+#: Outside events that jump the admission queue: Telegram drops a pre-checkout after 10 s.
+_MONEY = (ev.PreCheckout, ev.PaymentSucceeded, ev.PaymentRefunded, ev.SubscriptionChanged)
 
 
 class UserActor:
     def __init__(
-        self, user: ev.UserInfo, ctx: Context, mailbox: Mailbox, journal: UpdateJournal
+        self,
+        user: ev.UserInfo,
+        ctx: Context,
+        mailbox: Mailbox,
+        journal: UpdateJournal,
+        admission: Admission | None = None,
     ) -> None:
         self.user = user
+        self.admission = admission
         self.ctx = ctx
         self.mailbox = mailbox
         self.journal = journal
@@ -108,19 +119,43 @@ class UserActor:
 
     async def run(self) -> None:
         """Handle messages until idle; an exception escapes to the supervisor (crash → restart)."""
-        await self._retrying(self.load, budget=None, what="loading the user")
-        self.loaded = True
+        async with self._admitted(None):
+            await self._retrying(self.load, budget=None, what="loading the user")
+            self.loaded = True
+            # The update that woke this actor is handled in the same slot: one wait, not two.
+            if len(self.mailbox):
+                message = await self.mailbox.get(0)  # there: returns at once
+                self.busy = True
+                try:
+                    await self.handle(message)
+                finally:
+                    self.busy = False
         while True:
             message = await self.mailbox.get(self.ctx.settings.actor_idle_seconds)
             if message is None:
                 if len(self.mailbox) or self._intakes_running():
                     continue
                 return
-            self.busy = True
+            self.busy = True  # from here: the supervisor's drain waits for it (admission too)
             try:
-                await self.handle(message)
+                async with self._admitted(message):
+                    await self.handle(message)
             finally:
                 self.busy = False
+
+    def _admitted(self, message: object | None) -> AbstractAsyncContextManager[None]:
+        """A slot to work in (flick/actors/admission.py): money and reports first, then users
+        mid-conversation, then users new to this process."""
+        if self.admission is None:
+            return contextlib.nullcontext()
+        urgent = message is not None and (
+            not isinstance(message, ev.Event) or isinstance(message, _MONEY)
+        )
+        if urgent or self.mailbox.urgent:
+            priority = Priority.MONEY
+        else:
+            priority = Priority.ONGOING if self.loaded else Priority.NEW
+        return self.admission.slot(self.uid, priority)
 
     def _intakes_running(self) -> int:
         return self.ctx.services.intakes_running(self.uid) if self.ctx.services else 0

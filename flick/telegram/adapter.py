@@ -29,6 +29,7 @@ from flick.telegram.translate import (
     pre_checkout_event,
     subscription_event,
 )
+from flick.telegram.urgent import urgent_first
 
 # The generated `raw` package's `import *` re-exports are invisible to strict mypy.
 _raw: Any = pyrogram.raw
@@ -62,6 +63,8 @@ class TelegramAdapter:
         ]
         for handler in self._handlers:
             self.client.add_handler(handler, self.group)
+        # Past capacity, money must not wait behind the backlog of other updates.
+        urgent_first(self.client.dispatcher.updates_queue)
 
     def uninstall(self) -> None:
         # Stopping the client already cleared its handlers; removing one that is gone would

@@ -1,0 +1,100 @@
+"""The admission gate's rules (flick/actors/admission.py) alone, on a clock the test moves."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from flick.actors.admission import Admission, Priority
+from flick.testing.waits import until
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def waiting(admission: Admission, uid: int, priority: Priority) -> asyncio.Task[int]:
+    async def enter() -> int:
+        await admission.enter(uid, priority)
+        return uid
+
+    return asyncio.create_task(enter())
+
+
+async def admitted_in_turn(admission: Admission, tasks: list[asyncio.Task[int]]) -> list[int]:
+    """Free one slot at a time; the order in which the waiters got in."""
+    order = []
+    for _ in tasks:
+        admission.leave()
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finished = [t for t in done if t.result() not in order]
+        assert len(finished) == 1  # one slot freed, one waiter in
+        order.append(finished[0].result())
+    return order
+
+
+async def test_users_mid_conversation_go_before_new_ones_first_come_first_served() -> None:
+    admission = Admission(1, clock=Clock())
+    await admission.enter(1, Priority.NEW)  # the one slot
+    tasks = [
+        waiting(admission, 2, Priority.NEW),
+        waiting(admission, 3, Priority.ONGOING),
+        waiting(admission, 4, Priority.NEW),
+        waiting(admission, 5, Priority.ONGOING),
+    ]
+    await until(lambda: admission.waiting == 4, "four waiting")
+    assert await admitted_in_turn(admission, tasks) == [3, 5, 2, 4]
+    assert admission.busy == 1
+
+
+async def test_money_never_waits_and_a_waiter_with_money_goes_in_at_once() -> None:
+    admission = Admission(1, clock=Clock())
+    await admission.enter(1, Priority.NEW)
+    waiter = waiting(admission, 2, Priority.NEW)
+    await until(lambda: admission.is_waiting(2), "a new user waits")
+    await admission.enter(3, Priority.MONEY)  # no free slot, in anyway
+    assert admission.busy == 2
+    admission.promote(2)  # a payment reached user 2's mailbox
+    assert await waiter == 2
+    assert admission.busy == 3
+    assert admission.stats.promoted == 1
+    for _ in range(3):
+        admission.leave()
+    assert admission.busy == 0
+
+
+async def test_in_a_surge_the_newest_go_first_and_the_waiting_are_told_once() -> None:
+    clock = Clock()
+    told: list[int] = []
+    admission = Admission(1, defer_after=0.02, on_defer=told.append, clock=clock)
+    await admission.enter(1, Priority.NEW)
+    tasks = [waiting(admission, uid, Priority.NEW) for uid in (2, 3, 4)]
+    await until(lambda: admission.waiting == 3, "three waiting")
+    clock.now = 1.0  # the oldest has waited past defer_after: a surge
+    await until(lambda: sorted(told) == [2, 3, 4], "every waiting user told")
+    assert await admitted_in_turn(admission, tasks) == [4, 3, 2]
+    assert sorted(told) == [2, 3, 4]  # once each
+    assert admission.stats.deferred == 3
+    await admission.close()
+
+
+async def test_a_waiter_cancelled_at_shutdown_leaves_no_slot_taken() -> None:
+    admission = Admission(1, clock=Clock())
+    await admission.enter(1, Priority.NEW)
+    gone = waiting(admission, 2, Priority.NEW)
+    stays = waiting(admission, 3, Priority.NEW)
+    await until(lambda: admission.waiting == 2, "two waiting")
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert admission.waiting == 1
+    admission.leave()
+    assert await stays == 3
+    admission.leave()
+    assert admission.busy == 0
+    assert admission.waiting == 0
