@@ -120,8 +120,8 @@ async def test_users_who_wait_out_a_surge_are_told_once_then_answered_once(
     for uid in (*HELD, *WAITING):
         told = [notice] if uid in WAITING else []
         assert texts(h, uid)[: len(told)] == told, uid
-        welcome = t("en", "welcome", name=f"User{uid}", balance=1, price=50)
-        expected = [welcome] if uid in HELD else [welcome, t("en", "balance", balance=1)]
+        welcome = t("en", "welcome", name=f"User{uid}", n=1, price=50)
+        expected = [welcome] if uid in HELD else [welcome, t("en", "balance", n=1)]
         assert texts(h, uid)[len(told) :] == expected, uid
     # Each update handled once: one free credit each, one journal row per update.
     users = [*HELD, *WAITING]
