@@ -51,6 +51,11 @@ async def to_picker(bot: Bot, user: Any) -> None:
     await bot.push(bot.tg.callback(user, "consent"))
 
 
+async def picker_text(bot: Bot, user: Any) -> str:
+    """The style picker's text as the user sees it: it shows their balance."""
+    return t("en", "pick_style", n=await bot.h.balance(user.id))
+
+
 def uploads(bot: Bot) -> int:
     return sum(len(bot.tg.sent(kind)) for kind in UPLOADS)
 
@@ -86,11 +91,12 @@ async def test_the_picker_shows_the_samples_as_one_album_uploaded_once(
         assert sent[0].data == await asyncio.to_thread(files["romantic"].read_bytes)
         assert sent[2].data is not None and re.match(rb"....ftyp", sent[2].data)
         # The picker comes right after it, and works as before.
-        assert bot.tg.texts_to(alice.id)[-1] == t("en", "pick_style")
+        alice_picker = await picker_text(bot, alice)
+        assert bot.tg.texts_to(alice.id)[-1] == alice_picker
         picker = [
             e
             for e in bot.tg.sent(raw.functions.messages.SendMessage, alice.id)
-            if e.request.message == t("en", "pick_style")
+            if e.request.message == alice_picker
         ][-1]
         assert bot.tg.exchanges.index(album) < bot.tg.exchanges.index(picker)
 
@@ -99,7 +105,7 @@ async def test_the_picker_shows_the_samples_as_one_album_uploaded_once(
         (again,) = bot.tg.sent(ALBUM, bob.id, ok=True)
         assert uploads(bot) == before  # re-sent by file id: nothing uploaded again
         assert [i.message for i in again.request.multi_media] == [i.message for i in items]
-        assert bot.tg.texts_to(bob.id)[-1] == t("en", "pick_style")
+        assert bot.tg.texts_to(bob.id)[-1] == await picker_text(bot, bob)
 
 
 async def test_a_stale_sample_file_id_is_uploaded_again(
@@ -115,7 +121,7 @@ async def test_a_stale_sample_file_id_is_uploaded_again(
         await to_picker(bot, bob)
         assert len(bot.tg.sent(ALBUM, bob.id, ok=True)) == 1
         assert uploads(bot) > before
-        assert bot.tg.texts_to(bob.id)[-1] == t("en", "pick_style")
+        assert bot.tg.texts_to(bob.id)[-1] == await picker_text(bot, bob)
 
 
 async def test_one_sample_is_one_message_and_no_sample_no_album(
@@ -131,13 +137,14 @@ async def test_one_sample_is_one_message_and_no_sample_no_album(
         (single,) = bot.tg.sent(raw.functions.messages.SendMedia, alice.id, ok=True)
         assert isinstance(single.request.media, raw.types.InputMediaUploadedPhoto)
         assert single.request.message == "🤗 Hug"
-        assert bot.tg.texts_to(alice.id)[-1] == t("en", "pick_style")
+        alice_picker = await picker_text(bot, alice)
+        assert bot.tg.texts_to(alice.id)[-1] == alice_picker
         # The picker goes on to a video as before.
         await bot.push(bot.tg.callback(alice, "style:dance"))
-        assert bot.tg.texts_to(alice.id)[-1] != t("en", "pick_style")
+        assert bot.tg.texts_to(alice.id)[-1] != alice_picker
 
     async with running_bot(database_url, storage, tmp_path / "plain") as bot:
         bob = bot.tg.user(5222, "Bob")
         await to_picker(bot, bob)
         assert bot.tg.sent(ALBUM) == [] and bot.tg.sent(raw.functions.messages.SendMedia) == []
-        assert bot.tg.texts_to(bob.id)[-1] == t("en", "pick_style")
+        assert bot.tg.texts_to(bob.id)[-1] == await picker_text(bot, bob)

@@ -103,4 +103,4 @@ async def test_a_video_the_probe_refuses_is_refunded_and_never_sent(
             "SELECT balance FROM users WHERE telegram_id = $1", alice.id
         )
         assert balance == 1  # the free credit is back
-        assert t("en", "failed_bad_output", balance=balance) in bot.tg.texts_to(alice.id)
+        assert t("en", "failed_bad_output", n=balance) in bot.tg.texts_to(alice.id)

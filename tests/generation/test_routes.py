@@ -117,8 +117,8 @@ async def test_a_direct_style_animates_both_photos_for_its_tier_s_price(
     tiers = h.last_keyboard(UID).buttons()
     assert [d for _, d in tiers] == ["tier:together:quick", "tier:together:hd"]
     assert [label for label, _ in tiers] == [
-        "Quick 480p 5 s · credits: 1",
-        "HD 720p 10 s · credits: 3",
+        "Quick 480p 5 s · 1 credit",
+        "HD 720p 10 s · 3 credits",
     ]
     assert gen.actor_state(h, UID) is State.CHOOSING_TIER
     await h.press(UID, "tier:together:hd", h.last_keyboard(UID).message_id)
@@ -257,7 +257,7 @@ async def test_a_direct_model_that_finds_no_face_is_refunded_in_plain_words(
     assert (row["status"], row["refunded"], row["error_class"]) == (
         "failed", True, "input_refused"
     )  # fmt: skip
-    assert gen.t("en", "failed_no_face", balance=5) in gen.sent_texts(h, UID)
+    assert gen.t("en", "failed_no_face", n=5) in gen.sent_texts(h, UID)
     assert await gen.ledger(UID) == [
         ("free", 5, 5, None),
         ("generation", -3, 2, gen_id),
@@ -279,7 +279,7 @@ async def test_a_direct_model_refusing_the_aspect_ratio_is_refunded_in_plain_wor
     await choose(h, UID, "together", None)  # one tier: no step
     await photos(h, UID)
     await h.settle()
-    assert gen.t("en", "failed_bad_aspect", balance=1) in gen.sent_texts(h, UID)
+    assert gen.t("en", "failed_bad_aspect", n=1) in gen.sent_texts(h, UID)
     assert await h.balance(UID) == 1
 
 

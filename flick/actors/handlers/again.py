@@ -10,6 +10,7 @@ is the conversation's epoch with the photos, which a retried handler finds again
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 from flick import events as ev
@@ -87,10 +88,10 @@ async def _source(actor: Scope, e: ev.ButtonPress, arg: str) -> GenerationRecord
         await actor.say("again_stale")
         return None
     if not await _kept(actor, record.photo_keys):
-        hours = actor.ctx.settings.photo_keep_hours
         create = Button(t(actor.lang, "button_create"), "create")
-        n = int(hours) if hours.is_integer() else hours  # a number: plural forms key on it
-        await actor.say("photos_expired", keyboard=((create,),), n=n)
+        # Plural forms key on a whole number: a keep of part of an hour (tests) reads "1 hour".
+        hours = math.ceil(actor.ctx.settings.photo_keep_hours)
+        await actor.say("photos_expired", keyboard=((create,),), n=hours)
         return None
     if conv.balance < 1:
         await offer_packages(actor, "no_credits")
