@@ -194,6 +194,26 @@ class RecordingOutbox:
         self._record(Sent("edit_subscription", user_id, charge_id, extra=extra))
 
 
+class HeldOutbox(RecordingOutbox):
+    """The recording outbox, where a test can hold the download of chosen files (a slow network)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holds: dict[str, asyncio.Event] = {}
+
+    def hold(self, file_id: str) -> asyncio.Event:
+        """Downloads of `file_id` wait until the returned event is set."""
+        gate = self.holds[file_id] = asyncio.Event()
+        return gate
+
+    async def download(self, photo: PhotoRef) -> AsyncIterator[bytes]:
+        gate = self.holds.get(photo.file_id)
+        if gate is not None:
+            await gate.wait()
+        async for chunk in super().download(photo):
+            yield chunk
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
