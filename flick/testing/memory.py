@@ -40,17 +40,6 @@ class MemoryStorage:
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         self.objects[key] = (bytes(data), content_type)
 
-    async def put_stream(
-        self, key: str, chunks: AsyncIterator[bytes], content_type: str, max_bytes: int
-    ) -> int:
-        buf = bytearray()
-        async for chunk in chunks:
-            buf += chunk
-            if len(buf) > max_bytes:
-                raise ValueError(f"object larger than {max_bytes} bytes")
-        self.objects[key] = (bytes(buf), content_type)
-        return len(buf)
-
     async def put_file(self, key: str, path: Path, content_type: str) -> int:
         data = await asyncio.to_thread(path.read_bytes)  # it keeps objects in memory anyway
         await self.put(key, data, content_type)
@@ -64,14 +53,8 @@ class MemoryStorage:
         for i in range(0, len(data), 64 * 1024):
             yield data[i : i + 64 * 1024]
 
-    async def size(self, key: str) -> int:
-        return len(self.objects[key][0])
-
     async def presign(self, key: str) -> str | None:
         return None
-
-    async def delete(self, key: str) -> None:
-        self.objects.pop(key, None)
 
 
 class RecordingOutbox:
