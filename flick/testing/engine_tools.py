@@ -20,6 +20,7 @@ from flick.pipeline.local import LocalImageProvider
 from flick.testing.engine import EngineHarness, make_jpeg
 from flick.testing.inflight import CountingImage, CountingVideo, InFlight
 from flick.testing.memory import HeldOutbox, Sent
+from flick.testing.waits import until
 
 Saved = tuple[str, dict[str, Any]]
 
@@ -119,13 +120,8 @@ async def to_photos(h: EngineHarness, uid: int, style: str = "hug") -> None:
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], what: str, limit: float = 30) -> None:
-    """Poll until `predicate()` holds; the limit only turns a hang into a failure."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while not await predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        await asyncio.sleep(0.01)
+    """`flick.testing.waits.until` for an async predicate (the name the engine tests use)."""
+    await until(predicate, what, limit)
 
 
 async def quiet(h: EngineHarness, limit: float = 30) -> None:

@@ -6,7 +6,6 @@ reads the database between two engines, too.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,6 +18,7 @@ from flick.testing.engine import EngineHarness, make_jpeg
 from flick.testing.harnesses import FAST
 from flick.testing.memory import Sent
 from flick.testing.providers import OPENAI_KEY, REPLICATE_TOKEN, VIDEO_MODEL
+from flick.testing.waits import until
 
 Entry = tuple[str, int, int, int | None]
 
@@ -81,13 +81,8 @@ class GenerationTools:
     async def wait_for(
         predicate: Callable[[], Awaitable[bool]], what: str, limit: float = 20
     ) -> None:
-        """Poll until `predicate()` holds; the limit only turns a hang into a failure."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limit
-        while not await predicate():
-            if loop.time() > deadline:
-                raise AssertionError(f"never happened: {what}")
-            await asyncio.sleep(0.01)
+        """`flick.testing.waits.until` for an async predicate (the name the tests use)."""
+        await until(predicate, what, limit)
 
     async def start_generation(self, h: EngineHarness, uid: int, style: str = "hug") -> int:
         """/create, consent, a style and two photos; returns the generation's id once its row

@@ -13,4 +13,4 @@ async def test_the_free_credit_buys_one_video_then_credits_are_offered(bot: Bot)
 
     await bot.push(bot.tg.command(alice, "create"))  # no credit left: packages are offered
     offer = bot.tg.sent(raw.functions.messages.SendMessage, alice.id)[-1]
-    assert [data for row in bot.tg.buttons(offer) for _, data in row][0] == "buy:0"
+    assert "buy:0" in {data for row in bot.tg.buttons(offer) for _, data in row}
