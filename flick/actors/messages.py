@@ -21,6 +21,13 @@ class PhotoRejected:
     epoch: int
     event_id: str
     retry: bool = False  # a failure of ours: the photo's redelivery is taken again
+    values: tuple[tuple[str, str | int], ...] = ()  # the reason's placeholders
+
+
+@dataclass(frozen=True, slots=True)
+class DrainMark:
+    """Posted by an actor to itself: handled once everything queued before it has been, so it
+    marks the end of one mailbox drain (see `flick.actors.handlers.bursts`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ACCEPTED = {"JPEG", "PNG", "WEBP"}
+ACCEPTED = {"JPEG", "PNG", "WEBP", "MPO"}
+# A multi-picture JPEG (some cameras and phones, e.g. a stereo pair): Pillow reports it as
+# animated, but its first picture is the photo.
+STILL_WITH_FRAMES = {"MPO"}
+
+
+# HEIC/HEIF/AVIF (an iPhone's photo sent "as a file"): Pillow cannot identify them without a
+# plugin, and "not an image" would be the wrong reason. Their ISO-BMFF `ftyp` box names the brand
+# in bytes 8-12; a dependency to read four bytes is not worth its weight.
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+_AVIF_BRANDS = {b"avif", b"avis"}
+# Pillow refuses a decompression bomb before we see its size; it is only in the message.
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
 
 class PhotoRejected(Exception):  # noqa: N818 - an answer for the user, not a failure
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, **values: str | int) -> None:
         super().__init__(reason)
         self.reason = reason  # a catalog key
+        self.values = values  # its placeholders (sizes, a format name)
 
 
 @dataclass(frozen=True)
@@ -35,26 +49,49 @@ async def read_limited(chunks: AsyncIterator[bytes], max_bytes: int) -> bytes:
 
 
 def _normalize(data: bytes, limits: PhotoLimits) -> bytes:
+    """Each refusal names its real reason: the content is not an image; an image in a format
+    we do not take (GIF, BMP, HEIC, ...); animated; too many pixels (decompression bombs
+    included); a side too long or too short; or an image of ours that will not decode."""
     try:
-        with Image.open(io.BytesIO(data)) as probe:
-            kind = probe.format
-            width, height = probe.size
-        if kind not in ACCEPTED:
-            raise PhotoRejected("photo_not_image")
-        if max(width, height) > limits.max_side or width * height > limits.max_side**2:
-            raise PhotoRejected("photo_too_large_pixels")
-        if min(width, height) < limits.min_side:
-            raise PhotoRejected("photo_too_small")
+        probe = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        found = _BOMB_PIXELS.search(str(exc))
+        pixels = int(found.group(1)) if found else 2 * (Image.MAX_IMAGE_PIXELS or 0) + 1
+        raise PhotoRejected(
+            "photo_too_many_pixels", pixels=pixels, limit=limits.max_side**2
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        brand = data[8:12] if data[4:8] == b"ftyp" else b""
+        if brand in _HEIF_BRANDS or brand in _AVIF_BRANDS:
+            name = "HEIC" if brand in _HEIF_BRANDS else "AVIF"
+            raise PhotoRejected("photo_format", format=name) from None
+        raise PhotoRejected("photo_not_image") from None
+    with probe:
+        kind = probe.format or "?"
+        width, height = probe.size
+        animated = bool(getattr(probe, "is_animated", False)) and kind not in STILL_WITH_FRAMES
+    if animated:
+        raise PhotoRejected("photo_animated")
+    if kind not in ACCEPTED:
+        raise PhotoRejected("photo_format", format=kind)
+    if width * height > limits.max_side**2:
+        raise PhotoRejected(
+            "photo_too_many_pixels", pixels=width * height, limit=limits.max_side**2
+        )
+    if max(width, height) > limits.max_side:
+        raise PhotoRejected("photo_too_large_pixels", side=limits.max_side)
+    if min(width, height) < limits.min_side:
+        raise PhotoRejected("photo_too_small")
+    try:
         with Image.open(io.BytesIO(data)) as img:
             img.load()  # a truncated file fails here, not later at the provider
             upright = ImageOps.exif_transpose(img).convert("RGB")
             out = io.BytesIO()
             upright.save(out, "JPEG", quality=92)
             return out.getvalue()
-    except PhotoRejected:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise PhotoRejected("photo_not_image") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        # It said it was a JPEG/PNG/WebP of a sane size, and its data does not decode.
+        raise PhotoRejected("photo_damaged", format="JPEG" if kind == "MPO" else kind) from None
 
 
 def _to_jpeg(data: bytes) -> bytes:

@@ -1,4 +1,8 @@
-"""Photo intake: accept a photo, download and check it beside the loop, then count it in."""
+"""Photo intake: accept a photo, download and check it beside the loop, then count it in.
+
+Albums and bursts (several photos at once) are taken together by `bursts`, which also keeps
+the replies to photos Flick does not need to one per burst; its notes say how.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_r
 
 from flick import events as ev
 from flick.actors import messages as msg
+from flick.actors.handlers import bursts
 from flick.actors.handlers.generations import start_generation
 from flick.actors.handlers.replies import offer_packages
 from flick.actors.scope import Scope
@@ -31,40 +36,39 @@ async def on_photo(actor: Scope, e: ev.Photo) -> None:
     if e.event_id in actor.conv.photo_events:
         actor.handled(e.event_id)  # counted before a restart: a redelivery, nothing to do
         return
-    reply = _refusal(actor, e)
-    if reply is not None:
-        actor.handled(e.event_id)  # the reply is the whole answer to this photo
-        key, values = reply
-        if key == "no_credits_photos_kept":
-            await offer_packages(actor, key)
-        else:
-            await actor.say(key, None, **values)
+    if bursts.knows(actor, e.event_id):
+        return  # a redelivery while it is being taken; recorded when its burst resolves
+    key = _refusal(actor)
+    if key is None:
+        # Recorded as handled only once the photo is stored and counted: a restart before
+        # then gets it again from Telegram's redelivery, and nothing is lost.
+        await bursts.take(actor, e, _fetch)
         return
-    # Recorded as handled only once the photo is stored and counted (`on_photo_stored`): a
-    # restart before then gets it again from Telegram's redelivery, and nothing is lost.
-    actor.conv.pending_photos += 1
+    actor.handled(e.event_id)  # the reply is the whole answer to this photo
+    if not bursts.should_answer(actor, e, key):
+        return  # its burst (or album) has had this answer already
+    if key == "no_credits_photos_kept":
+        await offer_packages(actor, key)
+    else:
+        await actor.say(key)
+
+
+def _fetch(actor: Scope, e: ev.Photo) -> None:
     task = asyncio.create_task(_intake(actor, e, actor.conv.epoch))
     if actor.ctx.services is not None:
         actor.ctx.services.track_intake(actor.uid, task)
 
 
-def _refusal(actor: Scope, e: ev.Photo) -> tuple[str, dict[str, object]] | None:
+def _refusal(actor: Scope) -> str | None:
+    """Why the conversation cannot use a photo now (a catalog key), or None when it can."""
     state = actor.conv.state
     if state is State.PROCESSING:
-        return "busy", {}
+        return "busy"
     if state is not State.WAITING_FOR_PHOTOS:
-        return _EXPECT.get(state, "hint_create"), {}
-    if len(actor.conv.photos) == 2 and actor.conv.balance < 1:
-        return "no_credits_photos_kept", {}
-    if len(actor.conv.photos) + actor.conv.pending_photos >= 2:
-        return "photos_enough", {}
-    if (e.photo.size or 0) > actor.ctx.photo_limits.max_bytes:
-        return "photo_too_big", {"mb": _limit_mb(actor)}
+        return _EXPECT.get(state, "hint_create")
+    if len(actor.conv.photos) >= 2:
+        return "no_credits_photos_kept" if actor.conv.balance < 1 else "photos_enough"
     return None
-
-
-def _limit_mb(actor: Scope) -> str:
-    return f"{round(actor.ctx.photo_limits.max_bytes / 2**20, 1):g}"
 
 
 async def _intake(actor: Scope, e: ev.Photo, epoch: int) -> None:
@@ -97,7 +101,8 @@ async def _intake(actor: Scope, e: ev.Photo, epoch: int) -> None:
         await retried(lambda: actor.ctx.storage.put(key, jpeg, "image/jpeg"))
         report = msg.PhotoStored(key, epoch, e.event_id)
     except imaging.PhotoRejected as exc:
-        report = msg.PhotoRejected(exc.reason, epoch, e.event_id)
+        values = tuple(exc.values.items())
+        report = msg.PhotoRejected(exc.reason, epoch, e.event_id, values=values)
     except Exception:
         actor.log.exception("photo intake failed")
         report = msg.PhotoRejected("photo_failed", epoch, e.event_id, retry=True)
@@ -107,25 +112,37 @@ async def _intake(actor: Scope, e: ev.Photo, epoch: int) -> None:
 async def on_photo_stored(actor: Scope, m: msg.PhotoStored) -> None:
     if m.epoch != actor.conv.epoch:
         actor.handled(m.event_id)
+        bursts.forget_stale(actor)
         return  # from a conversation the user cancelled; the file stays as a record
+    if await bursts.stored(actor, m):
+        return
+    # A fetch started by this actor's crashed predecessor: counted in as it comes.
     actor.conv.pending_photos = max(0, actor.conv.pending_photos - 1)
     if not actor.conv.trigger("photo_stored", key=m.key, event_id=m.event_id):
         actor.handled(m.event_id)
+        if m.event_id in actor.conv.photo_events:
+            # Counted already: this handler is being retried after the generation's start
+            # failed (e.g. the database went away), so start it now.
+            await start_generation(actor)
         return  # the user cancelled or moved on meanwhile; the file stays as a record
     await actor.save()  # the photo and its update id, in one statement
     actor.handled(m.event_id)
     if len(actor.conv.photos) == 1:
-        await actor.say("photo_one_more")
+        if not actor.conv.pending_photos:
+            await actor.say("photo_one_more")
         return
     await start_generation(actor)
 
 
 async def on_photo_rejected(actor: Scope, m: msg.PhotoRejected) -> None:
+    if m.epoch == actor.conv.epoch and await bursts.rejected(actor, m, _fetch):
+        return
     if m.retry:
         actor.unhandled(m.event_id)
     else:
         actor.handled(m.event_id)
     if m.epoch != actor.conv.epoch:
+        bursts.forget_stale(actor)
         return
     actor.conv.pending_photos = max(0, actor.conv.pending_photos - 1)
-    await actor.say(m.reason, mb=_limit_mb(actor), side=actor.ctx.photo_limits.max_side)
+    await actor.send(bursts.reason_text(actor, m.reason, dict(m.values)))

@@ -10,6 +10,7 @@ from flick.actors import messages as msg
 from flick.actors.handlers import (
     admin,
     balance,
+    bursts,
     buttons,
     cancel,
     commands,
@@ -69,6 +70,7 @@ EVENTS: dict[type, Handler] = {
     ev.SubscriptionChanged: subscriptions.changed,
     msg.PhotoStored: photos.on_photo_stored,
     msg.PhotoRejected: photos.on_photo_rejected,
+    msg.DrainMark: bursts.on_drain_mark,
     msg.GenerationEnded: generations.on_generation_ended,
     msg.ResumeGeneration: resume.on_resume,
     msg.Grant: balance.on_grant,
