@@ -133,6 +133,9 @@ async def test_an_admin_correction_reports_what_it_applied_not_what_was_asked(
 ) -> None:
     h = await harness(admin_ids=[ADMIN])
     await h.command(ALICE, "start")  # one free credit
+    # Alice's actor and the admin's run side by side: the grant must find her already known
+    # (on a busy machine the admin's actor used to get there first).
+    await h.settle()
     await h.command(ADMIN, "grant", f"{ALICE} -5 duplicate account")
     await h.settle()
     assert await h.balance(ALICE) == 0 == await h.ledger_sum(ALICE)
