@@ -298,7 +298,7 @@ def by_package(session: Any) -> Counter[str]:
 
 
 def _is_harness(function: str, path: str) -> bool:
-    if path.endswith("flick/testing/tg_server.py") and function == "invoke":
+    if path.endswith("flick/testing/telegram/server.py") and function == "invoke":
         return True
     return path.endswith("bench/offline.py") and function == "inject"
 

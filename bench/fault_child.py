@@ -48,7 +48,7 @@ from flick.runtime import reconcile_at_start, settle_heap
 from flick.storage import S3Storage
 from flick.telegram.gateway import TelegramGateway
 from flick.testing.telegram import Incoming, OfflineTelegram, raw
-from flick.testing.tg_wire import chat_of
+from flick.testing.telegram.wire import chat_of
 
 
 def emit(event: dict[str, Any]) -> None:

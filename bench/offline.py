@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from flick.testing.telegram import Incoming, OfflineTelegram, raw
-from flick.testing.tg_files import FileStore
-from flick.testing.tg_wire import chat_of, roundtrip, rpc_error
+from flick.testing.telegram.file_store import FileStore
+from flick.testing.telegram.wire import chat_of, roundtrip, rpc_error
 
 OnReply = Callable[[int, int | None, float], None]
 

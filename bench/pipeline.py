@@ -386,7 +386,7 @@ def _own(row: Any, stats: dict[str, Any], delivered: float, offset: float, route
         provider += edit_f - edit_s
     out = [o for o in stats["outputs"] if o[0] == row["prediction_id"]]
     poll_wait = max(0.0, (out[-1][1] if out else done) - done - 0.002)
-    return delivered - start - provider - poll_wait
+    return float(delivered - start - provider - poll_wait)
 
 
 # ---- 3. memory against the video's size --------------------------------------------------------

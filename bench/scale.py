@@ -49,10 +49,11 @@ from bench.fakes import OPENAI_KEY, REPLICATE_TOKEN, VIDEO_MODEL, FakeProviders
 from flick import events as ev
 from flick.actors.user import UserActor
 from flick.app import Flick
+from flick.media import VideoMeta
 from flick.pipeline.openai_images import OpenAIImageProvider
 from flick.pipeline.replicate_video import ReplicateVideoProvider
 from flick.pipeline.runner import PipelineConfig
-from flick.ports import Keyboard
+from flick.ports import AlbumItem, Keyboard
 
 TARGET_RSS_MB = 512.0
 TARGET_BALANCE_P99_MS = 50.0
@@ -104,9 +105,13 @@ class CountingOutbox:
         file_id: str | None = None,
         *,
         local_path: Path | None = None,
+        meta: VideoMeta | None = None,
     ) -> str:
         self.sent += 1
         return file_id or f"video-{storage_key}"
+
+    async def send_album(self, chat_id: int, items: Sequence[AlbumItem]) -> None:
+        return None
 
     async def send_invoice(self, chat_id: int, **kwargs: Any) -> int:
         return next(self._ids)

@@ -126,11 +126,6 @@ class Outbox(Protocol):
 class Storage(Protocol):
     async def put(self, key: str, data: bytes, content_type: str) -> None: ...
 
-    async def put_stream(
-        self, key: str, chunks: AsyncIterator[bytes], content_type: str, max_bytes: int
-    ) -> int:
-        """Store a stream without holding it whole; returns its size. Over max_bytes: ValueError."""
-
     async def put_file(self, key: str, path: Path, content_type: str) -> int:
         """Store a local file, streamed in parts (never whole in memory); returns its size."""
 

@@ -69,38 +69,6 @@ def video_key(user_id: int, ts: datetime, style: str) -> str:
     return f"videos/{int(user_id)}/{timestamp(ts)}_{_safe(style)}.mp4"
 
 
-class _ChunkReader:
-    """The file-like `read(n)` miniopy's put_object wants, over an async chunk iterator. It holds
-    at most one part, and counts bytes so an oversized upload fails before it completes."""
-
-    def __init__(self, chunks: AsyncIterator[bytes], max_bytes: int) -> None:
-        self._chunks = chunks.__aiter__()
-        self._buf = bytearray()
-        self._eof = False
-        self.max_bytes = max_bytes
-        self.total = 0
-
-    async def read(self, size: int = -1) -> bytes:
-        while not self._eof and (size < 0 or len(self._buf) < size):
-            try:
-                chunk = await anext(self._chunks)
-            except StopAsyncIteration:
-                self._eof = True
-                break
-            self.total += len(chunk)
-            if self.total > self.max_bytes:
-                raise ValueError(f"object larger than {self.max_bytes} bytes")
-            self._buf += chunk
-        size = len(self._buf) if size < 0 else min(size, len(self._buf))
-        with memoryview(self._buf) as view:
-            out = bytes(view[:size])  # one copy, not two as slicing the bytearray would make
-        del self._buf[:size]
-        return out
-
-    def unread(self, data: bytes) -> None:
-        self._buf[:0] = data
-
-
 class _FileReader:
     """An open file's `read(n)` for miniopy, off the event loop."""
 
@@ -261,30 +229,11 @@ class S3Storage:
         body = io.BytesIO(data)
         await self._call(self._client.put_object(self.bucket, key, body, len(data), content_type))
 
-    async def put_stream(
-        self, key: str, chunks: AsyncIterator[bytes], content_type: str, max_bytes: int
-    ) -> int:
-        reader = _ChunkReader(chunks, max_bytes)
-        head = await reader.read(self.part_size)
-        if len(head) < self.part_size:  # small: one plain PUT
-            await self.put(key, head, content_type)
-            return len(head)
-        reader.unread(head)
-        del head
-        await self._call(
-            self._client.put_object(
-                self.bucket, key, cast(BinaryIO, reader), length=-1, content_type=content_type,
-                part_size=self.part_size,
-                num_parallel_uploads=1,  # in parallel mode miniopy reads ahead without bound
-            )
-        )  # fmt: skip
-        return reader.total
-
     async def put_file(self, key: str, path: Path, content_type: str) -> int:
         """Store a local file in parts, never whole in memory; returns its size.
 
         Its size is known up front, so miniopy reads each part straight from the file (in a
-        thread): none of put_stream's buffering and copies.
+        thread), one part in memory at a time.
         """
         f = await asyncio.to_thread(path.open, "rb")
         try:

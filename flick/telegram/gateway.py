@@ -184,10 +184,10 @@ async def _abandon(client: Client, before: set[asyncio.Task[Any]]) -> None:
     if session is not None:
         # Stopping also ends the reconnect loop a session starts when the network is down.
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(session.stop(), 5)  # type: ignore[no-untyped-call]
+            await asyncio.wait_for(session.stop(), 5)
     client.session = None
     with contextlib.suppress(Exception):  # not open yet when the failure came first
-        await client.storage.close()  # type: ignore[no-untyped-call]
+        await client.storage.close()
     client.is_connected = False
     await _sweep(client, before)
 

@@ -44,6 +44,6 @@ async def set_commands(client: Client) -> None:
     for language_code, commands in menus().items():
         await client.set_bot_commands(
             [types.BotCommand(name, description) for name, description in commands],
-            scope=types.BotCommandScopeDefault(),  # type: ignore[no-untyped-call]
+            scope=types.BotCommandScopeDefault(),
             language_code=language_code,
         )

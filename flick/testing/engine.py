@@ -16,7 +16,7 @@ import io
 import itertools
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from PIL import Image
@@ -44,6 +44,9 @@ def make_jpeg(color: str = "red", size: tuple[int, int] = (320, 400)) -> bytes:
 
 _IDS = itertools.count(1)
 
+#: `send` gives back the event it was given, with its type.
+E = TypeVar("E", bound=ev.Event)
+
 
 async def truncate() -> None:
     await pool().execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
@@ -66,6 +69,7 @@ class EngineHarness:
         faces: FaceDetector | None = None,
         **settings: Any,
     ) -> None:
+        self.storage = storage  # the one the engine was given (Flick's own is Optional)
         self.outbox = outbox or RecordingOutbox()
         self._own_video = video is None
         self.video = video or LocalVideoProvider(data_dir / "videos")
@@ -130,14 +134,14 @@ class EngineHarness:
     def next_id(self, prefix: str = "m") -> str:
         return f"{prefix}{next(self._ids)}"
 
-    async def send(self, event: ev.Event) -> ev.Event:
+    async def send(self, event: E) -> E:
         await self.app.dispatch(event)
         return event
 
-    async def command(self, uid: int, name: str, args: str = "") -> ev.Event:
+    async def command(self, uid: int, name: str, args: str = "") -> ev.Command:
         return await self.send(ev.Command(self.user(uid), self.next_id(), name, args))
 
-    async def text(self, uid: int, text: str) -> ev.Event:
+    async def text(self, uid: int, text: str) -> ev.Text:
         return await self.send(ev.Text(self.user(uid), self.next_id(), text))
 
     async def photo(
@@ -147,7 +151,7 @@ class EngineHarness:
         *,
         document: bool = False,
         media_group: str | None = None,
-    ) -> ev.Event:
+    ) -> ev.Photo:
         file_id = self.next_id("file")
         self.outbox.files[file_id] = make_jpeg() if data is None else data
         ref = ev.PhotoRef(
@@ -155,11 +159,11 @@ class EngineHarness:
         )
         return await self.send(ev.Photo(self.user(uid), self.next_id(), ref, media_group))
 
-    async def press(self, uid: int, data: str, message_id: int | None = None) -> ev.Event:
+    async def press(self, uid: int, data: str, message_id: int | None = None) -> ev.ButtonPress:
         cid = self.next_id("cb")
         return await self.send(ev.ButtonPress(self.user(uid), cid, cid, data, message_id))
 
-    async def unsupported(self, uid: int, kind: str) -> ev.Event:
+    async def unsupported(self, uid: int, kind: str) -> ev.Unsupported:
         return await self.send(ev.Unsupported(self.user(uid), self.next_id(), kind))
 
     # ---- reading the conversation -----------------------------------------------------------
@@ -193,7 +197,8 @@ class EngineHarness:
                     return
             await asyncio.sleep(0.005)
         busy_actors = {
-            uid: ("busy" if a.busy else "") + (" photos" if a.pending_photos else "")
+            uid: ("busy" if a.busy else "")
+            + (" photos" if a.pending_photos else "")
             + ("" if a.loaded else " loading")
             for uid, a in sup.actors.items()
             if a.busy or a.pending_photos or not a.loaded

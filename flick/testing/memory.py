@@ -41,17 +41,6 @@ class MemoryStorage:
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         self.objects[key] = (bytes(data), content_type)
 
-    async def put_stream(
-        self, key: str, chunks: AsyncIterator[bytes], content_type: str, max_bytes: int
-    ) -> int:
-        buf = bytearray()
-        async for chunk in chunks:
-            buf += chunk
-            if len(buf) > max_bytes:
-                raise ValueError(f"object larger than {max_bytes} bytes")
-        self.objects[key] = (bytes(buf), content_type)
-        return len(buf)
-
     async def put_file(self, key: str, path: Path, content_type: str) -> int:
         data = await asyncio.to_thread(path.read_bytes)  # it keeps objects in memory anyway
         await self.put(key, data, content_type)
@@ -204,6 +193,26 @@ class RecordingOutbox:
     async def edit_subscription(self, user_id: int, charge_id: str, *, canceled: bool) -> None:
         extra = {"charge_id": charge_id, "canceled": canceled}
         self._record(Sent("edit_subscription", user_id, charge_id, extra=extra))
+
+
+class HeldOutbox(RecordingOutbox):
+    """The recording outbox, where a test can hold the download of chosen files (a slow network)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holds: dict[str, asyncio.Event] = {}
+
+    def hold(self, file_id: str) -> asyncio.Event:
+        """Downloads of `file_id` wait until the returned event is set."""
+        gate = self.holds[file_id] = asyncio.Event()
+        return gate
+
+    async def download(self, photo: PhotoRef) -> AsyncIterator[bytes]:
+        gate = self.holds.get(photo.file_id)
+        if gate is not None:
+            await gate.wait()
+        async for chunk in super().download(photo):
+            yield chunk
 
 
 def _sha256(path: Path) -> str:

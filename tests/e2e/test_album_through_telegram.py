@@ -10,10 +10,9 @@ from PIL import Image
 
 from flick.i18n import t
 from flick.models.db import pool
+from flick.testing.bot import Bot
 from flick.testing.engine import make_jpeg
 from flick.testing.telegram import raw
-
-from .conftest import Bot
 
 RGB = {"red": (255, 0, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
 

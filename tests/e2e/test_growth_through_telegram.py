@@ -74,6 +74,7 @@ async def bot(database_url: str, storage: S3Storage, tmp_path: Path) -> AsyncIte
             engine.append(harness)
             async with gateway:
                 # What `flick run` does once connected: invite links name the bot Telegram knows.
+                assert tg.client.me is not None
                 harness.app.supervisor.ctx.bot_username = tg.client.me.username
                 yield Bot(tg, harness)
 

@@ -8,9 +8,8 @@ from flick.i18n import t
 from flick.models.db import pool
 from flick.payments.reconcile import StarTransaction, charges_from
 from flick.telegram.stars import star_transactions
+from flick.testing.bot import Bot
 from flick.testing.telegram import raw
-
-from .conftest import Bot
 
 
 async def buy(bot: Bot, user: object, package: int = 1) -> str:
@@ -21,7 +20,7 @@ async def buy(bot: Bot, user: object, package: int = 1) -> str:
     assert isinstance(invoice, raw.types.InputMediaInvoice)
     assert invoice.invoice.currency == "XTR" and not invoice.provider
     assert [p.amount for p in invoice.invoice.prices] == [225]  # from the server's price list
-    return invoice.payload.decode()
+    return str(invoice.payload.decode())
 
 
 def answers(bot: Bot) -> list[raw.functions.messages.SetBotPrecheckoutResults]:

@@ -9,9 +9,8 @@ from pyrogram import errors
 
 from flick.i18n import t
 from flick.models.db import pool
+from flick.testing.bot import Bot
 from flick.testing.telegram import raw
-
-from .conftest import Bot
 
 SendMedia = raw.functions.messages.SendMedia
 EditMessage = raw.functions.messages.EditMessage

@@ -17,10 +17,9 @@ import pytest
 from flick.i18n import t
 from flick.models.db import pool
 from flick.storage import S3Storage
+from flick.testing.bot import Bot, running_bot
 from flick.testing.engine import make_jpeg
 from flick.testing.telegram import errors, raw
-
-from .conftest import Bot, running_bot
 
 SendMedia = raw.functions.messages.SendMedia
 SendMessage = raw.functions.messages.SendMessage
@@ -96,7 +95,7 @@ async def test_peer_id_invalid_on_delivery_refunds_once_and_keeps_the_video(bot:
     assert await _ledger(alice.id) == ["free", "generation", "refund"]
     assert (await _user_row(alice.id))["balance"] == 1
     # The video made for her stays in storage.
-    assert (await bot.h.app.storage.get(row["video_key"]))[4:8] == b"ftyp"  # type: ignore[union-attr]
+    assert (await bot.h.storage.get(row["video_key"]))[4:8] == b"ftyp"
     # Nothing crashed on the replies that could not reach her meanwhile.
     assert bot.h.app.supervisor.crashes == 0
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from flick.i18n import t
 from flick.models.db import pool
+from flick.testing.bot import Bot
 from flick.testing.engine import make_jpeg
 from flick.testing.telegram import raw
-
-from .conftest import Bot
 
 
 async def test_start_to_video_through_the_offline_telegram(bot: Bot) -> None:
@@ -35,7 +34,7 @@ async def test_start_to_video_through_the_offline_telegram(bot: Bot) -> None:
     assert row["video_key"].startswith("videos/" + prefix) and row["video_key"].endswith(
         "_kiss.mp4"
     )
-    stored = await bot.h.app.storage.get(row["video_key"])  # type: ignore[union-attr]
+    stored = await bot.h.storage.get(row["video_key"])
     assert stored == videos[0]
     assert bot.openai.calls("images.edit") and bot.replicate.predictions_created == 1
 

@@ -1,236 +1,25 @@
-"""Fixtures for the engine tests: the whole engine (real PostgreSQL, real S3) behind a harness.
-
-`harness(**settings)` starts an EngineHarness on the session's database and the test's fresh bucket
-and stops it at the end of the test. Test modules cannot import a conftest (importlib mode), so the
-helpers they share come as fixtures too: `tools` (reading the conversation back, making events, and
-the provider wrappers CountingImage/CountingVideo/InFlight of `flick.testing.inflight`) and
-`video_factory` (a CountingVideo over a LocalVideoProvider the test owns).
-"""
+"""Fixtures for the engine tests: `tools` (flick.testing.engine_tools: reading the conversation
+back, making events, the provider doubles) and `video_factory` (a CountingVideo over a
+LocalVideoProvider the test owns). `harness` comes from tests/conftest.py."""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import json
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
-import pytest_asyncio
 
-from flick import events as ev
-from flick.fsm.conversation import State
-from flick.i18n import LANGUAGES, catalog, t
-from flick.models.db import pool
-from flick.pipeline.local import LocalImageProvider, LocalVideoProvider
-from flick.testing.engine import EngineHarness, make_jpeg
-from flick.testing.inflight import CountingImage, CountingVideo, InFlight
-from flick.testing.memory import RecordingOutbox, Sent
-
-
-# ---- an outbox that can hold downloads ----------------------------------------------------------
-class HeldOutbox(RecordingOutbox):
-    """The recording outbox, where a test can hold the download of chosen files (a slow network)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.holds: dict[str, asyncio.Event] = {}
-
-    def hold(self, file_id: str) -> asyncio.Event:
-        gate = self.holds[file_id] = asyncio.Event()
-        return gate
-
-    async def download(self, photo: ev.PhotoRef) -> AsyncIterator[bytes]:
-        gate = self.holds.get(photo.file_id)
-        if gate is not None:
-            await gate.wait()
-        async for chunk in super().download(photo):
-            yield chunk
-
-
-# ---- fixtures ------------------------------------------------------------------------------------
-@pytest_asyncio.fixture
-async def video_factory(tmp_path: Path) -> AsyncIterator[Callable[..., CountingVideo]]:
-    """`video_factory(meter=None, **options)`: a CountingVideo over a LocalVideoProvider that the
-    test owns (closed at the end of the test). Small, short renders unless told otherwise."""
-    made: list[LocalVideoProvider] = []
-    numbers = itertools.count()
-
-    def make(meter: InFlight | None = None, **options: Any) -> CountingVideo:
-        options.setdefault("duration", 0.25)
-        options.setdefault("fps", 4)
-        options.setdefault("width", 64)
-        inner = LocalVideoProvider(tmp_path / f"videos{next(numbers)}", **options)
-        made.append(inner)
-        return CountingVideo(inner, meter)
-
-    yield make
-    for inner in made:
-        await inner.close()
-
-
-# ---- reading the conversation back ----------------------------------------------------------
-async def session(uid: int) -> tuple[str, dict[str, Any]] | None:
-    """The saved state and data, without the internal conversation counter (`epoch`)."""
-    row = await pool().fetchrow('SELECT state, data FROM user_sessions WHERE "user" = $1', uid)
-    if row is None:
-        return None
-    data = json.loads(row["data"])
-    data.pop("epoch", None)
-    return row["state"], data
-
-
-async def snapshot(h: EngineHarness, uid: int) -> tuple[Any, ...]:
-    """What must not change when the user sends something the bot refuses."""
-    saved = await session(uid)
-    actor = h.app.supervisor.actors.get(uid)
-    live = None if actor is None else (actor.conv.state, list(actor.conv.photos), actor.conv.style)
-    gens = await pool().fetchval('SELECT count(*) FROM generations WHERE "user" = $1', uid)
-    return saved, live, await h.balance(uid), await h.ledger_sum(uid), gens
-
-
-def _status_patterns() -> list[re.Pattern[str]]:
-    patterns = []
-    for lang in LANGUAGES:
-        for key, text in catalog(lang).texts.items():
-            if key.startswith("status_"):
-                parts = re.split(r"\{[a-z_]+\}", text)
-                patterns.append(re.compile(".*".join(map(re.escape, parts)) + r"\Z", re.S))
-    return patterns
-
-
-STATUS = _status_patterns()
-
-
-def is_status(text: str) -> bool:
-    """A generation's progress message (composing, animating, ...), edited as it moves."""
-    return any(p.match(text) for p in STATUS)
-
-
-def texts(h: EngineHarness, uid: int) -> list[str]:
-    """The messages the user got from the conversation (not the generation's status messages)."""
-    return [s.text for s in h.outbox.to(uid) if s.method == "send_text" and not is_status(s.text)]
-
-
-def calls(h: EngineHarness, method: str, uid: int | None = None) -> list[Sent]:
-    return [s for s in h.outbox.sent if s.method == method and (uid is None or s.chat_id == uid)]
-
-
-def answers(h: EngineHarness, callback_id: str) -> list[Sent]:
-    return [
-        s
-        for s in h.outbox.sent
-        if s.method == "answer_button" and s.extra.get("callback_id") == callback_id
-    ]
-
-
-def photo_event(
-    h: EngineHarness,
-    uid: int,
-    data: bytes | None = None,
-    *,
-    size: int | str | None = "real",
-    document: bool = False,
-    media_group: str | None = None,
-) -> ev.Photo:
-    """A photo event (not yet sent) whose bytes the outbox will serve."""
-    file_id = h.next_id("file")
-    h.outbox.files[file_id] = make_jpeg() if data is None else data
-    real = len(h.outbox.files[file_id])
-    ref = ev.PhotoRef(
-        file_id,
-        f"u{file_id}",
-        real if size == "real" else size,  # type: ignore[arg-type]
-        as_document=document,
-    )
-    return ev.Photo(h.user(uid), h.next_id(), ref, media_group)
-
-
-async def to_photos(h: EngineHarness, uid: int, style: str = "hug") -> None:
-    """/create (with consent when asked) and a style: the user is WAITING_FOR_PHOTOS."""
-    await h.command(uid, "create")
-    await h.settle()
-    if any(d == "consent" for _, d in h.last_keyboard(uid).buttons()):
-        await h.press(uid, "consent", h.last_keyboard(uid).message_id)
-        await h.settle()
-    await h.pick_style(uid, style)
-    await h.settle()
-    assert (await session(uid))[0] == State.WAITING_FOR_PHOTOS.value  # type: ignore[index]
-
-
-async def wait_for(predicate: Callable[[], Awaitable[bool]], what: str, limit: float = 30) -> None:
-    """Poll until `predicate()` holds; the limit only turns a hang into a failure."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while not await predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        await asyncio.sleep(0.01)
-
-
-async def quiet(h: EngineHarness, limit: float = 30) -> None:
-    """Wait until every mailbox is empty and no actor is busy, ignoring photo downloads and
-    generations in progress (for tests that hold those on purpose)."""
-    sup = h.app.supervisor
-
-    async def idle() -> bool:
-        if sup.mailbox_depth() or any(a.busy for a in sup.actors.values()):
-            return False
-        await asyncio.sleep(0)
-        return not sup.mailbox_depth() and not any(a.busy for a in sup.actors.values())
-
-    await wait_for(idle, "the mailboxes drained", limit)
-
-
-class Barrier:
-    """A message no actor has a handler for: actors ignore it. It is only consumed once the actor
-    has loaded its user, so an empty mailbox after it means the actor is ready."""
-
-
-async def settle_all(h: EngineHarness, *uids: int, generations: bool = True) -> None:
-    """h.settle(), and also wait for actors that are still loading their user (a restarted
-    actor is neither busy nor holding mail while it reads the database)."""
-    sup = h.app.supervisor
-    for uid in uids or list(sup.actors):
-        if uid in sup.actors:
-            sup.post(uid, Barrier())
-    await h.settle(generations=generations)
-
-
-async def generation_status(gen_id: int) -> str:
-    return str(await pool().fetchval("SELECT status FROM generations WHERE id = $1", gen_id))
-
-
-async def ledger(uid: int) -> list[dict[str, Any]]:
-    rows = await pool().fetch('SELECT * FROM ledger WHERE "user" = $1 ORDER BY id', uid)
-    return [dict(r) for r in rows]
+from flick.testing.engine_tools import EngineTools
+from flick.testing.harnesses import VideoFactory, counting_videos
 
 
 @pytest.fixture
-def tools() -> SimpleNamespace:
-    return SimpleNamespace(
-        session=session,
-        snapshot=snapshot,
-        is_status=is_status,
-        texts=texts,
-        calls=calls,
-        answers=answers,
-        photo_event=photo_event,
-        to_photos=to_photos,
-        wait_for=wait_for,
-        quiet=quiet,
-        settle_all=settle_all,
-        t=t,
-        State=State,
-        generation_status=generation_status,
-        ledger=ledger,
-        jpeg=make_jpeg,
-        CountingImage=CountingImage,
-        CountingVideo=CountingVideo,
-        InFlight=InFlight,
-        HeldOutbox=HeldOutbox,
-        LocalImageProvider=LocalImageProvider,
-    )
+async def video_factory(tmp_path: Path) -> AsyncIterator[VideoFactory]:
+    """`video_factory(meter=None, **options)`: small, short renders unless told otherwise."""
+    async with counting_videos(tmp_path) as make:
+        yield make
+
+
+@pytest.fixture
+def tools() -> EngineTools:
+    return EngineTools()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 
 import pytest
 from PIL import Image
@@ -16,6 +17,9 @@ from flick import events as ev
 from flick.fsm.conversation import State
 from flick.i18n import t
 from flick.models.db import pool
+from flick.testing.engine import EngineHarness
+from flick.testing.engine_tools import EngineTools
+from flick.testing.harnesses import HarnessFactory, VideoFactory
 
 UID = 601
 OTHER = 602
@@ -29,11 +33,11 @@ def noisy_jpeg(side: int) -> bytes:
     return out.getvalue()
 
 
-async def one_photo_in(h, tools, uid: int = UID) -> None:
+async def one_photo_in(h: EngineHarness, tools: EngineTools, uid: int = UID) -> None:
     await tools.to_photos(h, uid)
     await h.photo(uid, tools.jpeg("green"))
     await h.settle()
-    state, data = await tools.session(uid)
+    state, data = await tools.saved(uid)
     assert state == State.WAITING_FOR_PHOTOS.value and len(data["photos"]) == 1
 
 
@@ -49,7 +53,9 @@ NOT_PHOTOS = [
 ]
 
 
-async def test_non_photos_where_photos_are_expected(harness, tools) -> None:
+async def test_non_photos_where_photos_are_expected(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness()
     await one_photo_in(h, tools)
     before = await tools.snapshot(h, UID)
@@ -60,7 +66,7 @@ async def test_non_photos_where_photos_are_expected(harness, tools) -> None:
         assert await tools.snapshot(h, UID) == before, kind
 
 
-async def test_text_where_photos_are_expected(harness, tools) -> None:
+async def test_text_where_photos_are_expected(harness: HarnessFactory, tools: EngineTools) -> None:
     h = await harness()
     await one_photo_in(h, tools)
     before = await tools.snapshot(h, UID)
@@ -70,7 +76,9 @@ async def test_text_where_photos_are_expected(harness, tools) -> None:
     assert await tools.snapshot(h, UID) == before
 
 
-async def test_text_and_stickers_in_the_other_states(harness, tools) -> None:
+async def test_text_and_stickers_in_the_other_states(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness()
     await h.text(UID, "hello")
     await h.settle()
@@ -114,7 +122,9 @@ async def test_text_and_stickers_in_the_other_states(harness, tools) -> None:
         ),
     ],
 )
-async def test_image_document_that_is_not_an_image(harness, tools, make, reply) -> None:
+async def test_image_document_that_is_not_an_image(
+    harness: HarnessFactory, tools: EngineTools, make: Callable[[bytes], bytes], reply: str
+) -> None:
     """Each gets its own reason (#15): not an image, a damaged one, a format we do not take."""
     h = await harness()
     await one_photo_in(h, tools)
@@ -136,7 +146,9 @@ def _gif() -> bytes:
     return out.getvalue()
 
 
-async def test_photo_over_the_byte_limit_declared_or_not(harness, tools) -> None:
+async def test_photo_over_the_byte_limit_declared_or_not(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     limit = 4096
     h = await harness(max_photo_bytes=limit)
     await one_photo_in(h, tools)
@@ -157,7 +169,9 @@ async def test_photo_over_the_byte_limit_declared_or_not(harness, tools) -> None
     assert await tools.snapshot(h, UID) == before
 
 
-async def test_photo_over_the_pixel_limit_and_under_the_minimum(harness, tools) -> None:
+async def test_photo_over_the_pixel_limit_and_under_the_minimum(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness(max_photo_side=400)
     await one_photo_in(h, tools)  # 320x400: just inside
     before = await tools.snapshot(h, UID)
@@ -172,7 +186,9 @@ async def test_photo_over_the_pixel_limit_and_under_the_minimum(harness, tools) 
     assert await tools.snapshot(h, UID) == before
 
 
-async def test_photo_while_a_generation_runs(harness, tools, video_factory) -> None:
+async def test_photo_while_a_generation_runs(
+    harness: HarnessFactory, tools: EngineTools, video_factory: VideoFactory
+) -> None:
     video = video_factory()
     video.gate.clear()
     h = await harness(video=video)
@@ -180,7 +196,7 @@ async def test_photo_while_a_generation_runs(harness, tools, video_factory) -> N
     await h.photo(UID)
     await h.photo(UID)
     await h.settle(generations=False)
-    assert (await tools.session(UID))[0] == State.PROCESSING.value
+    assert (await tools.saved(UID))[0] == State.PROCESSING.value
     before = await tools.snapshot(h, UID)
     await h.photo(UID)
     await h.text(UID, "is it ready?")
@@ -193,7 +209,9 @@ async def test_photo_while_a_generation_runs(harness, tools, video_factory) -> N
     assert await h.balance(UID) == 0
 
 
-async def test_create_while_processing_is_refused(harness, tools, video_factory) -> None:
+async def test_create_while_processing_is_refused(
+    harness: HarnessFactory, tools: EngineTools, video_factory: VideoFactory
+) -> None:
     video = video_factory()
     video.gate.clear()
     h = await harness(video=video)
@@ -212,7 +230,9 @@ async def test_create_while_processing_is_refused(harness, tools, video_factory)
     assert await pool().fetchval('SELECT count(*) FROM generations WHERE "user" = $1', UID) == 1
 
 
-async def test_a_third_photo(harness, tools, video_factory) -> None:
+async def test_a_third_photo(
+    harness: HarnessFactory, tools: EngineTools, video_factory: VideoFactory
+) -> None:
     """Three photos in a row: the first two are the pair and the user is told so once (not
     "send the second one" and "I already have two"), one generation runs."""
     video = video_factory()
@@ -225,7 +245,7 @@ async def test_a_third_photo(harness, tools, video_factory) -> None:
     assert tools.texts(h, UID)[-1] == t("en", "photos_used_two", first=1, second=2, n=3)
     assert t("en", "photos_enough") not in tools.texts(h, UID)
     assert t("en", "photo_one_more") not in tools.texts(h, UID)
-    state, _data = await tools.session(UID)
+    state, _data = await tools.saved(UID)
     assert state == State.PROCESSING.value
     # and once it runs, a fourth is "busy"
     before = await tools.snapshot(h, UID)
@@ -239,7 +259,7 @@ async def test_a_third_photo(harness, tools, video_factory) -> None:
     assert await pool().fetchval('SELECT count(*) FROM generations WHERE "user" = $1', UID) == 1
 
 
-async def test_album_of_two_is_the_pair(harness, tools) -> None:
+async def test_album_of_two_is_the_pair(harness: HarnessFactory, tools: EngineTools) -> None:
     h = await harness()
     await tools.to_photos(h, UID)
     await h.photo(UID, tools.jpeg("red"), media_group="album1")
@@ -251,7 +271,9 @@ async def test_album_of_two_is_the_pair(harness, tools) -> None:
     assert t("en", "photos_enough") not in tools.texts(h, UID)
 
 
-async def test_style_button_from_an_old_picker_is_refused(harness, tools) -> None:
+async def test_style_button_from_an_old_picker_is_refused(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness()
     await h.command(UID, "create")
     await h.settle()
@@ -273,7 +295,7 @@ async def test_style_button_from_an_old_picker_is_refused(harness, tools) -> Non
     await h.settle()
     assert [a.text for a in tools.answers(h, first.callback_id)] == [""]
     assert [a.text for a in tools.answers(h, again.callback_id)] == [t("en", "button_stale")]
-    assert (await tools.session(UID))[1]["style"] == "dance"
+    assert (await tools.saved(UID))[1]["style"] == "dance"
 
 
 FORGED = [
@@ -299,7 +321,9 @@ FORGED = [
 ]
 
 
-async def test_made_up_callback_data_is_refused(harness, tools) -> None:
+async def test_made_up_callback_data_is_refused(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness()
     await tools.to_photos(h, UID)
     await h.photo(UID)
@@ -322,7 +346,7 @@ async def test_made_up_callback_data_is_refused(harness, tools) -> None:
 
 @pytest.mark.parametrize("data", ["video:²", "buy:²", "video:¹²", "buy:³"])
 async def test_superscript_digits_in_callback_data_do_not_crash_the_actor(
-    harness, tools, data: str
+    harness: HarnessFactory, tools: EngineTools, data: str
 ) -> None:
     h = await harness()
     await h.command(UID, "start")
@@ -334,7 +358,9 @@ async def test_superscript_digits_in_callback_data_do_not_crash_the_actor(
     assert len(tools.answers(h, press.callback_id)) == 1
 
 
-async def test_video_button_of_someone_elses_generation(harness, tools) -> None:
+async def test_video_button_of_someone_elses_generation(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness()
     await h.make_video(OTHER)
     gen_id = await pool().fetchval('SELECT id FROM generations WHERE "user" = $1', OTHER)
@@ -349,7 +375,9 @@ async def test_video_button_of_someone_elses_generation(harness, tools) -> None:
     assert await tools.snapshot(h, UID) == before
 
 
-async def test_video_button_of_an_unfinished_generation(harness, tools, video_factory) -> None:
+async def test_video_button_of_an_unfinished_generation(
+    harness: HarnessFactory, tools: EngineTools, video_factory: VideoFactory
+) -> None:
     video = video_factory()
     video.gate.clear()
     h = await harness(video=video)
@@ -357,7 +385,7 @@ async def test_video_button_of_an_unfinished_generation(harness, tools, video_fa
     await h.photo(UID)
     await h.photo(UID)
     await h.settle(generations=False)
-    gen_id = (await tools.session(UID))[1]["generation_id"]
+    gen_id = (await tools.saved(UID))[1]["generation_id"]
     await h.press(UID, f"video:{gen_id}")
     await h.settle(generations=False)
     assert tools.texts(h, UID)[-1] == t("en", "video_gone")
@@ -366,7 +394,9 @@ async def test_video_button_of_an_unfinished_generation(harness, tools, video_fa
     await h.settle()
 
 
-async def test_the_same_update_twice_is_handled_once(harness, tools) -> None:
+async def test_the_same_update_twice_is_handled_once(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness()
     create = await h.command(UID, "create")
     await h.send(create)
@@ -386,13 +416,15 @@ async def test_the_same_update_twice_is_handled_once(harness, tools) -> None:
     await h.settle()
     await h.send(photo)  # redelivered later, too
     await h.settle()
-    state, data = await tools.session(UID)
+    state, data = await tools.saved(UID)
     assert state == State.WAITING_FOR_PHOTOS.value and len(data["photos"]) == 1
     assert tools.texts(h, UID).count(t("en", "photo_one_more")) == 1
     assert await h.balance(UID) == 1
 
 
-async def test_a_flood_gets_one_slow_down_and_the_rest_is_handled(harness, tools) -> None:
+async def test_a_flood_gets_one_slow_down_and_the_rest_is_handled(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness(mailbox_size=8)
     for _ in range(20):
         await h.command(UID, "balance")
@@ -402,7 +434,9 @@ async def test_a_flood_gets_one_slow_down_and_the_rest_is_handled(harness, tools
     assert replies.count(t("en", "balance", n=1)) == 8
 
 
-async def test_slow_down_speaks_the_language_the_user_chose_not_telegrams(harness, tools) -> None:
+async def test_slow_down_speaks_the_language_the_user_chose_not_telegrams(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness(mailbox_size=8)
     await h.command(UID, "language")
     await h.settle()
@@ -416,7 +450,9 @@ async def test_slow_down_speaks_the_language_the_user_chose_not_telegrams(harnes
     assert replies.count(t("uk", "balance", n=1)) == 8
 
 
-async def test_group_messages_get_one_private_only_notice(harness, tools) -> None:
+async def test_group_messages_get_one_private_only_notice(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness()
     for n in range(3):
         await h.app.dispatch(ev.GroupMessage(-100123, f"g{n}"))
@@ -425,7 +461,9 @@ async def test_group_messages_get_one_private_only_notice(harness, tools) -> Non
     assert await pool().fetchval("SELECT count(*) FROM users") == 0
 
 
-async def test_photo_before_the_style_is_picked(harness, tools) -> None:
+async def test_photo_before_the_style_is_picked(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness()
     await h.command(UID, "create")
     await h.settle()
@@ -438,7 +476,9 @@ async def test_photo_before_the_style_is_picked(harness, tools) -> None:
     assert tools.texts(h, UID)[-1] in (t("en", "hint_create"), t("en", "expect_style"))
 
 
-async def test_photo_before_the_style_is_picked_asks_for_the_style(harness, tools) -> None:
+async def test_photo_before_the_style_is_picked_asks_for_the_style(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness()
     await h.command(UID, "create")
     await h.settle()
@@ -450,12 +490,13 @@ async def test_photo_before_the_style_is_picked_asks_for_the_style(harness, tool
 
 
 async def test_photo_sent_before_a_cancel_does_not_count_in_the_next_conversation(
-    harness, tools
+    harness: HarnessFactory, tools: EngineTools
 ) -> None:
-    h = await harness(outbox=tools.HeldOutbox())
+    held = tools.HeldOutbox()
+    h = await harness(outbox=held)
     await tools.to_photos(h, UID)
     slow = tools.photo_event(h, UID, tools.jpeg("black"))
-    gate = h.outbox.hold(slow.photo.file_id)  # its download hangs, like a slow network
+    gate = held.hold(slow.photo.file_id)  # its download hangs, like a slow network
     await h.send(slow)
     await tools.quiet(h)
     await h.command(UID, "cancel")

@@ -11,7 +11,6 @@ import asyncio
 import io
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from types import SimpleNamespace
 
 from loguru import logger
 from PIL import Image
@@ -23,6 +22,7 @@ from flick.models.db import pool
 from flick.ports import Keyboard, Storage
 from flick.testing.db_outage import DbProxy
 from flick.testing.engine import EngineHarness
+from flick.testing.engine_tools import EngineTools
 from flick.testing.inflight import CountingVideo
 from flick.testing.memory import RecordingOutbox
 from flick.testing.waits import until
@@ -68,7 +68,7 @@ class WatchedOutbox(RecordingOutbox):
             yield chunk
 
 
-async def start(harness: Harness, tools: SimpleNamespace, **options: object) -> EngineHarness:
+async def start(harness: Harness, tools: EngineTools, **options: object) -> EngineHarness:
     """An engine whose user UID is waiting for photos."""
     h = await harness(outbox=WatchedOutbox(), **options)
     await tools.to_photos(h, UID)
@@ -76,7 +76,7 @@ async def start(harness: Harness, tools: SimpleNamespace, **options: object) -> 
 
 
 def album(
-    h: EngineHarness, tools: SimpleNamespace, colours: list[str], group: str | None = "album"
+    h: EngineHarness, tools: EngineTools, colours: list[str], group: str | None = "album"
 ) -> list[ev.Photo]:
     """Photo events (not yet sent) of these colours, sharing a media group unless `group=None`."""
     photos: list[ev.Photo] = [
@@ -117,14 +117,14 @@ async def used(h: EngineHarness) -> list[str]:
     return [await colour(h, rows[0]["photo1_key"]), await colour(h, rows[0]["photo2_key"])]
 
 
-def replies(h: EngineHarness, tools: SimpleNamespace, since: int) -> list[str]:
+def replies(h: EngineHarness, tools: EngineTools, since: int) -> list[str]:
     texts: list[str] = tools.texts(h, UID)[since:]
     return texts
 
 
 # ---- bursts Flick can use ----------------------------------------------------------------------
 async def test_album_of_two_is_the_pair_in_the_order_sent(
-    harness: Harness, tools: SimpleNamespace
+    harness: Harness, tools: EngineTools
 ) -> None:
     h = await start(harness, tools)
     before = len(tools.texts(h, UID))
@@ -142,7 +142,7 @@ async def test_album_of_two_is_the_pair_in_the_order_sent(
 
 
 async def test_album_of_three_uses_the_first_two_and_says_so_once(
-    harness: Harness, tools: SimpleNamespace
+    harness: Harness, tools: EngineTools
 ) -> None:
     h = await start(harness, tools)
     before = len(tools.texts(h, UID))
@@ -156,7 +156,7 @@ async def test_album_of_three_uses_the_first_two_and_says_so_once(
     assert await h.balance(UID) == 0
 
 
-async def test_album_of_ten(harness: Harness, tools: SimpleNamespace) -> None:
+async def test_album_of_ten(harness: Harness, tools: EngineTools) -> None:
     h = await start(harness, tools)
     before = len(tools.texts(h, UID))
     photos = album(h, tools, TEN)
@@ -168,7 +168,7 @@ async def test_album_of_ten(harness: Harness, tools: SimpleNamespace) -> None:
     assert len(tools.calls(h, "send_video", UID)) == 1
 
 
-async def test_burst_of_three_single_photos(harness: Harness, tools: SimpleNamespace) -> None:
+async def test_burst_of_three_single_photos(harness: Harness, tools: EngineTools) -> None:
     """Single photos sent while the first is still being fetched are one burst, like an album."""
     h = await start(harness, tools)
     outbox = h.outbox
@@ -186,9 +186,7 @@ async def test_burst_of_three_single_photos(harness: Harness, tools: SimpleNames
     assert downloaded(h, photos) == [1, 2]
 
 
-async def test_album_after_one_photo_uses_its_first(
-    harness: Harness, tools: SimpleNamespace
-) -> None:
+async def test_album_after_one_photo_uses_its_first(harness: Harness, tools: EngineTools) -> None:
     h = await start(harness, tools)
     await h.photo(UID, tools.jpeg("green"))
     await h.settle()
@@ -202,7 +200,7 @@ async def test_album_after_one_photo_uses_its_first(
 
 
 async def test_a_refused_photo_in_an_album_is_replaced_by_the_next(
-    harness: Harness, tools: SimpleNamespace
+    harness: Harness, tools: EngineTools
 ) -> None:
     """Photo 1 too small: photos 2 and 3 are used, and the only words are photo 1's reason."""
     h = await start(harness, tools)
@@ -219,7 +217,7 @@ async def test_a_refused_photo_in_an_album_is_replaced_by_the_next(
 
 
 async def test_album_of_four_with_a_damaged_second_photo(
-    harness: Harness, tools: SimpleNamespace
+    harness: Harness, tools: EngineTools
 ) -> None:
     h = await start(harness, tools)
     before = len(tools.texts(h, UID))
@@ -238,7 +236,7 @@ async def test_album_of_four_with_a_damaged_second_photo(
 
 
 async def test_album_of_two_with_one_refused_asks_for_one_more(
-    harness: Harness, tools: SimpleNamespace
+    harness: Harness, tools: EngineTools
 ) -> None:
     h = await start(harness, tools)
     before = len(tools.texts(h, UID))
@@ -253,12 +251,12 @@ async def test_album_of_two_with_one_refused_asks_for_one_more(
         t("en", "photo_numbered", number=2, reason=small),
         t("en", "photo_one_more"),
     ]
-    state, data = await tools.session(UID)
+    state, data = await tools.saved(UID)
     assert state == State.WAITING_FOR_PHOTOS.value and len(data["photos"]) == 1
 
 
 async def test_a_photo_we_failed_to_store_is_replaced_and_taken_again_when_redelivered(
-    harness: Harness, tools: SimpleNamespace
+    harness: Harness, tools: EngineTools
 ) -> None:
     """Our failure on photo 1 of an album of three: photos 2 and 3 make the video, the user is
     told which were used (not "send it again"), and photo 1 stays unhandled (not lost)."""
@@ -282,7 +280,7 @@ async def test_a_photo_we_failed_to_store_is_replaced_and_taken_again_when_redel
 
 
 async def test_album_of_two_with_a_failure_of_ours_asks_for_that_photo_again(
-    harness: Harness, tools: SimpleNamespace
+    harness: Harness, tools: EngineTools
 ) -> None:
     h = await start(harness, tools)
     outbox = h.outbox
@@ -304,7 +302,7 @@ async def test_album_of_two_with_a_failure_of_ours_asks_for_that_photo_again(
     assert await used(h) == ["red", "blue"]
 
 
-async def test_album_redelivered_counts_once(harness: Harness, tools: SimpleNamespace) -> None:
+async def test_album_redelivered_counts_once(harness: Harness, tools: EngineTools) -> None:
     h = await start(harness, tools)
     photos = album(h, tools, ["red", "blue", "yellow"])
     await send_all(h, photos)
@@ -324,7 +322,7 @@ async def test_album_redelivered_after_a_restart_counts_once(
     database_url: str,
     storage: Storage,
     tmp_path: Path,
-    tools: SimpleNamespace,
+    tools: EngineTools,
     video_factory: Callable[..., CountingVideo],
 ) -> None:
     video = video_factory()
@@ -344,7 +342,7 @@ async def test_album_redelivered_after_a_restart_counts_once(
         assert await second.balance(UID) == 0
 
 
-async def test_cancel_in_the_middle_of_an_album(harness: Harness, tools: SimpleNamespace) -> None:
+async def test_cancel_in_the_middle_of_an_album(harness: Harness, tools: EngineTools) -> None:
     h = await start(harness, tools)
     outbox = h.outbox
     assert isinstance(outbox, WatchedOutbox)
@@ -358,12 +356,12 @@ async def test_cancel_in_the_middle_of_an_album(harness: Harness, tools: SimpleN
     await h.settle()
     assert tools.texts(h, UID)[-1] == t("en", "canceled")
     assert await pool().fetchval("SELECT count(*) FROM generations") == 0
-    assert (await tools.session(UID))[1]["photos"] == []
+    assert (await tools.saved(UID))[1]["photos"] == []
 
 
 # ---- bursts Flick does not need ----------------------------------------------------------------
 async def test_album_while_a_video_is_made_gets_one_busy(
-    harness: Harness, tools: SimpleNamespace, video_factory: Callable[..., CountingVideo]
+    harness: Harness, tools: EngineTools, video_factory: Callable[..., CountingVideo]
 ) -> None:
     video = video_factory()
     video.gate.clear()
@@ -385,7 +383,7 @@ async def test_album_while_a_video_is_made_gets_one_busy(
     assert len(tools.calls(h, "send_video", UID)) == 1
 
 
-async def test_album_before_create_gets_one_hint(harness: Harness, tools: SimpleNamespace) -> None:
+async def test_album_before_create_gets_one_hint(harness: Harness, tools: EngineTools) -> None:
     h = await harness(outbox=WatchedOutbox())
     photos = album(h, tools, ["red", "blue", "yellow"])
     await send_all(h, photos)
@@ -399,7 +397,7 @@ async def test_album_before_create_gets_one_hint(harness: Harness, tools: Simple
 
 
 async def test_late_photo_of_an_album_that_started_the_video_is_not_told_busy(
-    harness: Harness, tools: SimpleNamespace, video_factory: Callable[..., CountingVideo]
+    harness: Harness, tools: EngineTools, video_factory: Callable[..., CountingVideo]
 ) -> None:
     video = video_factory()
     video.gate.clear()
@@ -417,7 +415,7 @@ async def test_late_photo_of_an_album_that_started_the_video_is_not_told_busy(
 
 
 async def test_album_before_the_style_gets_one_reminder(
-    harness: Harness, tools: SimpleNamespace
+    harness: Harness, tools: EngineTools
 ) -> None:
     h = await harness(outbox=WatchedOutbox())
     await h.command(UID, "create")
@@ -433,7 +431,7 @@ async def test_album_before_the_style_gets_one_reminder(
 
 
 async def test_album_of_photos_all_too_big_gets_its_reasons_numbered(
-    harness: Harness, tools: SimpleNamespace
+    harness: Harness, tools: EngineTools
 ) -> None:
     """Refused unseen (Telegram told the sizes): still one burst, each photo's reason numbered,
     and the conversation still waits for two photos."""
@@ -450,7 +448,7 @@ async def test_album_of_photos_all_too_big_gets_its_reasons_numbered(
         t("en", "photo_numbered", number=n, reason=too_big) for n in (1, 2, 3)
     ]
     assert downloaded(h, photos) == []
-    state, data = await tools.session(UID)
+    state, data = await tools.saved(UID)
     assert state == State.WAITING_FOR_PHOTOS.value and data["photos"] == []
 
 
@@ -471,7 +469,7 @@ class CuttingOutbox(WatchedOutbox):
 
 
 async def test_album_whose_generation_start_meets_a_database_outage_still_starts_it(
-    harness: Harness, tools: SimpleNamespace, database_url: str
+    harness: Harness, tools: EngineTools, database_url: str
 ) -> None:
     """The photos are saved, then the database goes away: the retried handler finds the photos
     counted (no burst any more) and starts the generation once the database is back."""

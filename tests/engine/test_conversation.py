@@ -3,18 +3,22 @@ language and the out-of-credit offer, on the real engine (PostgreSQL, S3, ffmpeg
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from flick.fsm.conversation import State
 from flick.i18n import LANGUAGES, language_name, t
 from flick.models.db import pool
+from flick.testing.engine import EngineHarness
+from flick.testing.engine_tools import EngineTools
+from flick.testing.harnesses import HarnessFactory, VideoFactory
+from flick.testing.inflight import CountingVideo
 
 UID = 501
 
 
-async def test_start_gives_the_free_credit_once(harness, tools: SimpleNamespace) -> None:
+async def test_start_gives_the_free_credit_once(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness()
     await h.command(UID, "start")
     await h.settle()
@@ -29,7 +33,9 @@ async def test_start_gives_the_free_credit_once(harness, tools: SimpleNamespace)
     assert [(r["reason"], r["delta"], r["balance_after"]) for r in rows] == [("free", 1, 1)]
 
 
-async def test_a_returning_user_gets_no_second_free_credit(harness, tools) -> None:
+async def test_a_returning_user_gets_no_second_free_credit(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     """A restarted actor (idle stop) loads the user again: still one 'free' row."""
     h = await harness(actor_idle_seconds=0.05)
     await h.command(UID, "start")
@@ -41,11 +47,11 @@ async def test_a_returning_user_gets_no_second_free_credit(harness, tools) -> No
     assert [r["reason"] for r in await tools.ledger(UID)] == ["free"]
 
 
-async def _no_actors(h) -> bool:
+async def _no_actors(h: EngineHarness) -> bool:
     return not h.app.supervisor.actors
 
 
-async def test_help_and_balance(harness, tools) -> None:
+async def test_help_and_balance(harness: HarnessFactory, tools: EngineTools) -> None:
     h = await harness()
     await h.command(UID, "help")
     await h.command(UID, "balance")
@@ -58,20 +64,22 @@ async def test_help_and_balance(harness, tools) -> None:
     ]
 
 
-async def test_happy_path_delivers_a_video_and_spends_one_credit(harness, tools) -> None:
+async def test_happy_path_delivers_a_video_and_spends_one_credit(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness()
     await h.command(UID, "create")
     await h.settle()
     consent = h.outbox.to(UID)[-1]
     assert consent.text == t("en", "consent_ask", terms=h.settings.terms_text)
-    assert (await tools.session(UID))[0] == State.CONSENT.value
+    assert (await tools.saved(UID))[0] == State.CONSENT.value
 
     await h.press(UID, "consent", consent.message_id)
     await h.settle()
     picker = h.outbox.to(UID)[-1]
     assert picker.text == t("en", "pick_style", n=1)
     assert {d for _, d in picker.buttons()} == {f"style:{k}" for k in h.app.supervisor.ctx.styles}
-    state, data = await tools.session(UID)
+    state, data = await tools.saved(UID)
     assert state == State.CHOOSING_STYLE.value and data["picker_message_id"] == picker.message_id
     assert await pool().fetchval(
         "SELECT consent_at IS NOT NULL FROM users WHERE telegram_id=$1", UID
@@ -95,10 +103,10 @@ async def test_happy_path_delivers_a_video_and_spends_one_credit(harness, tools)
     await h.photo(UID, tools.jpeg("red"))
     await h.settle()
     assert tools.texts(h, UID)[-1] == t("en", "photo_one_more")
-    state, data = await tools.session(UID)
+    state, data = await tools.saved(UID)
     assert state == State.WAITING_FOR_PHOTOS.value and len(data["photos"]) == 1
     assert data["photos"][0].startswith(f"photos/{UID}/")
-    stored = await h.app.storage.get(data["photos"][0])
+    stored = await h.storage.get(data["photos"][0])
     assert stored[:2] == b"\xff\xd8"  # kept as a JPEG in our bucket
 
     await h.photo(UID, tools.jpeg("blue"))
@@ -113,7 +121,7 @@ async def test_happy_path_delivers_a_video_and_spends_one_credit(harness, tools)
     assert row["video_key"] == videos[0].extra["key"]
     assert row["video_key"].startswith(f"videos/{UID}/") and row["video_key"].endswith("_kiss.mp4")
     assert row["combined_key"].startswith(f"combined/{UID}/")
-    assert (await h.app.storage.get(row["video_key"]))[4:8] == b"ftyp"
+    assert (await h.storage.get(row["video_key"]))[4:8] == b"ftyp"
     assert row["video_file_id"] == f"video-{row['video_key']}"
     assert await h.balance(UID) == 0
     assert await h.ledger_sum(UID) == 0
@@ -147,7 +155,9 @@ async def test_happy_path_delivers_a_video_and_spends_one_credit(harness, tools)
     }
 
 
-async def test_history_lists_the_video_and_resends_it_by_file_id(harness, tools) -> None:
+async def test_history_lists_the_video_and_resends_it_by_file_id(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness()
     await h.command(UID, "history")
     await h.settle()
@@ -181,28 +191,28 @@ async def test_history_lists_the_video_and_resends_it_by_file_id(harness, tools)
     assert await h.balance(UID) == 0  # a re-send is free
 
 
-async def _cancel_from(h, tools, state: State) -> str:
+async def _cancel_from(h: EngineHarness, tools: EngineTools, state: State) -> str:
     await h.command(UID, "cancel")
     await h.settle()
     return tools.texts(h, UID)[-1]
 
 
-async def test_cancel_in_every_state(harness, tools) -> None:
+async def test_cancel_in_every_state(harness: HarnessFactory, tools: EngineTools) -> None:
     h = await harness()
     # IDLE
     assert await _cancel_from(h, tools, State.IDLE) == t("en", "nothing_to_cancel")
     # CONSENT
     await h.command(UID, "create")
     await h.settle()
-    assert (await tools.session(UID))[0] == State.CONSENT.value
+    assert (await tools.saved(UID))[0] == State.CONSENT.value
     assert await _cancel_from(h, tools, State.CONSENT) == t("en", "canceled")
-    assert (await tools.session(UID))[0] == State.IDLE.value
+    assert (await tools.saved(UID))[0] == State.IDLE.value
     # CHOOSING_STYLE
     await h.command(UID, "create")
     await h.settle()
     await h.press(UID, "consent", h.outbox.to(UID)[-1].message_id)
     await h.settle()
-    assert (await tools.session(UID))[0] == State.CHOOSING_STYLE.value
+    assert (await tools.saved(UID))[0] == State.CHOOSING_STYLE.value
     assert await _cancel_from(h, tools, State.CHOOSING_STYLE) == t("en", "canceled")
     # WAITING_FOR_PHOTOS, with no photo and with one
     for photos in (0, 1):
@@ -210,7 +220,7 @@ async def test_cancel_in_every_state(harness, tools) -> None:
         for _ in range(photos):
             await h.photo(UID)
         await h.settle()
-        assert len((await tools.session(UID))[1]["photos"]) == photos
+        assert len((await tools.saved(UID))[1]["photos"]) == photos
         assert await _cancel_from(h, tools, State.WAITING_FOR_PHOTOS) == t("en", "canceled")
         assert await tools.session(UID) == (
             State.IDLE.value,
@@ -227,11 +237,11 @@ async def test_cancel_in_every_state(harness, tools) -> None:
     old_picker = [s for s in h.outbox.to(UID) if s.text == t("en", "pick_style", n=1)][-1]
     await h.press(UID, "style:hug", old_picker.message_id)
     await h.settle()
-    assert (await tools.session(UID))[0] == State.IDLE.value
+    assert (await tools.saved(UID))[0] == State.IDLE.value
 
 
 async def test_cancel_while_processing_refunds_and_delivers_nothing(
-    harness, tools, video_factory
+    harness: HarnessFactory, tools: EngineTools, video_factory: VideoFactory
 ) -> None:
     video = video_factory()
     video.gate.clear()  # the prediction stays "processing" until the test lets it go
@@ -240,7 +250,7 @@ async def test_cancel_while_processing_refunds_and_delivers_nothing(
     await h.photo(UID)
     await h.photo(UID)
     await h.settle(generations=False)
-    state, data = await tools.session(UID)
+    state, data = await tools.saved(UID)
     gen_id = data["generation_id"]
     assert state == State.PROCESSING.value and gen_id is not None
     await tools.wait_for(lambda: _predicting(video), "the prediction started")
@@ -259,15 +269,17 @@ async def test_cancel_while_processing_refunds_and_delivers_nothing(
     video.gate.set()
     await h.settle()
     assert tools.calls(h, "send_video", UID) == []
-    assert (await tools.session(UID))[0] == State.IDLE.value
+    assert (await tools.saved(UID))[0] == State.IDLE.value
     assert h.app.supervisor.generations_running == 0
 
 
-async def _predicting(video) -> bool:
+async def _predicting(video: CountingVideo) -> bool:
     return bool(video.started)
 
 
-async def test_language_switches_the_texts_to_russian(harness, tools) -> None:
+async def test_language_switches_the_texts_to_russian(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness()
     await h.command(UID, "language")
     await h.settle()
@@ -286,7 +298,9 @@ async def test_language_switches_the_texts_to_russian(harness, tools) -> None:
     assert await pool().fetchval("SELECT language FROM users WHERE telegram_id=$1", UID) == "ru"
 
 
-async def test_telegram_language_code_is_used_until_the_user_chooses(harness, tools) -> None:
+async def test_telegram_language_code_is_used_until_the_user_chooses(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness()
     from flick import events as ev
 
@@ -296,7 +310,9 @@ async def test_telegram_language_code_is_used_until_the_user_chooses(harness, to
     assert tools.texts(h, UID) == [t("ru", "help")]
 
 
-async def test_out_of_credit_create_offers_the_packages(harness, tools) -> None:
+async def test_out_of_credit_create_offers_the_packages(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness()
     await h.make_video(UID)
     assert await h.balance(UID) == 0
@@ -307,10 +323,12 @@ async def test_out_of_credit_create_offers_the_packages(harness, tools) -> None:
     packages = h.app.supervisor.ctx.packages
     assert offer.buttons() == [(p.label("en"), f"buy:{p.index}") for p in packages]
     assert [d for _, d in offer.buttons()] == ["buy:0", "buy:1", "buy:2", "buy:3"]
-    assert (await tools.session(UID))[0] == State.IDLE.value
+    assert (await tools.saved(UID))[0] == State.IDLE.value
 
 
-async def test_buy_command_and_plain_buy_button_show_the_packages(harness, tools) -> None:
+async def test_buy_command_and_plain_buy_button_show_the_packages(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness()
     await h.command(UID, "buy")
     await h.press(UID, "buy")
@@ -321,7 +339,9 @@ async def test_buy_command_and_plain_buy_button_show_the_packages(harness, tools
 
 
 @pytest.mark.parametrize("command", ["terms", "paysupport"])
-async def test_terms_and_paysupport_answer(harness, tools, command: str) -> None:
+async def test_terms_and_paysupport_answer(
+    harness: HarnessFactory, tools: EngineTools, command: str
+) -> None:
     h = await harness()
     await h.command(UID, command)
     await h.settle()

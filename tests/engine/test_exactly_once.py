@@ -17,6 +17,8 @@ from flick import events as ev
 from flick.actors import messages as msg
 from flick.i18n import t
 from flick.models.db import pool
+from flick.testing.engine_tools import EngineTools
+from flick.testing.harnesses import HarnessFactory
 from flick.testing.memory import RecordingOutbox
 
 UID = 1601
@@ -43,7 +45,7 @@ async def outcome(uid: int) -> tuple[str, bool]:
 
 
 async def test_cancel_while_the_video_is_being_sent_is_too_late_and_refunds_nothing(
-    harness, tools
+    harness: HarnessFactory, tools: EngineTools
 ) -> None:
     outbox = SlowVideoOutbox()
     h = await harness(outbox=outbox)
@@ -63,7 +65,7 @@ async def test_cancel_while_the_video_is_being_sent_is_too_late_and_refunds_noth
 
 
 async def test_cancel_at_random_moments_of_a_generation_has_exactly_one_outcome(
-    harness, tools
+    harness: HarnessFactory, tools: EngineTools
 ) -> None:
     h = await harness()
     users = list(range(1700, 1716))
@@ -104,7 +106,7 @@ async def test_cancel_at_random_moments_of_a_generation_has_exactly_one_outcome(
 
 
 async def test_redelivered_updates_after_a_restart_have_no_second_effect(
-    harness, tools, tmp_path: Path
+    harness: HarnessFactory, tools: EngineTools, tmp_path: Path
 ) -> None:
     first = await harness(data_dir=tmp_path / "one")
     sent: list[ev.Event] = [await first.command(UID, "start")]
@@ -136,7 +138,7 @@ async def test_redelivered_updates_after_a_restart_have_no_second_effect(
 
 
 async def test_a_photo_counted_before_a_kill_is_not_counted_again(
-    harness, tools, tmp_path: Path
+    harness: HarnessFactory, tools: EngineTools, tmp_path: Path
 ) -> None:
     first = await harness(data_dir=tmp_path / "one")
     await tools.to_photos(first, UID)
@@ -165,7 +167,7 @@ async def _photos_saved(uid: int, n: int) -> bool:
 
 
 async def test_a_crash_loop_restarts_with_backoff_and_apologises_once_per_incident(
-    harness, tools
+    harness: HarnessFactory, tools: EngineTools
 ) -> None:
     h = await harness()
     await h.command(UID, "start")

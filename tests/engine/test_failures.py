@@ -13,6 +13,8 @@ from flick.i18n import t
 from flick.models.db import pool
 from flick.pipeline.runner import PipelineConfig
 from flick.ports import ComposedImage
+from flick.testing.engine_tools import EngineTools
+from flick.testing.harnesses import HarnessFactory, VideoFactory
 
 UID = 1201
 
@@ -49,7 +51,7 @@ class RefusingImage:
     ids=["final", "transient-until-the-budget-ends", "unexpected"],
 )
 async def test_a_failed_generation_is_refunded_once_and_explained(
-    harness, tools, error: Exception, reason: str
+    harness: HarnessFactory, tools: EngineTools, error: Exception, reason: str
 ) -> None:
     image = RefusingImage(error)
     h = await harness(
@@ -71,17 +73,19 @@ async def test_a_failed_generation_is_refunded_once_and_explained(
     assert row["error_class"]
     assert [r["reason"] for r in await tools.ledger(UID)] == ["free", "generation", "refund"]
     assert await h.balance(UID) == 1 == await h.ledger_sum(UID)
-    assert (await tools.session(UID))[0] == State.IDLE.value
+    assert (await tools.saved(UID))[0] == State.IDLE.value
     assert tools.calls(h, "send_video", UID) == []
     # The apology carries a "Make another" button; it starts over, the credit is there to spend.
     apology = next(m for m in h.outbox.to(UID) if m.text == said)
     assert apology.buttons() == [(t("en", "button_another"), "create")]
     await h.press(UID, "create")
     await h.settle()
-    assert (await tools.session(UID))[0] == State.CHOOSING_STYLE.value
+    assert (await tools.saved(UID))[0] == State.CHOOSING_STYLE.value
 
 
-async def test_a_user_who_blocked_the_bot_is_left_alone(harness, tools, video_factory) -> None:
+async def test_a_user_who_blocked_the_bot_is_left_alone(
+    harness: HarnessFactory, tools: EngineTools, video_factory: VideoFactory
+) -> None:
     video = video_factory()
     video.gate.clear()
     h = await harness(video=video)
@@ -111,7 +115,9 @@ async def test_a_user_who_blocked_the_bot_is_left_alone(harness, tools, video_fa
     assert len(again) == 1 and again[0].extra["key"].startswith(f"videos/{UID}/")
 
 
-async def test_replies_to_a_user_who_blocked_the_bot_mark_them_blocked(harness, tools) -> None:
+async def test_replies_to_a_user_who_blocked_the_bot_mark_them_blocked(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness()
     await h.command(UID, "start")
     await h.settle()
@@ -127,7 +133,9 @@ async def test_replies_to_a_user_who_blocked_the_bot_mark_them_blocked(harness, 
     assert tools.texts(h, UID)[-1] == t("en", "balance", n=1)
 
 
-async def test_a_provider_error_echoing_a_key_is_stored_redacted(harness, tools) -> None:
+async def test_a_provider_error_echoing_a_key_is_stored_redacted(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     key = "sk-proj-" + "A1b2C3d4E5f6G7h8I9j0" * 2
     image = RefusingImage(
         FinalError(f"Incorrect API key provided: {key}", kind="auth", user_reason="generic")

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from types import SimpleNamespace
 
 from flick.fsm.conversation import State
 from flick.i18n import t
 from flick.models.db import pool
 from flick.pipeline.local import LocalImageProvider
 from flick.testing.engine import EngineHarness
+from flick.testing.engine_tools import EngineTools
 from flick.testing.inflight import CountingVideo
 
 Harness = Callable[..., Awaitable[EngineHarness]]  # the `harness` fixture
@@ -26,7 +26,7 @@ COMMANDS = ("start", "balance", "help")
 
 
 async def test_a_thousand_users_at_once_each_in_order(
-    harness: Harness, tools: SimpleNamespace, video_factory: Callable[..., CountingVideo]
+    harness: Harness, tools: EngineTools, video_factory: Callable[..., CountingVideo]
 ) -> None:
     video = video_factory()
     video.gate.clear()  # the slow user's prediction keeps "processing" until we let it finish
@@ -36,7 +36,7 @@ async def test_a_thousand_users_at_once_each_in_order(
     await h.photo(SLOW)
     await h.photo(SLOW)
     await h.settle(generations=False)
-    gen_id = (await tools.session(SLOW))[1]["generation_id"]
+    gen_id = (await tools.saved(SLOW))[1]["generation_id"]
 
     async def animating() -> bool:
         return bool(await tools.generation_status(gen_id) == "animating")
@@ -77,7 +77,7 @@ async def test_a_thousand_users_at_once_each_in_order(
     video.gate.set()
     await h.settle()
     assert [s.chat_id for s in tools.calls(h, "send_video")] == [SLOW]
-    assert (await tools.session(SLOW))[0] == State.IDLE.value
+    assert (await tools.saved(SLOW))[0] == State.IDLE.value
 
 
 LIMIT = 8
@@ -85,7 +85,7 @@ CROWD = 200
 
 
 async def test_the_ai_limiter_bounds_calls_in_flight(
-    harness: Harness, tools: SimpleNamespace, video_factory: Callable[..., CountingVideo]
+    harness: Harness, tools: EngineTools, video_factory: Callable[..., CountingVideo]
 ) -> None:
     meter = tools.InFlight()
     gate = asyncio.Event()  # closed: compose calls stay in the provider, the crowd piles up
@@ -126,7 +126,7 @@ async def test_the_ai_limiter_bounds_calls_in_flight(
     assert image.calls == CROWD and len(video.started) == CROWD
 
     videos = tools.calls(h, "send_video")
-    assert sorted(s.chat_id for s in videos) == list(users)
+    assert sorted(s.chat_id or 0 for s in videos) == list(users)
     assert (
         await pool().fetchval(
             "SELECT count(*) FROM generations WHERE status = 'done' AND NOT refunded"

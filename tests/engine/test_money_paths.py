@@ -18,6 +18,9 @@ from flick.models.db import pool
 from flick.payments.reconcile import StarTransaction
 from flick.pipeline.runner import PipelineConfig
 from flick.ports import ComposedImage
+from flick.testing.engine import EngineHarness
+from flick.testing.engine_tools import EngineTools
+from flick.testing.harnesses import HarnessFactory
 
 ALICE, BOB, ADMIN = 1501, 1502, 1590
 
@@ -43,7 +46,9 @@ class GatedImage:
         return None
 
 
-def payment(h, uid: int, charge: str, stars: int, payload: str = "") -> ev.PaymentSucceeded:
+def payment(
+    h: EngineHarness, uid: int, charge: str, stars: int, payload: str = ""
+) -> ev.PaymentSucceeded:
     return ev.PaymentSucceeded(h.user(uid), f"pay:{charge}", charge, "", "XTR", stars, payload)
 
 
@@ -53,7 +58,7 @@ async def reasons(uid: int) -> list[tuple[str, int]]:
 
 
 async def test_stars_refund_while_a_generation_holds_the_credit_is_taken_when_it_fails(
-    harness, tools
+    harness: HarnessFactory, tools: EngineTools
 ) -> None:
     image = GatedImage()
     h = await harness(
@@ -86,7 +91,7 @@ async def test_stars_refund_while_a_generation_holds_the_credit_is_taken_when_it
 
 
 async def test_a_reconciled_charge_made_with_someone_elses_invoice_leaves_their_order_alone(
-    harness, tools
+    harness: HarnessFactory, tools: EngineTools
 ) -> None:
     h = await harness()
     await h.command(ALICE, "buy")
@@ -105,7 +110,9 @@ async def test_a_reconciled_charge_made_with_someone_elses_invoice_leaves_their_
     assert await h.balance(BOB) == 1 + 5 == await h.ledger_sum(BOB)
 
 
-async def test_an_admin_grant_during_a_charge_is_never_overwritten(harness, tools) -> None:
+async def test_an_admin_grant_during_a_charge_is_never_overwritten(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness(admin_ids=[ADMIN])
     await tools.to_photos(h, ALICE)
     await h.photo(ALICE)
@@ -122,12 +129,12 @@ async def test_an_admin_grant_during_a_charge_is_never_overwritten(harness, tool
 
 
 async def test_an_admin_correction_reports_what_it_applied_not_what_was_asked(
-    harness, tools
+    harness: HarnessFactory, tools: EngineTools
 ) -> None:
     h = await harness(admin_ids=[ADMIN])
     await h.command(ALICE, "start")  # one free credit
-    # Alice's account exists before the admin looks her up: otherwise the admin is (rightly)
-    # told there is no such user, which is what made this test fail on a busy machine.
+    # Alice's actor and the admin's run side by side: the grant must find her already known
+    # (on a busy machine the admin's actor used to get there first).
     await h.settle()
     await h.command(ADMIN, "grant", f"{ALICE} -5 duplicate account")
     await h.settle()
@@ -135,7 +142,9 @@ async def test_an_admin_correction_reports_what_it_applied_not_what_was_asked(
     assert tools.texts(h, ADMIN)[-1] == t("en", "admin_granted", n=-1, id=ALICE, balance=0)
 
 
-async def test_an_admin_grant_to_a_username_given_up_reaches_its_new_holder(harness, tools) -> None:
+async def test_an_admin_grant_to_a_username_given_up_reaches_its_new_holder(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness(admin_ids=[ADMIN])
     await h.send(ev.Command(ev.UserInfo(ALICE, ALICE, "sam", "Alice"), h.next_id(), "start"))
     await h.settle()
@@ -148,7 +157,9 @@ async def test_an_admin_grant_to_a_username_given_up_reaches_its_new_holder(harn
     assert (await h.balance(ALICE), await h.balance(BOB)) == (1, 3)
 
 
-async def test_an_admin_command_naming_two_users_is_refused(harness, tools) -> None:
+async def test_an_admin_command_naming_two_users_is_refused(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness(admin_ids=[ADMIN])
     for uid in (ALICE, BOB):
         await h.command(uid, "start")
@@ -165,7 +176,9 @@ async def test_an_admin_command_naming_two_users_is_refused(harness, tools) -> N
     assert (await h.balance(ALICE), await h.balance(BOB)) == (1, 1)
 
 
-async def test_a_name_no_column_can_hold_is_stored_safely(harness, tools) -> None:
+async def test_a_name_no_column_can_hold_is_stored_safely(
+    harness: HarnessFactory, tools: EngineTools
+) -> None:
     h = await harness()
     odd = ev.UserInfo(ALICE, ALICE, "u" * 300, "Ann\x00" + "é" * 5000 + "\ud800", "x" * 40)
     await h.send(ev.Command(odd, h.next_id(), "start"))

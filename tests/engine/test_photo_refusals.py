@@ -12,7 +12,6 @@ import io
 import struct
 import zlib
 from collections.abc import Awaitable, Callable
-from types import SimpleNamespace
 
 import pytest
 from PIL import Image
@@ -21,6 +20,7 @@ from flick import events as ev
 from flick.i18n import t
 from flick.models.db import pool
 from flick.testing.engine import EngineHarness
+from flick.testing.engine_tools import EngineTools
 
 Harness = Callable[..., Awaitable[EngineHarness]]
 UID = 7201
@@ -56,7 +56,7 @@ HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 200
 
 
 async def refused_with(
-    h: EngineHarness, tools: SimpleNamespace, data: bytes, uid: int = UID, lang: str = "en"
+    h: EngineHarness, tools: EngineTools, data: bytes, uid: int = UID, lang: str = "en"
 ) -> str:
     """Send `data` as an image file to a user holding one photo; the reply, after checking that
     nothing changed and that a good photo still makes the video."""
@@ -75,7 +75,7 @@ async def refused_with(
 
 
 async def test_decompression_bomb_is_too_large_not_a_non_photo(
-    harness: Harness, tools: SimpleNamespace
+    harness: Harness, tools: EngineTools
 ) -> None:
     h = await harness()
     reply = await refused_with(h, tools, png_header(20_000, 20_000))
@@ -87,9 +87,7 @@ async def test_decompression_bomb_is_too_large_not_a_non_photo(
     assert len(tools.calls(h, "send_video", UID)) == 1
 
 
-async def test_too_many_pixels_in_the_users_language(
-    harness: Harness, tools: SimpleNamespace
-) -> None:
+async def test_too_many_pixels_in_the_users_language(harness: Harness, tools: EngineTools) -> None:
     h = await harness(max_photo_side=400)  # 0.16 megapixels
     real = still("PNG", (600, 600))  # 0.36 megapixels, every side over 64
     reply = await refused_with(h, tools, real, uid=UID + 1, lang="ru")
@@ -97,7 +95,7 @@ async def test_too_many_pixels_in_the_users_language(
 
 
 @pytest.mark.parametrize("fmt", ["GIF", "PNG", "WEBP"])
-async def test_animated_image(harness: Harness, tools: SimpleNamespace, fmt: str) -> None:
+async def test_animated_image(harness: Harness, tools: EngineTools, fmt: str) -> None:
     h = await harness()
     assert await refused_with(h, tools, animated(fmt)) == t("en", "photo_animated")
 
@@ -111,13 +109,13 @@ async def test_animated_image(harness: Harness, tools: SimpleNamespace, fmt: str
     ],
 )
 async def test_image_in_a_format_flick_does_not_take(
-    harness: Harness, tools: SimpleNamespace, data: bytes, name: str
+    harness: Harness, tools: EngineTools, data: bytes, name: str
 ) -> None:
     h = await harness()
     assert await refused_with(h, tools, data) == t("en", "photo_format", format=name)
 
 
-async def test_damaged_png(harness: Harness, tools: SimpleNamespace) -> None:
+async def test_damaged_png(harness: Harness, tools: EngineTools) -> None:
     h = await harness()
     whole = still("PNG", (300, 300))
     broken = whole[:60] + b"\x00" * 40 + whole[100:]  # header intact, pixel data spoiled
@@ -125,7 +123,7 @@ async def test_damaged_png(harness: Harness, tools: SimpleNamespace) -> None:
 
 
 async def test_multi_picture_jpeg_is_a_photo_not_an_animation(
-    harness: Harness, tools: SimpleNamespace
+    harness: Harness, tools: EngineTools
 ) -> None:
     """An MPO (a JPEG holding several pictures, from some cameras and phones) is taken: its
     first picture is the photo."""

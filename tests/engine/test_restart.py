@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -18,33 +19,40 @@ from flick.actors.messages import ResumeGeneration
 from flick.fsm.conversation import State
 from flick.i18n import catalog, t
 from flick.models.db import pool
+from flick.storage import S3Storage
 from flick.testing.engine import EngineHarness
+from flick.testing.engine_tools import EngineTools
+from flick.testing.harnesses import EngineFactory, HarnessFactory, VideoFactory
+from flick.testing.inflight import CountingVideo
 
 UID = 801
 
 
 @pytest_asyncio.fixture
-async def engine(database_url, storage, tmp_path: Path):
+async def engine(database_url: str, storage: S3Storage, tmp_path: Path) -> EngineFactory:
     """`engine(**options)`: an EngineHarness (not started) on the test's database and bucket."""
     count = iter(range(100))
     await storage.put("warm-up", b"warm", "text/plain")  # SeaweedFS sets a new bucket up slowly
 
-    def make(**options) -> EngineHarness:
+    def make(**options: Any) -> EngineHarness:
         return EngineHarness(database_url, storage, tmp_path / f"run{next(count)}", **options)
 
     return make
 
 
-async def one_photo(h: EngineHarness, tools) -> list[str]:
+async def one_photo(h: EngineHarness, tools: EngineTools) -> list[str]:
     await tools.to_photos(h, UID, "kiss")
     await h.photo(UID, tools.jpeg("red"))
     await h.settle()
-    state, data = await tools.session(UID)
-    assert state == State.WAITING_FOR_PHOTOS.value and len(data["photos"]) == 1
-    return data["photos"]
+    state, data = await tools.saved(UID)
+    photos: list[str] = data["photos"]
+    assert state == State.WAITING_FOR_PHOTOS.value and len(photos) == 1
+    return photos
 
 
-async def second_photo_makes_the_video(h: EngineHarness, tools, photos: list[str]) -> None:
+async def second_photo_makes_the_video(
+    h: EngineHarness, tools: EngineTools, photos: list[str]
+) -> None:
     await h.photo(UID, tools.jpeg("blue"))
     await h.settle()
     assert len(tools.calls(h, "send_video", UID)) == 1
@@ -54,7 +62,9 @@ async def second_photo_makes_the_video(h: EngineHarness, tools, photos: list[str
     assert [r["reason"] for r in await tools.ledger(UID)] == ["free", "generation"]
 
 
-async def test_clean_restart_continues_the_conversation(engine, tools, video_factory) -> None:
+async def test_clean_restart_continues_the_conversation(
+    engine: EngineFactory, tools: EngineTools, video_factory: VideoFactory
+) -> None:
     video = video_factory()
     async with engine(video=video) as first:
         photos = await one_photo(first, tools)
@@ -71,7 +81,9 @@ async def h_text(h: EngineHarness) -> None:
     await h.settle()
 
 
-async def test_abrupt_stop_continues_the_conversation(engine, tools, video_factory) -> None:
+async def test_abrupt_stop_continues_the_conversation(
+    engine: EngineFactory, tools: EngineTools, video_factory: VideoFactory
+) -> None:
     video = video_factory()
     ready: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
 
@@ -90,7 +102,7 @@ async def test_abrupt_stop_continues_the_conversation(engine, tools, video_facto
         await second_photo_makes_the_video(second, tools, photos)
 
 
-async def wait_animating(tools, video) -> int:
+async def wait_animating(tools: EngineTools, video: CountingVideo) -> int:
     async def animating() -> bool:
         row = await pool().fetchrow("SELECT status, prediction_id FROM generations")
         return row is not None and row["status"] == "animating" and bool(row["prediction_id"])
@@ -100,7 +112,7 @@ async def wait_animating(tools, video) -> int:
 
 
 async def test_generation_interrupted_mid_animate_is_resumed_and_charged_once(
-    engine, tools, video_factory, database_url
+    engine: EngineFactory, tools: EngineTools, video_factory: VideoFactory, database_url: str
 ) -> None:
     video = video_factory()
     image = tools.CountingImage(tools.LocalImageProvider(), tools.InFlight())
@@ -122,7 +134,7 @@ async def test_generation_interrupted_mid_animate_is_resumed_and_charged_once(
         assert second.app.supervisor.generations_running == 1  # resumed on start
         second.app.supervisor.post(UID, ResumeGeneration(gen_id))  # a second resume is a no-op
         await tools.quiet(second)
-        assert (await tools.session(UID))[0] == State.PROCESSING.value
+        assert (await tools.saved(UID))[0] == State.PROCESSING.value
         video.gate.set()
         await second.settle()
 
@@ -132,7 +144,7 @@ async def test_generation_interrupted_mid_animate_is_resumed_and_charged_once(
         assert image.calls == 1, "the resumed generation composed the picture again"
         assert await second.balance(UID) == 0 == await second.ledger_sum(UID)
         assert [r["reason"] for r in await tools.ledger(UID)] == ["free", "generation"]
-        assert (await tools.session(UID))[0] == State.IDLE.value
+        assert (await tools.saved(UID))[0] == State.IDLE.value
         # The status message of the first run is edited, not sent anew.
         assert not [s for s in tools.calls(second, "send_text", UID) if tools.is_status(s.text)]
 
@@ -147,7 +159,7 @@ async def read_row(database_url: str, gen_id: int) -> asyncpg.Record:
 
 
 async def test_prediction_lost_across_a_restart_is_refunded_once(
-    engine, tools, video_factory
+    engine: EngineFactory, tools: EngineTools, video_factory: VideoFactory
 ) -> None:
     old = video_factory()
     old.gate.clear()
@@ -169,7 +181,7 @@ async def test_prediction_lost_across_a_restart_is_refunded_once(
         assert fresh.started == []  # it did not quietly pay for a new one either
         assert await second.balance(UID) == 1 == await second.ledger_sum(UID)
         assert [r["reason"] for r in await tools.ledger(UID)] == ["free", "generation", "refund"]
-        assert (await tools.session(UID))[0] == State.IDLE.value
+        assert (await tools.saved(UID))[0] == State.IDLE.value
 
     async with engine(video=fresh, fresh=False) as third:  # nothing left to resume
         await third.settle()
@@ -179,7 +191,7 @@ async def test_prediction_lost_across_a_restart_is_refunded_once(
 
 
 async def test_generation_interrupted_by_an_abrupt_stop_is_resumed(
-    engine, tools, video_factory
+    engine: EngineFactory, tools: EngineTools, video_factory: VideoFactory
 ) -> None:
     video = video_factory()
     video.gate.clear()
@@ -209,12 +221,15 @@ async def test_generation_interrupted_by_an_abrupt_stop_is_resumed(
         assert [r["reason"] for r in await tools.ledger(UID)] == ["free", "generation"]
 
 
-async def test_a_photo_being_stored_during_a_clean_stop_is_not_lost(engine, tools) -> None:
-    first = await engine(outbox=tools.HeldOutbox()).__aenter__()
+async def test_a_photo_being_stored_during_a_clean_stop_is_not_lost(
+    engine: EngineFactory, tools: EngineTools
+) -> None:
+    held = tools.HeldOutbox()
+    first = await engine(outbox=held).__aenter__()
     try:
         await one_photo(first, tools)
         second_photo = tools.photo_event(first, UID, tools.jpeg("blue"))
-        gate = first.outbox.hold(second_photo.photo.file_id)  # a slow download
+        gate = held.hold(second_photo.photo.file_id)  # a slow download
         await first.send(second_photo)
         await tools.quiet(first)
         assert first.app.supervisor.actors[UID].pending_photos == 1
@@ -226,14 +241,14 @@ async def test_a_photo_being_stored_during_a_clean_stop_is_not_lost(engine, tool
 
     async with engine(fresh=False) as second:
         await second.settle()
-        photos = (await tools.session(UID))[1]["photos"]
+        photos = (await tools.saved(UID))[1]["photos"]
         told = t("en", "photo_failed") in tools.texts(second, UID)
         gens = await pool().fetchval("SELECT count(*) FROM generations")
         assert gens == 1 or len(photos) == 2 or told, "the second photo vanished"
 
 
 async def test_a_stop_between_delivery_and_the_actor_hearing_of_it_leaves_no_user_busy(
-    harness,
+    harness: HarnessFactory,
 ) -> None:
     """Found by bench/faults.py: the row said 'done' while the session still said PROCESSING."""
     import json

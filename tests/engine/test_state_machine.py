@@ -51,6 +51,8 @@ from flick.models import promos, referrals
 from flick.models.db import pool
 from flick.pipeline.runner import PipelineConfig
 from flick.testing.engine import EngineHarness, make_jpeg
+from flick.testing.engine_tools import EngineTools
+from flick.testing.harnesses import HarnessFactory, VideoFactory
 
 COMMANDS = [
     "start",
@@ -758,7 +760,7 @@ async def _money(uid: int) -> dict[str, Any]:
 
 
 async def assert_invariants_over_random_conversations(
-    harness, tools, video_factory, examples: int
+    harness: HarnessFactory, tools: EngineTools, video_factory: VideoFactory, examples: int
 ) -> None:
     video = video_factory(tools.InFlight())
     video.gate.clear()
@@ -797,14 +799,16 @@ async def assert_invariants_over_random_conversations(
     assert ENGINE.h.app.supervisor.generations_running == 0
 
 
-async def test_random_conversations_keep_the_invariants(harness, tools, video_factory) -> None:
+async def test_random_conversations_keep_the_invariants(
+    harness: HarnessFactory, tools: EngineTools, video_factory: VideoFactory
+) -> None:
     examples = int(os.environ.get("FLICK_STATE_MACHINE_EXAMPLES", "15"))
     await assert_invariants_over_random_conversations(harness, tools, video_factory, examples)
 
 
 @pytest.mark.slow
 async def test_a_thousand_random_conversations_keep_the_invariants(
-    harness, tools, video_factory
+    harness: HarnessFactory, tools: EngineTools, video_factory: VideoFactory
 ) -> None:
     """`pytest -m slow`: the same machine, 1,000 examples (about half an hour here)."""
     await assert_invariants_over_random_conversations(harness, tools, video_factory, 1000)

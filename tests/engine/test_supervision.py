@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from types import SimpleNamespace
 
 from flick import events as ev
 from flick.actors.messages import Crash
@@ -13,6 +12,7 @@ from flick.fsm.conversation import State
 from flick.i18n import t
 from flick.models.db import pool
 from flick.testing.engine import EngineHarness
+from flick.testing.engine_tools import EngineTools
 from flick.testing.inflight import CountingVideo
 
 Harness = Callable[..., Awaitable[EngineHarness]]  # the `harness` fixture
@@ -20,13 +20,13 @@ UID = 701
 
 
 async def test_crash_mid_conversation_apologises_and_carries_on(
-    harness: Harness, tools: SimpleNamespace
+    harness: Harness, tools: EngineTools
 ) -> None:
     h = await harness()
     await tools.to_photos(h, UID, "romantic")
     await h.photo(UID, tools.jpeg("red"))
     await h.settle()
-    saved = await tools.session(UID)
+    saved = await tools.saved(UID)
     before = len(h.outbox.to(UID))
 
     h.app.supervisor.post(UID, Crash())
@@ -51,7 +51,7 @@ async def test_crash_mid_conversation_apologises_and_carries_on(
 
 
 async def test_events_queued_behind_a_crash_are_still_handled(
-    harness: Harness, tools: SimpleNamespace
+    harness: Harness, tools: EngineTools
 ) -> None:
     h = await harness()
     await h.command(UID, "start")
@@ -69,9 +69,7 @@ async def test_events_queued_behind_a_crash_are_still_handled(
     assert [r["reason"] for r in await tools.ledger(UID)] == ["free"]
 
 
-async def test_the_apology_is_in_the_users_language(
-    harness: Harness, tools: SimpleNamespace
-) -> None:
+async def test_the_apology_is_in_the_users_language(harness: Harness, tools: EngineTools) -> None:
     h = await harness()
     await h.command(UID, "language")
     await h.settle()
@@ -83,7 +81,7 @@ async def test_the_apology_is_in_the_users_language(
 
 
 async def test_crash_while_a_generation_runs_does_not_lose_it(
-    harness: Harness, tools: SimpleNamespace, video_factory: Callable[..., CountingVideo]
+    harness: Harness, tools: EngineTools, video_factory: Callable[..., CountingVideo]
 ) -> None:
     video = video_factory()
     video.gate.clear()
@@ -92,7 +90,7 @@ async def test_crash_while_a_generation_runs_does_not_lose_it(
     await h.photo(UID)
     await h.photo(UID)
     await h.settle(generations=False)
-    assert (await tools.session(UID))[0] == State.PROCESSING.value
+    assert (await tools.saved(UID))[0] == State.PROCESSING.value
     h.app.supervisor.post(UID, Crash())
     await tools.settle_all(h, generations=False)
     assert h.app.supervisor.crashes == 1
@@ -101,12 +99,12 @@ async def test_crash_while_a_generation_runs_does_not_lose_it(
     video.gate.set()
     await h.settle()
     assert len(tools.calls(h, "send_video", UID)) == 1
-    assert (await tools.session(UID))[0] == State.IDLE.value
+    assert (await tools.saved(UID))[0] == State.IDLE.value
     assert await h.balance(UID) == 0 == await h.ledger_sum(UID)
 
 
 async def test_repeated_crashes_each_restart_the_actor_with_one_apology(
-    harness: Harness, tools: SimpleNamespace
+    harness: Harness, tools: EngineTools
 ) -> None:
     h = await harness()
     await tools.to_photos(h, UID)
@@ -116,7 +114,7 @@ async def test_repeated_crashes_each_restart_the_actor_with_one_apology(
     assert h.app.supervisor.crashes == 3
     # Nothing was handled between the crashes: one incident, one apology.
     assert tools.texts(h, UID).count(t("en", "crash_sorry")) == 1
-    assert (await tools.session(UID))[0] == State.WAITING_FOR_PHOTOS.value
+    assert (await tools.saved(UID))[0] == State.WAITING_FOR_PHOTOS.value
     await h.photo(UID)
     await h.photo(UID)
     await h.settle()
@@ -124,7 +122,7 @@ async def test_repeated_crashes_each_restart_the_actor_with_one_apology(
 
 
 async def test_a_photo_being_stored_when_the_actor_crashes_is_not_lost(
-    harness: Harness, tools: SimpleNamespace
+    harness: Harness, tools: EngineTools
 ) -> None:
     h = await harness()
     await tools.to_photos(h, UID)
@@ -132,7 +130,7 @@ async def test_a_photo_being_stored_when_the_actor_crashes_is_not_lost(
     h.app.supervisor.post(UID, Crash())
     await h.settle()
     assert h.app.supervisor.crashes == 1
-    _state, data = await tools.session(UID)
+    _state, data = await tools.saved(UID)
     told_to_resend = t("en", "photo_failed") in tools.texts(h, UID)
     assert len(data["photos"]) == 1 or told_to_resend, "the photo vanished silently"
 
@@ -142,13 +140,13 @@ async def _no_actor(h: EngineHarness) -> bool:
 
 
 async def test_idle_actor_stops_and_the_next_event_restores_its_state(
-    harness: Harness, tools: SimpleNamespace
+    harness: Harness, tools: EngineTools
 ) -> None:
     h = await harness(actor_idle_seconds=0.2)
     await tools.to_photos(h, UID, "dance")
     await h.photo(UID, tools.jpeg("red"))
     await h.settle()
-    saved = await tools.session(UID)
+    saved = await tools.saved(UID)
     await tools.wait_for(lambda: _no_actor(h), "the idle actor stopped")
     assert h.app.supervisor.actors == {}
     assert h.app.supervisor.mailbox_depth() == 0
@@ -170,7 +168,7 @@ async def test_idle_actor_stops_and_the_next_event_restores_its_state(
 
 
 async def test_idle_stop_during_a_generation_then_delivery_wakes_the_user(
-    harness: Harness, tools: SimpleNamespace, video_factory: Callable[..., CountingVideo]
+    harness: Harness, tools: EngineTools, video_factory: Callable[..., CountingVideo]
 ) -> None:
     video = video_factory()
     video.gate.clear()
@@ -184,12 +182,12 @@ async def test_idle_stop_during_a_generation_then_delivery_wakes_the_user(
     video.gate.set()
     await h.settle()
     assert len(tools.calls(h, "send_video", UID)) == 1
-    assert (await tools.session(UID))[0] == State.IDLE.value
+    assert (await tools.saved(UID))[0] == State.IDLE.value
     assert await pool().fetchval("SELECT status FROM generations") == "done"
 
 
 async def test_a_language_choice_survives_an_idle_stop(
-    harness: Harness, tools: SimpleNamespace
+    harness: Harness, tools: EngineTools
 ) -> None:
     h = await harness(actor_idle_seconds=0.2)
     await h.command(UID, "language")
@@ -204,7 +202,7 @@ async def test_a_language_choice_survives_an_idle_stop(
 
 
 async def test_an_update_redelivered_after_a_crash_is_handled_once(
-    harness: Harness, tools: SimpleNamespace
+    harness: Harness, tools: EngineTools
 ) -> None:
     h = await harness()
     await tools.to_photos(h, UID)
@@ -215,13 +213,13 @@ async def test_an_update_redelivered_after_a_crash_is_handled_once(
     await tools.settle_all(h)
     await h.send(photo)  # Telegram delivers the same update again
     await h.settle()
-    state, data = await tools.session(UID)
+    state, data = await tools.saved(UID)
     assert (state, len(data["photos"])) == (State.WAITING_FOR_PHOTOS.value, 1)
     assert await h.balance(UID) == 1
 
 
 async def test_a_crashed_actors_photo_that_lands_after_the_idle_stop_is_not_lost(
-    harness: Harness, tools: SimpleNamespace
+    harness: Harness, tools: EngineTools
 ) -> None:
     # The download outlives the actor that started it; its restarted successor idle-stopped
     # before it finished, and the report went to a mailbox nobody read any more.
@@ -246,7 +244,7 @@ async def test_a_crashed_actors_photo_that_lands_after_the_idle_stop_is_not_lost
     assert h.app.supervisor.intakes_running(UID) == 1
     gate.set()
     await tools.settle_all(h)
-    _state, data = await tools.session(UID)
+    _state, data = await tools.saved(UID)
     assert len(data["photos"]) == 1
     assert tools.texts(h, UID)[-1] == t("en", "photo_one_more")
 

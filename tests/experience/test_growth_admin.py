@@ -11,16 +11,18 @@ import pytest
 from flick import events as ev
 from flick.i18n import t
 from flick.models import promos
+from flick.testing.engine import EngineHarness
+from flick.testing.harnesses import HarnessFactory
 
 ADMIN, USER, FRIEND = 950, 951, 952
 PERIOD = 30 * 24 * 3600
 
 
-def replies(h, uid: int) -> list[str]:
+def replies(h: EngineHarness, uid: int) -> list[str]:
     return [s.text for s in h.outbox.to(uid) if s.method == "send_text"]
 
 
-async def test_promos_is_for_admins_only(harness) -> None:
+async def test_promos_is_for_admins_only(harness: HarnessFactory) -> None:
     h = await harness(admin_ids=[ADMIN])
     await h.command(USER, "promos", "new FREE 100 100")
     await h.settle()
@@ -28,7 +30,7 @@ async def test_promos_is_for_admins_only(harness) -> None:
     assert await promos.recent() == []
 
 
-async def test_making_listing_and_switching_off_codes(harness) -> None:
+async def test_making_listing_and_switching_off_codes(harness: HarnessFactory) -> None:
     h = await harness(admin_ids=[ADMIN])
     await h.command(ADMIN, "promos")
     await h.settle()
@@ -78,7 +80,9 @@ async def test_making_listing_and_switching_off_codes(harness) -> None:
         "frobnicate",
     ],
 )
-async def test_a_bad_promos_command_explains_itself_and_makes_nothing(harness, args) -> None:
+async def test_a_bad_promos_command_explains_itself_and_makes_nothing(
+    harness: HarnessFactory, args: str
+) -> None:
     h = await harness(admin_ids=[ADMIN])
     await h.command(ADMIN, "promos", args)
     await h.settle()
@@ -86,7 +90,9 @@ async def test_a_bad_promos_command_explains_itself_and_makes_nothing(harness, a
     assert await promos.recent() == []
 
 
-async def test_stats_split_revenue_by_source_and_count_what_was_given(harness) -> None:
+async def test_stats_split_revenue_by_source_and_count_what_was_given(
+    harness: HarnessFactory,
+) -> None:
     h = await harness(
         admin_ids=[ADMIN],
         plans="monthly:30:900",

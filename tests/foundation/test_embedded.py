@@ -148,7 +148,7 @@ async def test_anonymous_requests_are_refused(seaweed: EmbeddedSeaweed, storage:
         async with http.get(f"{base}/") as response:
             assert response.status == 403
     with pytest.raises(KeyError):
-        await storage.size("anon.txt")
+        await storage.get("anon.txt")
 
 
 async def test_seaweed_left_by_a_killed_flick_is_replaced(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ async def test_forwards_on_an_empty_database_builds_every_table_and_column(
     async with db.connection_pool(database_url, 1, 2) as engine:
         await migrations.apply()
         assert await migrations.pending() == []
+        assert engine.pool is not None
         for table in TABLES:
             rows = await engine.pool.fetch(
                 "SELECT column_name FROM information_schema.columns WHERE table_name = $1",

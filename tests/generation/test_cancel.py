@@ -9,13 +9,20 @@ from flick.actors import messages as msg
 from flick.errors import FinalError
 from flick.fsm.conversation import State
 from flick.ports import Keyboard
+from flick.testing.fake_openai import FakeOpenAI
+from flick.testing.fake_replicate import FakeReplicate
+from flick.testing.generation_tools import GenerationTools
+from flick.testing.harnesses import HarnessFactory
 from flick.testing.memory import RecordingOutbox
 
 UID = 7201
 
 
 async def test_cancel_during_a_prediction_cancels_it_and_refunds_once(
-    harness, gen, fake_openai, fake_replicate
+    harness: HarnessFactory,
+    gen: GenerationTools,
+    fake_openai: FakeOpenAI,
+    fake_replicate: FakeReplicate,
 ) -> None:
     fake_replicate.run_time = 3600  # it would render for an hour
     h = await harness()
@@ -65,7 +72,9 @@ async def test_cancel_during_a_prediction_cancels_it_and_refunds_once(
     assert await h.balance(UID) == 0
 
 
-async def test_cancel_while_composing_refunds_once(harness, gen, fake_openai) -> None:
+async def test_cancel_while_composing_refunds_once(
+    harness: HarnessFactory, gen: GenerationTools, fake_openai: FakeOpenAI
+) -> None:
     """/cancel while the image model works: nothing reaches Replicate, one refund."""
     fake_openai.latency = 3600
     h = await harness()
@@ -102,7 +111,9 @@ class SlowDoneOutbox(RecordingOutbox):
         await super().edit_text(chat_id, message_id, text, keyboard)
 
 
-async def test_cancel_after_delivery_does_not_claim_a_refund(harness, gen, fake_replicate) -> None:
+async def test_cancel_after_delivery_does_not_claim_a_refund(
+    harness: HarnessFactory, gen: GenerationTools, fake_replicate: FakeReplicate
+) -> None:
     h = await harness(outbox=SlowDoneOutbox(""))
     outbox = h.outbox
     assert isinstance(outbox, SlowDoneOutbox)

@@ -23,7 +23,10 @@ from flick.embedded import EmbeddedSeaweed
 from flick.media import VideoMeta
 from flick.ports import Keyboard, RecipientGone
 from flick.storage import S3Storage
-from flick.testing.fake_replicate import Fault, sample_mp4
+from flick.testing.fake_openai import FakeOpenAI
+from flick.testing.fake_replicate import FakeReplicate, Fault, sample_mp4
+from flick.testing.generation_tools import GenerationTools
+from flick.testing.harnesses import EngineFactory, HarnessFactory
 from flick.testing.memory import RecordingOutbox
 
 UID = 7401
@@ -121,7 +124,7 @@ async def storage(seaweed: EmbeddedSeaweed, proxy: S3Proxy) -> AsyncIterator[S3S
 
 
 # ---- outboxes ----------------------------------------------------------------------------------
-class HeldOutbox(RecordingOutbox):
+class HeldVideoOutbox(RecordingOutbox):
     """Telegram takes the video only once `release` is set (forever, unless a test sets it)."""
 
     def __init__(self) -> None:
@@ -207,7 +210,7 @@ async def stored(storage: S3Storage, key: str | None) -> bytes | None:
 
 # ---- tests -------------------------------------------------------------------------------------
 async def test_the_video_is_stored_and_sent_from_one_local_copy(
-    harness, gen, fake_replicate, storage
+    harness: HarnessFactory, gen: GenerationTools, fake_replicate: FakeReplicate, storage: S3Storage
 ) -> None:
     size = 12 * MiB + 12345  # S3 takes it in multipart parts
     fake_replicate.script("output", Fault.output_large(size))
@@ -229,7 +232,7 @@ async def test_the_video_is_stored_and_sent_from_one_local_copy(
 
 
 async def test_the_generation_is_done_only_once_s3_holds_the_video(
-    harness, gen, storage, proxy
+    harness: HarnessFactory, gen: GenerationTools, storage: S3Storage, proxy: S3Proxy
 ) -> None:
     proxy.gate.clear()  # S3 takes the video only when the test says so
     h = await harness()
@@ -253,7 +256,9 @@ async def test_the_generation_is_done_only_once_s3_holds_the_video(
     assert leftovers(h) == []
 
 
-async def test_a_blocked_user_s_video_is_stored_all_the_same(harness, gen, storage) -> None:
+async def test_a_blocked_user_s_video_is_stored_all_the_same(
+    harness: HarnessFactory, gen: GenerationTools, storage: S3Storage
+) -> None:
     outbox = FailingOutbox(RecipientGone(str(UID)))
     h = await harness(outbox=outbox)
     await h.make_video(UID)
@@ -269,7 +274,7 @@ async def test_a_blocked_user_s_video_is_stored_all_the_same(harness, gen, stora
 
 
 async def test_telegram_failing_refunds_keeps_the_stored_copy_and_no_file(
-    harness, gen, storage
+    harness: HarnessFactory, gen: GenerationTools, storage: S3Storage
 ) -> None:
     outbox = FailingOutbox(ConnectionResetError("Telegram went away"))
     h = await harness(outbox=outbox, pipeline=replace(gen.FAST, deliver_budget=2.0))
@@ -286,14 +291,14 @@ async def test_telegram_failing_refunds_keeps_the_stored_copy_and_no_file(
 
 
 async def test_cancel_while_both_uploads_run_is_too_late_and_the_video_arrives(
-    harness, gen, storage, proxy
+    harness: HarnessFactory, gen: GenerationTools, storage: S3Storage, proxy: S3Proxy
 ) -> None:
     """The point of no return: once the video is being sent, /cancel refunds nothing (the user
     is told so), and the generation ends delivered — never both delivered and refunded."""
     proxy.gate.clear()
-    h = await harness(outbox=HeldOutbox())
+    h = await harness(outbox=HeldVideoOutbox())
     outbox = h.outbox
-    assert isinstance(outbox, HeldOutbox)
+    assert isinstance(outbox, HeldVideoOutbox)
     gen_id = await gen.start_generation(h, UID)
     await asyncio.wait_for(outbox.uploading.wait(), 20)
     await asyncio.wait_for(proxy.held.wait(), 20)
@@ -319,7 +324,7 @@ async def test_cancel_while_both_uploads_run_is_too_late_and_the_video_arrives(
 
 
 async def test_a_too_large_video_is_refused_with_a_refund_and_leaves_no_file(
-    harness, gen, fake_replicate, storage
+    harness: HarnessFactory, gen: GenerationTools, fake_replicate: FakeReplicate, storage: S3Storage
 ) -> None:
     fake_replicate.script("output", Fault.output_large(300_000, chunked=True))
     h = await harness(pipeline=replace(gen.FAST, max_video_bytes=100_000))
@@ -338,7 +343,9 @@ async def test_a_too_large_video_is_refused_with_a_refund_and_leaves_no_file(
     assert leftovers(h) == []
 
 
-async def test_s3_failing_during_the_upload_is_retried(harness, gen, storage, proxy) -> None:
+async def test_s3_failing_during_the_upload_is_retried(
+    harness: HarnessFactory, gen: GenerationTools, storage: S3Storage, proxy: S3Proxy
+) -> None:
     # More cuts than aiohttp retries on its own for a reused connection: Flick's retry must act.
     proxy.drop = 3
     retries: list[str] = []
@@ -361,12 +368,16 @@ async def test_s3_failing_during_the_upload_is_retried(harness, gen, storage, pr
 
 
 async def test_a_resumed_generation_whose_video_is_stored_is_sent_from_storage(
-    engine, gen, storage, fake_openai, fake_replicate
+    engine: EngineFactory,
+    gen: GenerationTools,
+    storage: S3Storage,
+    fake_openai: FakeOpenAI,
+    fake_replicate: FakeReplicate,
 ) -> None:
     await storage.put("warm-up", b"warm", "text/plain")
-    async with engine(outbox=HeldOutbox()) as first:
+    async with engine(outbox=HeldVideoOutbox()) as first:
         outbox = first.outbox
-        assert isinstance(outbox, HeldOutbox)
+        assert isinstance(outbox, HeldVideoOutbox)
         gen_id = await gen.start_generation(first, UID)
         await asyncio.wait_for(outbox.uploading.wait(), 20)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from types import SimpleNamespace
 
 from flick.fsm.conversation import State
 from flick.storage import S3Storage
@@ -13,6 +12,7 @@ from flick.testing.engine import EngineHarness
 from flick.testing.fake_openai import FakeOpenAI
 from flick.testing.fake_replicate import FakeReplicate
 from flick.testing.faults import Fault
+from flick.testing.generation_tools import GenerationTools
 
 Harness = Callable[..., Awaitable[EngineHarness]]  # the `harness` fixture
 UID = 7401
@@ -21,7 +21,7 @@ OTHER = 7402
 
 async def test_openai_down_falls_back_to_the_local_image_provider(
     harness: Harness,
-    gen: SimpleNamespace,
+    gen: GenerationTools,
     storage: S3Storage,
     fake_openai: FakeOpenAI,
     fake_replicate: FakeReplicate,
@@ -47,7 +47,7 @@ async def test_openai_down_falls_back_to_the_local_image_provider(
 
 async def test_replicate_down_falls_back_to_the_local_video_provider(
     harness: Harness,
-    gen: SimpleNamespace,
+    gen: GenerationTools,
     storage: S3Storage,
     fake_openai: FakeOpenAI,
     fake_replicate: FakeReplicate,
@@ -69,7 +69,7 @@ async def test_replicate_down_falls_back_to_the_local_video_provider(
 
 
 async def test_without_fallback_a_provider_down_refunds(
-    harness: Harness, gen: SimpleNamespace, fake_replicate: FakeReplicate
+    harness: Harness, gen: GenerationTools, fake_replicate: FakeReplicate
 ) -> None:
     fake_replicate.script_every("predictions.create", Fault.status(503))
     h = await harness(pipeline=replace(gen.FAST, animate_budget=0.8))
@@ -81,7 +81,7 @@ async def test_without_fallback_a_provider_down_refunds(
 
 
 async def test_a_waiting_user_sees_their_place_in_the_queue(
-    harness: Harness, gen: SimpleNamespace, fake_replicate: FakeReplicate
+    harness: Harness, gen: GenerationTools, fake_replicate: FakeReplicate
 ) -> None:
     fake_replicate.run_time = 1.0  # the first user's prediction holds the only slot a while
     h = await harness(ai_concurrency=1)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from flick.testing.engine import EngineHarness
 from flick.testing.fake_openai import FakeOpenAI
 from flick.testing.fake_replicate import FakeReplicate
 from flick.testing.faults import Fault
+from flick.testing.generation_tools import GenerationTools
 
 Harness = Callable[..., Awaitable[EngineHarness]]  # the `harness` fixture
 UID = 7101
@@ -131,7 +131,7 @@ def _fake(case: Case, fake_openai: Any, fake_replicate: Any) -> Any:
 async def test_a_final_failure_refunds_once_and_tells_the_user(
     name: str,
     harness: Harness,
-    gen: SimpleNamespace,
+    gen: GenerationTools,
     fake_openai: FakeOpenAI,
     fake_replicate: FakeReplicate,
 ) -> None:
@@ -171,7 +171,7 @@ async def test_a_final_failure_refunds_once_and_tells_the_user(
 
 
 async def test_moderation_message_asks_for_other_photos(
-    harness: Harness, gen: SimpleNamespace, fake_openai: FakeOpenAI
+    harness: Harness, gen: GenerationTools, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.script("images.edit", Fault.moderation_blocked())
     h = await harness()
@@ -195,7 +195,7 @@ async def test_moderation_message_asks_for_other_photos(
 async def test_a_transient_openai_failure_is_retried_and_delivered(
     fault: Fault,
     harness: Harness,
-    gen: SimpleNamespace,
+    gen: GenerationTools,
     fake_openai: FakeOpenAI,
     fake_replicate: FakeReplicate,
 ) -> None:
@@ -218,7 +218,7 @@ async def test_a_transient_openai_failure_is_retried_and_delivered(
 
 
 async def test_retry_after_beyond_the_budget_gives_up_at_once(
-    harness: Harness, gen: SimpleNamespace, fake_openai: FakeOpenAI
+    harness: Harness, gen: GenerationTools, fake_openai: FakeOpenAI
 ) -> None:
     """A 429 asking to come back after the budget ends: no pointless wait, no second call."""
     fake_openai.script("images.edit", Fault.status(429, retry_after=60))
@@ -243,7 +243,7 @@ async def test_retry_after_beyond_the_budget_gives_up_at_once(
     ids=["create_503", "create_429", "poll_500", "poll_malformed", "output_502"],
 )
 async def test_a_transient_replicate_failure_never_pays_twice(
-    op: str, fault: Fault, harness: Harness, gen: SimpleNamespace, fake_replicate: FakeReplicate
+    op: str, fault: Fault, harness: Harness, gen: GenerationTools, fake_replicate: FakeReplicate
 ) -> None:
     fake_replicate.script(op, fault)
     h = await harness()
@@ -260,7 +260,7 @@ async def test_a_transient_replicate_failure_never_pays_twice(
 
 
 async def test_a_prediction_stuck_starting_is_replaced(
-    harness: Harness, gen: SimpleNamespace, fake_replicate: FakeReplicate
+    harness: Harness, gen: GenerationTools, fake_replicate: FakeReplicate
 ) -> None:
     """A prediction that never gets a machine is canceled (nothing was billed) and a new one is
     made; the row follows the new one and the user pays one credit."""
@@ -284,7 +284,7 @@ async def test_a_prediction_stuck_starting_is_replaced(
 
 
 async def test_an_aborted_prediction_is_replaced_not_refunded(
-    harness: Harness, gen: SimpleNamespace, fake_replicate: FakeReplicate
+    harness: Harness, gen: GenerationTools, fake_replicate: FakeReplicate
 ) -> None:
     """`aborted` (terminated before it ran, so never billed) was unknown to the SDK's model: the
     poll failed to parse and was retried until the budget ran out. Now a new prediction is made."""
@@ -308,7 +308,7 @@ async def _created(fake: FakeReplicate, n: int) -> bool:
 
 
 async def test_a_prediction_past_its_budget_is_canceled(
-    harness: Harness, gen: SimpleNamespace, fake_replicate: FakeReplicate
+    harness: Harness, gen: GenerationTools, fake_replicate: FakeReplicate
 ) -> None:
     fake_replicate.script("predictions.create", Fault.never_finishes())
     h = await harness(pipeline=PipelineConfig(poll_interval=0.02, animate_budget=0.6))

@@ -10,13 +10,17 @@ from __future__ import annotations
 from dataclasses import replace
 
 from flick.fsm.conversation import State
+from flick.storage import S3Storage
+from flick.testing.fake_replicate import FakeReplicate
 from flick.testing.faults import Fault
+from flick.testing.generation_tools import GenerationTools
+from flick.testing.harnesses import HarnessFactory
 
 UID = 7501
 
 
 async def test_late_prediction_after_the_animate_budget_is_canceled_and_refunded_once(
-    harness, gen, fake_replicate
+    harness: HarnessFactory, gen: GenerationTools, fake_replicate: FakeReplicate
 ) -> None:
     # Replicate answers the create after 1.5 s; the step gives up after 0.5 s.
     fake_replicate.script("predictions.create", Fault.latency(1.5))
@@ -45,7 +49,7 @@ async def test_late_prediction_after_the_animate_budget_is_canceled_and_refunded
 
 
 async def test_late_prediction_is_canceled_before_the_fallback_and_never_replaces_its_id(
-    harness, gen, storage, fake_replicate
+    harness: HarnessFactory, gen: GenerationTools, storage: S3Storage, fake_replicate: FakeReplicate
 ) -> None:
     fake_replicate.script("predictions.create", Fault.latency(1.5))
     h = await harness(local_fallback=True, pipeline=replace(gen.FAST, animate_budget=0.5))
@@ -64,7 +68,7 @@ async def test_late_prediction_is_canceled_before_the_fallback_and_never_replace
 
 
 async def test_late_prediction_after_the_create_grace_is_canceled_when_it_arrives(
-    harness, gen, fake_replicate
+    harness: HarnessFactory, gen: GenerationTools, fake_replicate: FakeReplicate
 ) -> None:
     """Still unanswered when the grace is over: the step ends (refunded, no fallback started
     that the late id would overwrite) and the prediction is canceled once it exists."""

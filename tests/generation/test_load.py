@@ -7,6 +7,10 @@ import asyncio
 from dataclasses import replace
 
 from flick.testing.engine import EngineHarness, make_jpeg
+from flick.testing.fake_openai import FakeOpenAI
+from flick.testing.fake_replicate import FakeReplicate
+from flick.testing.generation_tools import GenerationTools
+from flick.testing.harnesses import HarnessFactory
 
 USERS = range(8001, 8201)  # 200 users
 LIMIT = 8
@@ -18,7 +22,10 @@ async def _all(h: EngineHarness, step) -> None:  # type: ignore[no-untyped-def]
 
 
 async def test_200_users_never_exceed_the_ai_limit(
-    harness, gen, fake_openai, fake_replicate
+    harness: HarnessFactory,
+    gen: GenerationTools,
+    fake_openai: FakeOpenAI,
+    fake_replicate: FakeReplicate,
 ) -> None:
     fake_openai.latency = 0.02
     fake_replicate.start_delay = 0.01
@@ -47,10 +54,12 @@ async def test_200_users_never_exceed_the_ai_limit(
 
     # Never more than LIMIT calls at the providers at once: image edits and running
     # predictions together (both only happen inside a limiter slot).
-    events = [(r.started, 1) for r in fake_openai.calls("images.edit")]
-    events += [(r.finished, -1) for r in fake_openai.calls("images.edit")]
-    events += [(p.created, 1) for p in fake_replicate.predictions.values()]
-    events += [(p.ended, -1) for p in fake_replicate.predictions.values()]
+    edits = fake_openai.calls("images.edit")
+    predictions = list(fake_replicate.predictions.values())
+    assert all(r.finished is not None for r in edits), "an image edit never finished"
+    assert all(p.ended is not None for p in predictions), "a prediction never ended"
+    events = [(r.started, 1) for r in edits] + [(r.finished or 0.0, -1) for r in edits]
+    events += [(p.created, 1) for p in predictions] + [(p.ended or 0.0, -1) for p in predictions]
     most = current = 0
     for _, delta in sorted(events):  # at equal times the end sorts first
         current += delta

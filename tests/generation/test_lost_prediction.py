@@ -13,8 +13,11 @@ from PIL import Image
 
 from flick.pipeline.imaging import with_comment
 from flick.pipeline.replicate_video import ReplicateVideoProvider
+from flick.storage import S3Storage
 from flick.testing.fake_openai import sample_photo
-from flick.testing.fake_replicate import Fault
+from flick.testing.fake_replicate import FakeReplicate, Fault
+from flick.testing.generation_tools import GenerationTools
+from flick.testing.harnesses import EngineFactory, HarnessFactory
 
 UID = 7401
 
@@ -43,7 +46,7 @@ async def paid_once(gen: Any, h: Any, gen_id: int) -> None:
 
 
 async def test_a_prediction_accepted_before_a_kill_is_adopted_not_paid_twice(
-    engine, gen, storage, fake_replicate
+    engine: EngineFactory, gen: GenerationTools, storage: S3Storage, fake_replicate: FakeReplicate
 ) -> None:
     """The regression test: Replicate accepts the create, Flick dies before it hears the id."""
     await storage.put("warm-up", b"warm", "text/plain")
@@ -77,7 +80,7 @@ async def test_a_prediction_accepted_before_a_kill_is_adopted_not_paid_twice(
 
 
 async def test_a_create_whose_answer_is_lost_is_adopted_by_the_retry(
-    harness, gen, fake_replicate
+    harness: HarnessFactory, gen: GenerationTools, fake_replicate: FakeReplicate
 ) -> None:
     fake_replicate.script("predictions.create", Fault.lost_reply())
     h = await harness()
@@ -92,7 +95,9 @@ async def test_a_create_whose_answer_is_lost_is_adopted_by_the_retry(
     await paid_once(gen, h, gen_id)
 
 
-async def test_a_first_create_looks_for_nothing(harness, gen, storage, fake_replicate) -> None:
+async def test_a_first_create_looks_for_nothing(
+    harness: HarnessFactory, gen: GenerationTools, storage: S3Storage, fake_replicate: FakeReplicate
+) -> None:
     h = await harness()
     gen_id = await gen.start_generation(h, UID)
     await gen.wait_for(lambda: delivered(h), "the video was delivered")
@@ -113,7 +118,9 @@ async def test_a_first_create_looks_for_nothing(harness, gen, storage, fake_repl
     await paid_once(gen, h, gen_id)
 
 
-async def _park_before_replicate_accepts(engine, gen, storage, fake_replicate) -> int:
+async def _park_before_replicate_accepts(
+    engine: EngineFactory, gen: GenerationTools, storage: S3Storage, fake_replicate: FakeReplicate
+) -> int:
     """A first engine stopped while its create hangs before Replicate accepted it."""
     await storage.put("warm-up", b"warm", "text/plain")
     fake_replicate.script("predictions.create", Fault.latency(30))
@@ -131,7 +138,7 @@ async def _park_before_replicate_accepts(engine, gen, storage, fake_replicate) -
 
 
 async def test_a_resumed_create_that_was_never_accepted_creates_one(
-    engine, gen, storage, fake_replicate
+    engine: EngineFactory, gen: GenerationTools, storage: S3Storage, fake_replicate: FakeReplicate
 ) -> None:
     gen_id = await _park_before_replicate_accepts(engine, gen, storage, fake_replicate)
 
@@ -147,7 +154,7 @@ async def test_a_resumed_create_that_was_never_accepted_creates_one(
 
 
 async def test_someone_elses_prediction_in_the_window_is_not_adopted(
-    engine, gen, storage, fake_replicate
+    engine: EngineFactory, gen: GenerationTools, storage: S3Storage, fake_replicate: FakeReplicate
 ) -> None:
     gen_id = await _park_before_replicate_accepts(engine, gen, storage, fake_replicate)
     combined = await storage.get((await gen.generation(gen_id))["combined_key"])
@@ -178,7 +185,7 @@ async def test_someone_elses_prediction_in_the_window_is_not_adopted(
 
 
 async def test_a_lost_prediction_that_failed_is_adopted_and_refunded_not_paid_again(
-    engine, gen, storage, fake_replicate
+    engine: EngineFactory, gen: GenerationTools, storage: S3Storage, fake_replicate: FakeReplicate
 ) -> None:
     """Had its id been saved, the step would have failed: after the kill it fails the same way,
     and Replicate is not paid for a second try."""

@@ -4,12 +4,22 @@ polls the same prediction and delivers, and nothing is paid twice."""
 from __future__ import annotations
 
 from flick.fsm.conversation import State
+from flick.storage import S3Storage
+from flick.testing.engine import EngineHarness
+from flick.testing.fake_openai import FakeOpenAI
+from flick.testing.fake_replicate import FakeReplicate
+from flick.testing.generation_tools import GenerationTools
+from flick.testing.harnesses import EngineFactory
 
 UID = 7301
 
 
 async def test_a_restarted_flick_resumes_the_prediction_and_pays_once(
-    engine, gen, storage, fake_openai, fake_replicate
+    engine: EngineFactory,
+    gen: GenerationTools,
+    storage: S3Storage,
+    fake_openai: FakeOpenAI,
+    fake_replicate: FakeReplicate,
 ) -> None:
     fake_replicate.run_time = 1.5  # long enough to stop Flick while it renders
     await storage.put("warm-up", b"warm", "text/plain")
@@ -53,12 +63,16 @@ async def test_a_restarted_flick_resumes_the_prediction_and_pays_once(
         assert await gen.session_state(UID) == State.IDLE.value
 
 
-async def _delivered(h, uid: int) -> bool:
+async def _delivered(h: EngineHarness, uid: int) -> bool:
     return any(s.method == "send_video" for s in h.outbox.to(uid))
 
 
 async def test_a_generation_parked_before_its_prediction_is_resumed(
-    engine, gen, storage, fake_openai, fake_replicate
+    engine: EngineFactory,
+    gen: GenerationTools,
+    storage: S3Storage,
+    fake_openai: FakeOpenAI,
+    fake_replicate: FakeReplicate,
 ) -> None:
     """Stopped while composing: the next start composes and animates, for one credit."""
     fake_openai.latency = 3600  # the first engine stops while the image request hangs

@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import asyncio
 
+from flick.storage import S3Storage
+from flick.testing.fake_openai import FakeOpenAI
+from flick.testing.fake_replicate import FakeReplicate
+from flick.testing.generation_tools import GenerationTools
+from flick.testing.harnesses import EngineFactory
+
 UID = 7601
 QUEUED = 7602
 
 
 async def test_paid_compose_is_kept_across_a_graceful_stop_and_paid_once(
-    engine, gen, storage, fake_openai, fake_replicate
+    engine: EngineFactory,
+    gen: GenerationTools,
+    storage: S3Storage,
+    fake_openai: FakeOpenAI,
+    fake_replicate: FakeReplicate,
 ) -> None:
     fake_openai.latency = 1.0  # the image call in flight when the stop comes
     await storage.put("warm-up", b"warm", "text/plain")
@@ -57,7 +67,7 @@ async def test_paid_compose_is_kept_across_a_graceful_stop_and_paid_once(
 
 
 async def test_stop_shorter_than_the_compose_returns_at_its_deadline(
-    engine, gen, storage, fake_openai
+    engine: EngineFactory, gen: GenerationTools, storage: S3Storage, fake_openai: FakeOpenAI
 ) -> None:
     fake_openai.latency = 3600  # an image call far longer than the drain time
     await storage.put("warm-up", b"warm", "text/plain")

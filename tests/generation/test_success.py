@@ -7,13 +7,22 @@ import re
 from dataclasses import replace
 
 from flick.fsm.conversation import State
+from flick.storage import S3Storage
+from flick.testing.fake_openai import FakeOpenAI
+from flick.testing.fake_replicate import FakeReplicate
+from flick.testing.generation_tools import GenerationTools
+from flick.testing.harnesses import HarnessFactory
 
 UID = 7001
 USD_PER_SECOND = 0.0125
 
 
 async def test_a_video_is_delivered_and_everything_is_recorded(
-    harness, gen, fake_openai, fake_replicate, storage
+    harness: HarnessFactory,
+    gen: GenerationTools,
+    fake_openai: FakeOpenAI,
+    fake_replicate: FakeReplicate,
+    storage: S3Storage,
 ) -> None:
     h = await harness(pipeline=replace(gen.FAST, usd_per_second=USD_PER_SECOND))
     await h.make_video(UID, "kiss")

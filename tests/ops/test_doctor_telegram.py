@@ -14,7 +14,7 @@ from flick.telegram import client as telegram_client
 from flick.testing.fake_openai import FakeOpenAI
 from flick.testing.fake_replicate import FakeReplicate
 from flick.testing.telegram import OfflineTelegram, errors, raw
-from flick.testing.tg_login import attach_offline
+from flick.testing.telegram.offline_login import attach_offline
 
 BOT_TOKEN, API_HASH = "654321:AAE-doctor-secret", "fedcba9876543210fedcba9876543210"
 

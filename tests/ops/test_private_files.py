@@ -79,12 +79,12 @@ async def test_a_fresh_data_dir_is_private(tmp_path: Path, umask: int) -> None:
 
 
 async def test_the_session_keeps_its_key_and_an_old_session_still_opens(tmp_path: Path) -> None:
-    new = PrivateSessionStorage("fresh", workdir=tmp_path)
+    new: SQLiteStorage = PrivateSessionStorage("fresh", workdir=tmp_path)
     await new.open()
     await new.auth_key(b"\x02" * 256)
     await new.save()
     await new.close()
-    again = PrivateSessionStorage("fresh", workdir=tmp_path)
+    again: SQLiteStorage = PrivateSessionStorage("fresh", workdir=tmp_path)
     await again.open()
     assert await again.auth_key() == b"\x02" * 256
     await again.close()
@@ -94,7 +94,7 @@ async def test_the_session_keeps_its_key_and_an_old_session_still_opens(tmp_path
     await old.auth_key(b"\x03" * 256)
     await old.save()
     await old.close()
-    reopened = PrivateSessionStorage("old", workdir=tmp_path)
+    reopened: SQLiteStorage = PrivateSessionStorage("old", workdir=tmp_path)
     await reopened.open()
     assert await reopened.auth_key() == b"\x03" * 256
     await reopened.close()

@@ -10,12 +10,16 @@ from flick import events as ev
 from flick.errors import ConfigError
 from flick.i18n import t
 from flick.settings import load_settings
+from flick.testing.harnesses import HarnessFactory
+from flick.testing.shop import Shop
 
 UID = 1201
 PACKAGES = "1:50,10+2:400"
 
 
-async def test_the_bonus_is_on_the_button_and_the_invoice(harness, shop) -> None:
+async def test_the_bonus_is_on_the_button_and_the_invoice(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(packages=PACKAGES)
     await h.command(UID, "buy")
     await h.settle()
@@ -31,7 +35,9 @@ async def test_the_bonus_is_on_the_button_and_the_invoice(harness, shop) -> None
     assert invoice.extra["amount"] == 400  # the bonus is free: the price is the package's
 
 
-async def test_the_bonus_is_credited_with_the_purchase_on_its_own_ledger_row(harness, shop) -> None:
+async def test_the_bonus_is_credited_with_the_purchase_on_its_own_ledger_row(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(packages=PACKAGES)
     invoice = await shop.buy(h, UID, 1)
     await shop.pay(h, UID, invoice.extra["payload"], "charge-bonus", 400)
@@ -48,7 +54,7 @@ async def test_the_bonus_is_credited_with_the_purchase_on_its_own_ledger_row(har
     assert shop.texts(h, UID)[-1] == t("en", "payment_thanks_bonus", n=12, bonus=2, balance=13)
 
 
-async def test_a_refund_takes_the_bonus_back_too(harness, shop) -> None:
+async def test_a_refund_takes_the_bonus_back_too(harness: HarnessFactory, shop: Shop) -> None:
     h = await harness(packages=PACKAGES)
     invoice = await shop.buy(h, UID, 1)
     await shop.pay(h, UID, invoice.extra["payload"], "charge-bonus-r", 400)
@@ -61,7 +67,7 @@ async def test_a_refund_takes_the_bonus_back_too(harness, shop) -> None:
 
 
 async def test_a_charge_naming_no_order_gets_the_best_package_for_its_stars_bonus_included(
-    harness, shop
+    harness: HarnessFactory, shop: Shop
 ) -> None:
     h = await harness(packages=PACKAGES)
     await h.send(ev.PaymentSucceeded(h.user(UID), "pay:lost", "lost", "", "XTR", 400, "junk"))

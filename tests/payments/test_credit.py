@@ -13,13 +13,18 @@ import pytest
 from flick.actors.messages import Crash
 from flick.i18n import t
 from flick.models.db import pool
+from flick.storage import S3Storage
 from flick.testing.engine import EngineHarness
+from flick.testing.harnesses import HarnessFactory
+from flick.testing.shop import Shop
 
 UID = 1001
 OTHER = 1002
 
 
-async def test_the_same_charge_fifty_times_at_once_credits_once(harness, shop) -> None:
+async def test_the_same_charge_fifty_times_at_once_credits_once(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness()
     invoice = await shop.buy(h, UID, 1)  # 5 credits for 225 Stars
     payload, amount = invoice.extra["payload"], invoice.extra["amount"]
@@ -43,7 +48,9 @@ async def test_the_same_charge_fifty_times_at_once_credits_once(harness, shop) -
     assert h.app.supervisor.actors[UID].conv.balance == 6
 
 
-async def test_concurrent_copies_spread_over_many_users_actors(harness, shop) -> None:
+async def test_concurrent_copies_spread_over_many_users_actors(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     """Copies of one charge arriving as several users' updates (a replay gone wrong) still
     insert one payment: the unique charge id decides, not the actor."""
     h = await harness()
@@ -56,7 +63,9 @@ async def test_concurrent_copies_spread_over_many_users_actors(harness, shop) ->
     assert await pool().fetchval("SELECT count(*) FROM ledger WHERE reason = 'purchase'") == 1
 
 
-async def test_a_crash_between_copies_does_not_credit_twice(harness, shop) -> None:
+async def test_a_crash_between_copies_does_not_credit_twice(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness()
     invoice = await shop.buy(h, UID, 0)
     payload = invoice.extra["payload"]
@@ -73,7 +82,7 @@ async def test_a_crash_between_copies_does_not_credit_twice(harness, shop) -> No
 
 
 async def test_a_replay_after_a_restart_does_not_credit_twice(
-    database_url, storage, tmp_path: Path, shop
+    database_url: str, storage: S3Storage, tmp_path: Path, shop: Shop
 ) -> None:
     async with EngineHarness(database_url, storage, tmp_path / "one") as first:
         invoice = await shop.buy(first, UID, 2)
@@ -91,7 +100,9 @@ async def test_a_replay_after_a_restart_does_not_credit_twice(
         assert shop.texts(second, UID) == [t("en", "balance", n=11)]
 
 
-async def test_two_charges_for_one_invoice_are_both_credited(harness, shop) -> None:
+async def test_two_charges_for_one_invoice_are_both_credited(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness()
     invoice = await shop.buy(h, UID, 1)
     payload = invoice.extra["payload"]
@@ -116,7 +127,7 @@ async def test_two_charges_for_one_invoice_are_both_credited(harness, shop) -> N
     ],
 )
 async def test_a_payment_naming_no_order_is_credited_by_amount(
-    harness, shop, payload: str, stars: int, credits: int
+    harness: HarnessFactory, shop: Shop, payload: str, stars: int, credits: int
 ) -> None:
     h = await harness()
     await shop.pay(h, UID, payload, "charge-orphan", stars)
@@ -129,7 +140,9 @@ async def test_a_payment_naming_no_order_is_credited_by_amount(
     assert shop.texts(h, UID)[-1] == t("en", "payment_thanks", n=credits, balance=1 + credits)
 
 
-async def test_a_payment_naming_another_users_order_is_credited_by_amount(harness, shop) -> None:
+async def test_a_payment_naming_another_users_order_is_credited_by_amount(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness()
     theirs = await shop.buy(h, OTHER, 3)  # 25 credits for 875
     await shop.pay(h, UID, theirs.extra["payload"], "charge-x", 50)
@@ -139,7 +152,7 @@ async def test_a_payment_naming_another_users_order_is_credited_by_amount(harnes
     assert other.orders[0]["status"] == "pending" and other.balance == 1
 
 
-async def test_refund_takes_the_credits_back_once(harness, shop) -> None:
+async def test_refund_takes_the_credits_back_once(harness: HarnessFactory, shop: Shop) -> None:
     h = await harness()
     invoice = await shop.buy(h, UID, 1)
     await shop.pay(h, UID, invoice.extra["payload"], "charge-r", 225)
@@ -168,7 +181,9 @@ async def test_refund_takes_the_credits_back_once(harness, shop) -> None:
     assert await shop.money(UID) == money
 
 
-async def test_refund_after_spending_never_goes_below_zero(harness, shop) -> None:
+async def test_refund_after_spending_never_goes_below_zero(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness()
     invoice = await shop.buy(h, UID, 0)  # one credit
     await shop.pay(h, UID, invoice.extra["payload"], "charge-spent", 50)
@@ -188,7 +203,7 @@ async def test_refund_after_spending_never_goes_below_zero(harness, shop) -> Non
     assert await shop.money(UID) == money
 
 
-async def test_partial_refund_takes_what_is_left(harness, shop) -> None:
+async def test_partial_refund_takes_what_is_left(harness: HarnessFactory, shop: Shop) -> None:
     h = await harness()
     invoice = await shop.buy(h, UID, 1)  # five credits
     await shop.pay(h, UID, invoice.extra["payload"], "charge-part", 225)
@@ -202,7 +217,9 @@ async def test_partial_refund_takes_what_is_left(harness, shop) -> None:
     assert money.ledger[-1]["delta"] == -4
 
 
-async def test_paying_lets_an_out_of_credit_user_create(harness, shop) -> None:
+async def test_paying_lets_an_out_of_credit_user_create(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness()
     await shop.make_video(h, UID)
     await h.command(UID, "create")
@@ -218,7 +235,9 @@ async def test_paying_lets_an_out_of_credit_user_create(harness, shop) -> None:
     assert money.reasons == ["free", "generation", "purchase", "generation"]
 
 
-async def test_a_payment_behind_a_flood_of_messages_is_still_credited(harness, shop) -> None:
+async def test_a_payment_behind_a_flood_of_messages_is_still_credited(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(mailbox_size=8)
     invoice = await shop.buy(h, UID, 0)
     for n in range(20):  # the user mashes a button while paying
@@ -229,7 +248,9 @@ async def test_a_payment_behind_a_flood_of_messages_is_still_credited(harness, s
     assert await h.balance(UID) == 2
 
 
-async def test_a_pre_checkout_behind_a_flood_of_messages_is_answered(harness, shop) -> None:
+async def test_a_pre_checkout_behind_a_flood_of_messages_is_answered(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     from flick import events as ev
 
     h = await harness(mailbox_size=8)
@@ -243,7 +264,7 @@ async def test_a_pre_checkout_behind_a_flood_of_messages_is_answered(harness, sh
 
 
 async def test_out_of_credit_at_the_second_photo_does_not_leave_the_user_stuck(
-    harness, shop
+    harness: HarnessFactory, shop: Shop
 ) -> None:
     h = await harness(free_credits=0)
     invoice = await shop.buy(h, UID, 0)

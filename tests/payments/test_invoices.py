@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from flick import events as ev
 from flick.i18n import t
 from flick.models.db import pool
+from flick.testing.engine import EngineHarness
+from flick.testing.harnesses import HarnessFactory
+from flick.testing.shop import Shop
 
 UID = 901
 OTHER = 902
 
 
-async def test_buy_press_creates_an_order_and_an_invoice(harness, shop) -> None:
+async def test_buy_press_creates_an_order_and_an_invoice(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness()
     packages = h.app.supervisor.ctx.packages
     for package in packages:
@@ -41,7 +47,9 @@ async def test_buy_press_creates_an_order_and_an_invoice(harness, shop) -> None:
     assert money.balance == 1 and money.reasons == ["free"] and money.payments == []
 
 
-async def test_prices_come_from_the_configured_package_table(harness, shop) -> None:
+async def test_prices_come_from_the_configured_package_table(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(packages="2:100,7:300")
     await h.command(UID, "buy")
     await h.settle()
@@ -57,7 +65,9 @@ async def test_prices_come_from_the_configured_package_table(harness, shop) -> N
     "arg",
     ["99", "4", "-1", "abc", "1.5", " 1", "0x1", "1000", "²"],
 )
-async def test_a_made_up_package_is_refused_without_an_order(harness, shop, arg: str) -> None:
+async def test_a_made_up_package_is_refused_without_an_order(
+    harness: HarnessFactory, shop: Shop, arg: str
+) -> None:
     h = await harness()
     press = await h.press(UID, f"buy:{arg}")
     await h.settle()
@@ -69,7 +79,7 @@ async def test_a_made_up_package_is_refused_without_an_order(harness, shop, arg:
 
 
 # ---- pre-checkout ------------------------------------------------------------------------------
-async def test_pre_checkout_accepts_a_valid_order(harness, shop) -> None:
+async def test_pre_checkout_accepts_a_valid_order(harness: HarnessFactory, shop: Shop) -> None:
     h = await harness()
     invoice = await shop.buy(h, UID, 1)
     answer = await shop.pre_checkout(h, UID, invoice.extra["payload"], invoice.extra["amount"])
@@ -80,7 +90,9 @@ async def test_pre_checkout_accepts_a_valid_order(harness, shop) -> None:
     assert money.orders[0]["status"] == "pending"
 
 
-async def refused(h, shop, uid: int, payload: str, amount: int, currency: str = "XTR") -> str:
+async def refused(
+    h: EngineHarness, shop: Shop, uid: int, payload: str, amount: int, currency: str = "XTR"
+) -> str:
     answer = await shop.pre_checkout(h, uid, payload, amount, currency)
     assert answer.extra["ok"] is False
     return answer.text
@@ -90,13 +102,17 @@ async def refused(h, shop, uid: int, payload: str, amount: int, currency: str = 
     "payload",
     ["", "order:", "order:not-a-uuid", f"order:{uuid.UUID(int=0)}", "hello", "order:" + "9" * 300],
 )
-async def test_pre_checkout_refuses_an_unknown_order(harness, shop, payload: str) -> None:
+async def test_pre_checkout_refuses_an_unknown_order(
+    harness: HarnessFactory, shop: Shop, payload: str
+) -> None:
     h = await harness()
     await shop.buy(h, UID, 0)
     assert await refused(h, shop, UID, payload, 50) == t("en", "precheckout_unknown")
 
 
-async def test_pre_checkout_refuses_another_users_order(harness, shop) -> None:
+async def test_pre_checkout_refuses_another_users_order(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness()
     theirs = await shop.buy(h, OTHER, 0)
     text = await refused(h, shop, UID, theirs.extra["payload"], theirs.extra["amount"])
@@ -106,7 +122,9 @@ async def test_pre_checkout_refuses_another_users_order(harness, shop) -> None:
     assert answer.extra["ok"] is True
 
 
-async def test_pre_checkout_refuses_an_already_paid_order(harness, shop) -> None:
+async def test_pre_checkout_refuses_an_already_paid_order(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness()
     invoice = await shop.buy(h, UID, 0)
     payload, amount = invoice.extra["payload"], invoice.extra["amount"]
@@ -114,7 +132,7 @@ async def test_pre_checkout_refuses_an_already_paid_order(harness, shop) -> None
     assert await refused(h, shop, UID, payload, amount) == t("en", "precheckout_paid")
 
 
-async def test_pre_checkout_refuses_an_expired_order(harness, shop) -> None:
+async def test_pre_checkout_refuses_an_expired_order(harness: HarnessFactory, shop: Shop) -> None:
     h = await harness()
     invoice = await shop.buy(h, UID, 0)
     await pool().execute("UPDATE orders SET expires_at = now() - interval '1 second'")
@@ -126,7 +144,7 @@ async def test_pre_checkout_refuses_an_expired_order(harness, shop) -> None:
     ("amount_delta", "currency"), [(-1, "XTR"), (+1, "XTR"), (0, "USD"), (0, "xtr"), (0, "")]
 )
 async def test_pre_checkout_refuses_a_wrong_amount_or_currency(
-    harness, shop, amount_delta: int, currency: str
+    harness: HarnessFactory, shop: Shop, amount_delta: int, currency: str
 ) -> None:
     h = await harness()
     invoice = await shop.buy(h, UID, 2)
@@ -136,7 +154,9 @@ async def test_pre_checkout_refuses_a_wrong_amount_or_currency(
     assert text == t("en", "precheckout_mismatch")
 
 
-async def test_pre_checkout_refusal_speaks_the_users_language(harness, shop) -> None:
+async def test_pre_checkout_refusal_speaks_the_users_language(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness()
     await h.command(UID, "language")
     await h.settle()
@@ -145,7 +165,9 @@ async def test_pre_checkout_refusal_speaks_the_users_language(harness, shop) -> 
     assert await refused(h, shop, UID, "order:nope", 50) == t("ru", "precheckout_unknown")
 
 
-async def test_every_pre_checkout_query_is_answered_exactly_once(harness, shop) -> None:
+async def test_every_pre_checkout_query_is_answered_exactly_once(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     """A burst of queries, good and bad, some delivered twice: one answer per query id."""
     h = await harness()
     good = await shop.buy(h, UID, 0)
@@ -171,7 +193,9 @@ async def test_every_pre_checkout_query_is_answered_exactly_once(harness, shop) 
     assert oks == [True, False, False, False, True, False] * 3
 
 
-async def test_pre_checkout_is_answered_while_a_video_renders(harness, shop, tmp_path) -> None:
+async def test_pre_checkout_is_answered_while_a_video_renders(
+    harness: HarnessFactory, shop: Shop, tmp_path: Path
+) -> None:
     """The answer does not wait for the user's generation (Telegram gives 10 seconds)."""
     from flick.pipeline.local import LocalVideoProvider
 

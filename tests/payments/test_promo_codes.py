@@ -16,11 +16,16 @@ from flick.i18n import t
 from flick.models import money, promos
 from flick.models.db import pool
 from flick.payments.promos import normalize_code
+from flick.testing.engine import EngineHarness
+from flick.testing.harnesses import HarnessFactory
+from flick.testing.shop import Shop
 
 ADMIN, ALICE, BOB = 1300, 1301, 1302
 
 
-async def make(h, code: str, credits: int = 3, uses: int = 10, days: str = "") -> None:
+async def make(
+    h: EngineHarness, code: str, credits: int = 3, uses: int = 10, days: str = ""
+) -> None:
     await h.command(ADMIN, "promos", f"new {code} {credits} {uses} {days}".strip())
     await h.settle()
 
@@ -32,7 +37,9 @@ async def promo_rows(uid: int) -> list[tuple[int, str]]:
     return [(r["delta"], r["note"]) for r in rows]
 
 
-async def test_a_code_counts_once_per_user_whatever_its_spelling(harness, shop) -> None:
+async def test_a_code_counts_once_per_user_whatever_its_spelling(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(admin_ids=[ADMIN], bot_username="flick_test_bot")
     await make(h, "Summer-24", credits=3)
     created = shop.texts(h, ADMIN)[-1]
@@ -50,7 +57,7 @@ async def test_a_code_counts_once_per_user_whatever_its_spelling(harness, shop) 
     assert (await promos.get("SUMMER-24")).used == 1  # type: ignore[union-attr]
 
 
-async def test_the_deep_link_redeems_too(harness, shop) -> None:
+async def test_the_deep_link_redeems_too(harness: HarnessFactory, shop: Shop) -> None:
     h = await harness(admin_ids=[ADMIN])
     await make(h, "WELCOME5", credits=5)
     await h.command(ALICE, "start", "promo_WELCOME5")
@@ -69,7 +76,9 @@ async def test_the_deep_link_redeems_too(harness, shop) -> None:
         ("x" * 80, "promo_unknown", "x" * 31 + "…"),
     ],
 )
-async def test_unknown_codes_are_refused_in_plain_words(harness, shop, typed, key, shown) -> None:
+async def test_unknown_codes_are_refused_in_plain_words(
+    harness: HarnessFactory, shop: Shop, typed: str, key: str, shown: str
+) -> None:
     h = await harness(admin_ids=[ADMIN])
     await h.command(ALICE, "promo", typed)
     await h.settle()
@@ -77,7 +86,9 @@ async def test_unknown_codes_are_refused_in_plain_words(harness, shop, typed, ke
     assert await h.balance(ALICE) == 1 and await promo_rows(ALICE) == []
 
 
-async def test_expired_disabled_and_used_up_codes_are_refused(harness, shop) -> None:
+async def test_expired_disabled_and_used_up_codes_are_refused(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(admin_ids=[ADMIN])
     await promos.create("OLD", 2, 10, datetime.now(UTC) - timedelta(minutes=1), ADMIN)
     await make(h, "GONE", credits=2)
@@ -98,7 +109,7 @@ async def test_expired_disabled_and_used_up_codes_are_refused(harness, shop) -> 
 
 
 async def test_a_code_used_by_someone_is_refused_to_them_after_it_was_switched_off(
-    harness, shop
+    harness: HarnessFactory, shop: Shop
 ) -> None:
     h = await harness(admin_ids=[ADMIN])
     await make(h, "LATE", credits=2)
@@ -113,7 +124,7 @@ async def test_a_code_used_by_someone_is_refused_to_them_after_it_was_switched_o
 
 @pytest.mark.parametrize("uses", [1, 3])
 async def test_many_users_redeeming_the_last_uses_at_once_never_go_beyond_them(
-    harness, shop, uses: int
+    harness: HarnessFactory, shop: Shop, uses: int
 ) -> None:
     h = await harness(admin_ids=[ADMIN])
     await make(h, "RUSH", credits=4, uses=uses)
@@ -130,7 +141,9 @@ async def test_many_users_redeeming_the_last_uses_at_once_never_go_beyond_them(
         assert await h.balance(uid) == 1
 
 
-async def test_one_user_sending_a_code_many_times_at_once_gets_it_once(harness, shop) -> None:
+async def test_one_user_sending_a_code_many_times_at_once_gets_it_once(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(admin_ids=[ADMIN])
     await make(h, "TWICE", credits=2, uses=100)
     await asyncio.gather(*(h.command(ALICE, "promo", "TWICE") for _ in range(10)))
@@ -139,7 +152,9 @@ async def test_one_user_sending_a_code_many_times_at_once_gets_it_once(harness, 
     assert await h.balance(ALICE) == 3
 
 
-async def test_a_redelivered_promo_update_has_no_second_effect(harness, shop) -> None:
+async def test_a_redelivered_promo_update_has_no_second_effect(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(admin_ids=[ADMIN])
     await make(h, "AGAIN", credits=2)
     event = ev.Command(h.user(ALICE), h.next_id(), "promo", "AGAIN")
@@ -150,7 +165,7 @@ async def test_a_redelivered_promo_update_has_no_second_effect(harness, shop) ->
     assert shop.texts(h, ALICE) == [t("en", "promo_ok", code="AGAIN", n=2, balance=3)]
 
 
-async def test_a_retried_redemption_is_told_the_same_success(harness) -> None:
+async def test_a_retried_redemption_is_told_the_same_success(harness: HarnessFactory) -> None:
     """A handler retried after a failure of ours (the same update) must not hear "already"."""
     h = await harness(admin_ids=[ADMIN])
     await h.command(ALICE, "start")
@@ -164,7 +179,7 @@ async def test_a_retried_redemption_is_told_the_same_success(harness) -> None:
     assert await promo_rows(ALICE) == [(2, "code RETRY")]
 
 
-async def test_the_database_itself_refuses_a_use_past_the_limit(harness) -> None:
+async def test_the_database_itself_refuses_a_use_past_the_limit(harness: HarnessFactory) -> None:
     h = await harness(admin_ids=[ADMIN])
     await make(h, "LIMIT", uses=1)
     with pytest.raises(asyncpg.CheckViolationError):
@@ -178,7 +193,7 @@ async def test_the_database_itself_refuses_a_use_past_the_limit(harness) -> None
         )
 
 
-async def test_promo_without_a_code_explains_itself(harness, shop) -> None:
+async def test_promo_without_a_code_explains_itself(harness: HarnessFactory, shop: Shop) -> None:
     h = await harness()
     await h.command(ALICE, "promo")
     await h.settle()

@@ -10,12 +10,15 @@ import re
 from flick.i18n import t
 from flick.models import money
 from flick.models.db import pool
+from flick.testing.engine import EngineHarness
+from flick.testing.harnesses import HarnessFactory
+from flick.testing.shop import Shop
 
 ANN, BEN, CAT, DAN = 1401, 1402, 1403, 1404
 BOT = "flick_test_bot"
 
 
-async def invite_code(h, shop, uid: int) -> str:
+async def invite_code(h: EngineHarness, shop: Shop, uid: int) -> str:
     await h.command(uid, "invite")
     await h.settle()
     found = re.search(rf"https://t\.me/{BOT}\?start=ref_([A-Za-z0-9_-]+)", shop.texts(h, uid)[-1])
@@ -23,7 +26,7 @@ async def invite_code(h, shop, uid: int) -> str:
     return found.group(1)
 
 
-async def buy(h, shop, uid: int, charge: str, index: int = 1) -> None:
+async def buy(h: EngineHarness, shop: Shop, uid: int, charge: str, index: int = 1) -> None:
     invoice = await shop.buy(h, uid, index)
     await shop.pay(h, uid, invoice.extra["payload"], charge, invoice.extra["amount"])
     await h.settle()
@@ -37,7 +40,9 @@ async def referral_rows(uid: int) -> list[tuple[int, int | None]]:
     return [(r["delta"], r["payment"]) for r in rows]
 
 
-async def test_bonuses_come_with_the_first_purchase_once(harness, shop) -> None:
+async def test_bonuses_come_with_the_first_purchase_once(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(bot_username=BOT, referral_inviter_credits=3, referral_invitee_credits=2)
     code = await invite_code(h, shop, ANN)
     assert shop.texts(h, ANN)[-1] == t(
@@ -82,7 +87,9 @@ async def test_bonuses_come_with_the_first_purchase_once(harness, shop) -> None:
     )
 
 
-async def test_bad_links_are_refused_in_plain_words_and_change_nothing(harness, shop) -> None:
+async def test_bad_links_are_refused_in_plain_words_and_change_nothing(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(bot_username=BOT)
     ann = await invite_code(h, shop, ANN)
     cat = await invite_code(h, shop, CAT)
@@ -109,7 +116,9 @@ async def test_bad_links_are_refused_in_plain_words_and_change_nothing(harness, 
     assert await h.balance(ANN) == 1
 
 
-async def test_a_refunded_first_purchase_takes_the_invitees_bonus_back(harness, shop) -> None:
+async def test_a_refunded_first_purchase_takes_the_invitees_bonus_back(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(bot_username=BOT, referral_inviter_credits=3, referral_invitee_credits=2)
     code = await invite_code(h, shop, ANN)
     await h.command(BEN, "start", f"ref_{code}")
@@ -125,7 +134,7 @@ async def test_a_refunded_first_purchase_takes_the_invitees_bonus_back(harness, 
 
 
 async def test_an_inviter_bonus_lost_with_a_restart_is_credited_at_start_once(
-    harness, shop
+    harness: HarnessFactory, shop: Shop
 ) -> None:
     """The message to the inviter's actor lives in memory; the database remembers it is owed."""
     h = await harness(bot_username=BOT, referral_inviter_credits=3, referral_invitee_credits=0)
@@ -145,7 +154,9 @@ async def test_an_inviter_bonus_lost_with_a_restart_is_credited_at_start_once(
     assert await h.balance(ANN) == 1 + 3 and await referral_rows(ANN) == [(3, None)]
 
 
-async def test_two_invitees_buying_at_once_both_reward_the_inviter(harness, shop) -> None:
+async def test_two_invitees_buying_at_once_both_reward_the_inviter(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(bot_username=BOT, referral_inviter_credits=3, referral_invitee_credits=1)
     code = await invite_code(h, shop, ANN)
     for uid in (BEN, CAT, DAN):
@@ -164,7 +175,7 @@ async def test_two_invitees_buying_at_once_both_reward_the_inviter(harness, shop
         assert await h.balance(uid) == 1 + 1 + 1
 
 
-async def test_a_subscription_is_a_first_purchase_too(harness, shop) -> None:
+async def test_a_subscription_is_a_first_purchase_too(harness: HarnessFactory, shop: Shop) -> None:
     h = await harness(bot_username=BOT, plans="monthly:30:900", referral_invitee_credits=2)
     code = await invite_code(h, shop, ANN)
     await h.command(BEN, "start", f"ref_{code}")
@@ -179,14 +190,18 @@ async def test_a_subscription_is_a_first_purchase_too(harness, shop) -> None:
     assert await h.balance(BEN) == 1 + 30 + 2 and await h.balance(ANN) == 1 + 2
 
 
-async def test_without_the_bots_username_there_is_no_link_to_give(harness, shop) -> None:
+async def test_without_the_bots_username_there_is_no_link_to_give(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness()
     await h.command(ANN, "invite")
     await h.settle()
     assert shop.texts(h, ANN) == [t("en", "invite_unavailable")]
 
 
-async def test_with_both_bonuses_off_the_link_still_works_and_earns_nothing(harness, shop) -> None:
+async def test_with_both_bonuses_off_the_link_still_works_and_earns_nothing(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(bot_username=BOT, referral_inviter_credits=0, referral_invitee_credits=0)
     code = await invite_code(h, shop, ANN)
     assert "you get" not in shop.texts(h, ANN)[-1]

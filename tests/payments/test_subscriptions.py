@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from flick import events as ev
 from flick.actors.messages import Crash
@@ -16,6 +17,10 @@ from flick.i18n import t
 from flick.models.db import pool
 from flick.payments.reconcile import StarTransaction
 from flick.ports import ComposedImage
+from flick.testing.engine import EngineHarness
+from flick.testing.harnesses import HarnessFactory
+from flick.testing.memory import Sent
+from flick.testing.shop import Shop
 
 UID, OTHER = 1601, 1602
 PLANS = "monthly:30:900"
@@ -23,7 +28,14 @@ PERIOD = 30 * 24 * 3600
 
 
 def sub_paid(
-    h, uid: int, payload: str, charge: str, stars: int = 900, *, first: bool, until: int = 0
+    h: EngineHarness,
+    uid: int,
+    payload: str,
+    charge: str,
+    stars: int = 900,
+    *,
+    first: bool,
+    until: int = 0,
 ) -> ev.PaymentSucceeded:
     until = until or int(time.time()) + PERIOD
     return ev.PaymentSucceeded(
@@ -32,11 +44,11 @@ def sub_paid(
     )  # fmt: skip
 
 
-def sent(h, method: str, uid: int | None = None) -> list:
+def sent(h: EngineHarness, method: str, uid: int | None = None) -> list[Sent]:
     return [s for s in h.outbox.sent if s.method == method and uid in (None, s.chat_id)]
 
 
-async def subscribe_link(h, uid: int, plan: str = "monthly") -> str:
+async def subscribe_link(h: EngineHarness, uid: int, plan: str = "monthly") -> str:
     """/subscription, then the plan's button: returns the invoice link's payload."""
     await h.command(uid, "subscription")
     await h.settle()
@@ -45,7 +57,9 @@ async def subscribe_link(h, uid: int, plan: str = "monthly") -> str:
     return str(sent(h, "create_invoice_link")[-1].extra["payload"])
 
 
-async def subscribe(h, uid: int, charge: str = "first", stars: int = 900, until: int = 0) -> str:
+async def subscribe(
+    h: EngineHarness, uid: int, charge: str = "first", stars: int = 900, until: int = 0
+) -> str:
     plans = h.app.supervisor.ctx.plans
     payload = await subscribe_link(h, uid, "monthly" if "monthly" in plans else next(iter(plans)))
     await h.send(sub_paid(h, uid, payload, charge, stars, first=True, until=until))
@@ -53,7 +67,7 @@ async def subscribe(h, uid: int, charge: str = "first", stars: int = 900, until:
     return payload
 
 
-async def sub_row(uid: int) -> dict:
+async def sub_row(uid: int) -> dict[str, Any]:
     row = await pool().fetchrow('SELECT * FROM subscriptions WHERE "user" = $1', uid)
     return dict(row) if row else {}
 
@@ -63,7 +77,9 @@ async def reasons(uid: int) -> list[tuple[str, int]]:
     return [(r["reason"], r["delta"]) for r in rows]
 
 
-async def test_a_plan_is_sold_as_a_thirty_day_star_subscription_link(harness, shop) -> None:
+async def test_a_plan_is_sold_as_a_thirty_day_star_subscription_link(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(plans=PLANS)
     await h.command(UID, "subscription")
     await h.settle()
@@ -91,7 +107,9 @@ async def test_a_plan_is_sold_as_a_thirty_day_star_subscription_link(harness, sh
     assert answer.extra["ok"] is True
 
 
-async def test_first_payment_and_every_renewal_credit_exactly_once(harness, shop) -> None:
+async def test_first_payment_and_every_renewal_credit_exactly_once(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(plans=PLANS)
     now = int(time.time())
     payload = await subscribe(h, UID, "first", until=now + PERIOD)
@@ -125,7 +143,7 @@ async def test_first_payment_and_every_renewal_credit_exactly_once(harness, shop
     assert shown.buttons() == [(t("en", "button_sub_cancel"), f"sub:cancel:{row['id']}")]
 
 
-async def test_cancel_and_resume_from_subscription(harness, shop) -> None:
+async def test_cancel_and_resume_from_subscription(harness: HarnessFactory, shop: Shop) -> None:
     h = await harness(plans=PLANS)
     await subscribe(h, UID, "first-c")
     sub = await sub_row(UID)
@@ -152,7 +170,9 @@ async def test_cancel_and_resume_from_subscription(harness, shop) -> None:
     assert shop.texts(h, UID)[-1] == t("en", "subscription_resumed", date=date)
 
 
-async def test_forged_subscription_buttons_change_nothing(harness, shop) -> None:
+async def test_forged_subscription_buttons_change_nothing(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(plans=PLANS)
     await subscribe(h, UID, "mine")
     await subscribe(h, OTHER, "theirs")
@@ -167,7 +187,9 @@ async def test_forged_subscription_buttons_change_nothing(harness, shop) -> None
     assert len(stale) == 6 and {s.text for s in stale} == {t("en", "button_stale")}
 
 
-async def test_renewal_turned_off_in_telegram_is_for_the_user_to_turn_on(harness, shop) -> None:
+async def test_renewal_turned_off_in_telegram_is_for_the_user_to_turn_on(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(plans=PLANS)
     payload = await subscribe(h, UID, "first-u")
     sub = await sub_row(UID)
@@ -194,7 +216,9 @@ async def test_renewal_turned_off_in_telegram_is_for_the_user_to_turn_on(harness
     assert t("en", "subscription_note_failed") in h.last_keyboard(UID).text
 
 
-async def test_a_renewal_after_cancelling_is_credited_and_renewal_stays_off(harness, shop) -> None:
+async def test_a_renewal_after_cancelling_is_credited_and_renewal_stays_off(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(plans=PLANS)
     payload = await subscribe(h, UID, "first-x")
     sub = await sub_row(UID)
@@ -214,7 +238,9 @@ async def test_a_renewal_after_cancelling_is_credited_and_renewal_stays_off(harn
     assert edits == [("first-x", True), ("first-x", True)]
 
 
-async def test_a_renewal_after_the_user_cancelled_in_telegram(harness, shop) -> None:
+async def test_a_renewal_after_the_user_cancelled_in_telegram(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(plans=PLANS)
     payload = await subscribe(h, UID, "first-t")
     await h.send(ev.SubscriptionChanged(h.user(UID), "sub:9:1601", payload, "canceled"))
@@ -232,7 +258,7 @@ async def test_a_renewal_after_the_user_cancelled_in_telegram(harness, shop) -> 
 
 
 async def test_an_old_subscription_link_is_refused_at_checkout_with_where_to_get_one(
-    harness, shop
+    harness: HarnessFactory, shop: Shop
 ) -> None:
     h = await harness(plans=PLANS)
     payload = await subscribe_link(h, UID)
@@ -246,7 +272,9 @@ async def test_an_old_subscription_link_is_refused_at_checkout_with_where_to_get
     assert answer.text == t("en", "precheckout_unknown")
 
 
-async def test_a_payment_for_a_plan_the_operator_removed(harness, shop) -> None:
+async def test_a_payment_for_a_plan_the_operator_removed(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(plans=PLANS)
     payload = await subscribe(h, UID, "first-g")
     pending = await subscribe_link(h, OTHER)  # a link made before the plan went away
@@ -269,7 +297,9 @@ async def test_a_payment_for_a_plan_the_operator_removed(harness, shop) -> None:
     assert shop.texts(h, UID)[-1].startswith("Your plan:")  # paid up to the period's end
 
 
-async def test_a_subscription_payment_naming_nothing_we_know(harness, shop) -> None:
+async def test_a_subscription_payment_naming_nothing_we_know(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(plans=PLANS)
     await h.send(sub_paid(h, UID, "who-knows", "stray", 225, first=True))
     await h.settle()
@@ -278,7 +308,7 @@ async def test_a_subscription_payment_naming_nothing_we_know(harness, shop) -> N
     assert [e.extra["canceled"] for e in sent(h, "edit_subscription", UID)] == [True]
 
 
-async def test_one_subscription_at_a_time(harness, shop) -> None:
+async def test_one_subscription_at_a_time(harness: HarnessFactory, shop: Shop) -> None:
     h = await harness(plans=PLANS + ",big:100:2500")
     await subscribe(h, UID, "first-1")
     await h.press(UID, "sub:plan:big")
@@ -288,7 +318,7 @@ async def test_one_subscription_at_a_time(harness, shop) -> None:
     assert len(sent(h, "create_invoice_link")) == 1
 
 
-async def test_no_plans_no_subscriptions(harness, shop) -> None:
+async def test_no_plans_no_subscriptions(harness: HarnessFactory, shop: Shop) -> None:
     h = await harness()
     await h.command(UID, "subscription")
     await h.press(UID, "sub:plan:monthly")
@@ -307,7 +337,9 @@ class FailingImage:
         return None
 
 
-async def test_expiring_plan_credits_are_spent_first_and_expire_at_renewal(harness, shop) -> None:
+async def test_expiring_plan_credits_are_spent_first_and_expire_at_renewal(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(plans="small:3:300", plan_unused_credits="expire")
     now = int(time.time())
     payload = await subscribe(h, UID, "first-e", 300, until=now + PERIOD)
@@ -346,7 +378,7 @@ async def test_expiring_plan_credits_are_spent_first_and_expire_at_renewal(harne
 
 
 async def test_a_plan_credit_a_failed_video_gives_back_is_a_plan_credit_again(
-    harness, shop
+    harness: HarnessFactory, shop: Shop
 ) -> None:
     h = await harness(plans="small:3:300", plan_unused_credits="expire", image=FailingImage())
     await subscribe(h, UID, "first-f", 300)
@@ -359,7 +391,9 @@ async def test_a_plan_credit_a_failed_video_gives_back_is_a_plan_credit_again(
     assert await pool().fetchval("SELECT plan_charged FROM generations") == 1
 
 
-async def test_carried_plan_credits_stay_and_the_ledger_says_so(harness, shop) -> None:
+async def test_carried_plan_credits_stay_and_the_ledger_says_so(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(plans="small:3:300")  # carry is the default
     now = int(time.time())
     payload = await subscribe(h, UID, "first-k", 300, until=now + PERIOD)
@@ -387,7 +421,9 @@ async def test_carried_plan_credits_stay_and_the_ledger_says_so(harness, shop) -
     assert shop.texts(h, UID)[-1] == t("en", "balance", n=6)
 
 
-async def test_refunding_a_subscription_charge_whose_credits_were_spent(harness, shop) -> None:
+async def test_refunding_a_subscription_charge_whose_credits_were_spent(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(plans="small:2:200", free_credits=0)
     await subscribe(h, UID, "first-r", 200)
     await shop.make_video(h, UID)  # one of the two spent
@@ -406,7 +442,7 @@ async def test_refunding_a_subscription_charge_whose_credits_were_spent(harness,
     ]
 
 
-async def test_an_admin_refunds_a_renewal(harness, shop) -> None:
+async def test_an_admin_refunds_a_renewal(harness: HarnessFactory, shop: Shop) -> None:
     h = await harness(plans=PLANS, admin_ids=[OTHER])
     payload = await subscribe(h, UID, "first-a")
     await h.send(sub_paid(h, UID, payload, "renew-a", first=False,
@@ -421,7 +457,9 @@ async def test_an_admin_refunds_a_renewal(harness, shop) -> None:
     assert shop.texts(h, OTHER)[-1] == t("en", "admin_refunded", charge="renew-a", n=30)
 
 
-async def test_a_subscription_charge_only_telegram_knows_is_reconciled(harness, shop) -> None:
+async def test_a_subscription_charge_only_telegram_knows_is_reconciled(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness(plans=PLANS)
     payload = await subscribe_link(h, UID)
     date = int(time.time()) - 60

@@ -6,11 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flick.i18n import t
+from flick.testing.harnesses import HarnessFactory
+from flick.testing.shop import Shop
 
 UID = 1101
 
 
-async def test_paysupport_lists_the_payments(harness, shop) -> None:
+async def test_paysupport_lists_the_payments(harness: HarnessFactory, shop: Shop) -> None:
     h = await harness(support_contact="@help_desk")
     await h.command(UID, "paysupport")
     await h.settle()
@@ -53,7 +55,9 @@ async def test_paysupport_lists_the_payments(harness, shop) -> None:
     )
 
 
-async def test_paysupport_shows_only_the_users_own_payments(harness, shop) -> None:
+async def test_paysupport_shows_only_the_users_own_payments(
+    harness: HarnessFactory, shop: Shop
+) -> None:
     h = await harness()
     await shop.pay(h, UID + 1, "", "charge-someone-else", 50)
     await h.command(UID, "paysupport")
@@ -63,7 +67,7 @@ async def test_paysupport_shows_only_the_users_own_payments(harness, shop) -> No
     assert t("en", "paysupport_none") in reply
 
 
-async def test_terms_shows_the_configured_terms(harness, shop) -> None:
+async def test_terms_shows_the_configured_terms(harness: HarnessFactory, shop: Shop) -> None:
     h = await harness(terms_text="Be nice. Credits never expire.")
     await h.command(UID, "terms")
     await h.settle()
@@ -74,7 +78,7 @@ async def test_terms_shows_the_configured_terms(harness, shop) -> None:
     assert shop.texts(h, UID)[-1] == t("en", "consent_ask", terms="Be nice. Credits never expire.")
 
 
-async def test_terms_and_paysupport_in_russian(harness, shop) -> None:
+async def test_terms_and_paysupport_in_russian(harness: HarnessFactory, shop: Shop) -> None:
     h = await harness()
     await h.command(UID, "language")
     await h.settle()

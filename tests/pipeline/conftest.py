@@ -1,4 +1,4 @@
-"""Fakes of OpenAI and Replicate, and the real providers pointed at them.
+"""Fakes of OpenAI and Replicate, and the real providers pointed at them (flick.testing.providers).
 
 Every fake checks, when its test ends, that no request broke the provider's spec (a test that sends
 an invalid request on purpose asserts on `fake.violations` and then clears it), and that every
@@ -14,32 +14,26 @@ import pytest
 
 from flick.pipeline.openai_images import OpenAIImageProvider
 from flick.pipeline.replicate_video import ReplicateVideoProvider
+from flick.testing import providers
 from flick.testing.fake_openai import FakeOpenAI, sample_photo
 from flick.testing.fake_replicate import FakeReplicate
 
-OPENAI_KEY = "sk-test-not-a-real-key"
-REPLICATE_TOKEN = "r8_test-not-a-real-token"
 MAX_VIDEO_BYTES = 256 * 1024
+
+ImagesFactory = Callable[..., OpenAIImageProvider]
+VideosFactory = Callable[..., ReplicateVideoProvider]
 
 
 @pytest.fixture
 async def fake_openai() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI(api_key=OPENAI_KEY, models={"gpt-image-1"}) as fake:
+    async with providers.checked(providers.fake_openai()) as fake:
         yield fake
-        assert [str(v) for v in fake.violations] == []
-        fake.assert_faults_used()
 
 
 @pytest.fixture
 async def fake_replicate() -> AsyncIterator[FakeReplicate]:
-    async with FakeReplicate(api_token=REPLICATE_TOKEN, start_delay=0.03, run_time=0.1) as fake:
+    async with providers.checked(providers.fake_replicate()) as fake:
         yield fake
-        assert [str(v) for v in fake.violations] == []
-        fake.assert_faults_used()
-
-
-ImagesFactory = Callable[..., OpenAIImageProvider]
-VideosFactory = Callable[..., ReplicateVideoProvider]
 
 
 @pytest.fixture
@@ -48,12 +42,7 @@ async def make_images(fake_openai: FakeOpenAI) -> AsyncIterator[ImagesFactory]:
     made: list[OpenAIImageProvider] = []
 
     def make(**overrides: Any) -> OpenAIImageProvider:
-        options: dict[str, Any] = {
-            "api_key": OPENAI_KEY,
-            "base_url": fake_openai.base_url,
-            "timeout": 5.0,
-        }
-        made.append(OpenAIImageProvider(**(options | overrides)))
+        made.append(providers.openai_images(fake_openai, **overrides))
         return made[-1]
 
     yield make
@@ -67,14 +56,8 @@ async def make_videos(fake_replicate: FakeReplicate) -> AsyncIterator[VideosFact
     made: list[ReplicateVideoProvider] = []
 
     def make(**overrides: Any) -> ReplicateVideoProvider:
-        options: dict[str, Any] = {
-            "api_token": REPLICATE_TOKEN,
-            "model": "wan-video/wan-2.2-i2v-fast",
-            "base_url": fake_replicate.base_url,
-            "max_bytes": MAX_VIDEO_BYTES,
-            "timeout": 5.0,
-        }
-        made.append(ReplicateVideoProvider(**(options | overrides)))
+        options = {"max_bytes": MAX_VIDEO_BYTES} | overrides
+        made.append(providers.replicate_videos(fake_replicate, **options))
         return made[-1]
 
     yield make

@@ -7,6 +7,7 @@ import asyncio
 import io
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -187,7 +188,7 @@ def test_the_generation_mark_keeps_the_pixels() -> None:
     assert with_comment(b"not a jpeg", "x") == b"not a jpeg"
 
 
-async def test_the_local_provider_never_has_a_lost_prediction(tmp_path) -> None:
+async def test_the_local_provider_never_has_a_lost_prediction(tmp_path: Path) -> None:
     async with LocalVideoProvider(tmp_path) as local:
         found = await local.find_accepted(IMAGE, "image/jpeg", INPUTS, since=datetime.now(UTC))
     assert found is None

@@ -3,6 +3,8 @@ refuses the bot itself; the owner can start, raise and end a program within Tele
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from flick.cli import main
@@ -60,7 +62,7 @@ async def test_bad_numbers_never_reach_telegram(tg: OfflineTelegram) -> None:
 
 
 def test_the_command_needs_to_know_the_bot(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no .env here
     monkeypatch.delenv("BOT_USERNAME", raising=False)

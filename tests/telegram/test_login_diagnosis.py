@@ -18,7 +18,11 @@ from flick.telegram.client import build_client
 from flick.telegram.diagnosis import PROTOCOL
 from flick.telegram.gateway import connect
 from flick.testing.telegram import OfflineTelegram, errors, raw
-from flick.testing.tg_login import UNKNOWN_CONSTRUCTOR, attach_offline, feed_unknown_constructor
+from flick.testing.telegram.offline_login import (
+    UNKNOWN_CONSTRUCTOR,
+    attach_offline,
+    feed_unknown_constructor,
+)
 
 TOKEN = "123456:AAE-secret-token-value"
 API_HASH = "0123456789abcdef0123456789abcdef"

@@ -8,7 +8,14 @@ import time
 import pytest
 
 from flick.errors import TelegramRefused
-from flick.events import Event, GroupMessage, PaymentSucceeded, SubscriptionChanged, UserInfo
+from flick.events import (
+    Event,
+    GroupMessage,
+    PaymentSucceeded,
+    PreCheckout,
+    SubscriptionChanged,
+    UserInfo,
+)
 from flick.ports import RecipientUnreachable
 from flick.telegram.adapter import TelegramAdapter
 from flick.telegram.outbox import TelegramOutbox
@@ -50,7 +57,8 @@ async def test_the_link_and_the_payments_of_a_subscription(
     await tg.push(tg.pay_link(alice, url, charge_id="sub-first"))
     await tg.push(tg.renewal(alice, "sub-first", charge_id="sub-second"))
     query, first, renewal = events
-    assert query.payload == "order:sub-1" and query.total_amount == 900  # type: ignore[attr-defined]
+    assert isinstance(query, PreCheckout)
+    assert query.payload == "order:sub-1" and query.total_amount == 900
     assert isinstance(first, PaymentSucceeded) and isinstance(renewal, PaymentSucceeded)
     assert (first.charge_id, first.recurring, first.first_recurring) == ("sub-first", True, True)
     assert (renewal.charge_id, renewal.recurring, renewal.first_recurring) == (

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from flick.testing.tg_wire import raw, rpc_error
+from flick.testing.telegram.wire import raw, rpc_error
 
 
 @dataclass

@@ -23,7 +23,7 @@ from pyrogram.crypto import aes
 from pyrogram.crypto.mtproto import kdf
 from pyrogram.session import Session
 
-from flick.testing.tg_wire import OfflineSession
+from flick.testing.telegram.wire import OfflineSession
 
 #: A constructor id no kurigram layer knows.
 UNKNOWN_CONSTRUCTOR = 0x0BADC0DE

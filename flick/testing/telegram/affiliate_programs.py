@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from flick.testing.tg_wire import raw, rpc_error
+from flick.testing.telegram.wire import raw, rpc_error
 
 MIN_PERMILLE, MAX_PERMILLE = 1, 900
 END_DELAY = 24 * 3600

@@ -14,10 +14,10 @@ from typing import Any
 
 from pyrogram import utils
 
-from flick.testing.tg_media import image_size, new_chat, unsupported_media
-from flick.testing.tg_server import TelegramServer
-from flick.testing.tg_subscriptions import PERIOD
-from flick.testing.tg_wire import RawUser, raw
+from flick.testing.telegram.media import image_size, new_chat, unsupported_media
+from flick.testing.telegram.server import TelegramServer
+from flick.testing.telegram.star_subscriptions import PERIOD
+from flick.testing.telegram.wire import RawUser, raw
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ from pyrogram.storage import SQLiteStorage
 
 from flick.telegram.client import CLIENT_OPTIONS, session_name
 from flick.testing.faults import assert_all_used
-from flick.testing.tg_builders import Incoming, UpdateBuilders
-from flick.testing.tg_server import TelegramServer
-from flick.testing.tg_wire import Exchange, Fault, OfflineSession, SentMedia, raw, roundtrip
+from flick.testing.telegram.builders import Incoming, UpdateBuilders
+from flick.testing.telegram.server import TelegramServer
+from flick.testing.telegram.wire import Exchange, Fault, OfflineSession, SentMedia, raw, roundtrip
 
 # Re-exported so tests build requests and errors without importing pyrogram themselves.
 __all__ = [

@@ -15,13 +15,13 @@ from typing import Any
 
 from pyrogram import utils
 
-from flick.testing.tg_affiliate import AffiliatePrograms
-from flick.testing.tg_albums import Albums
-from flick.testing.tg_files import FileStore
-from flick.testing.tg_media import image_size
-from flick.testing.tg_stars import StarsLedger
-from flick.testing.tg_subscriptions import Subscriptions, check_invoice
-from flick.testing.tg_wire import (
+from flick.testing.telegram.affiliate_programs import AffiliatePrograms
+from flick.testing.telegram.file_store import FileStore
+from flick.testing.telegram.media import image_size
+from flick.testing.telegram.media_groups import Albums
+from flick.testing.telegram.star_subscriptions import Subscriptions, check_invoice
+from flick.testing.telegram.stars_ledger import StarsLedger
+from flick.testing.telegram.wire import (
     Exchange,
     Fault,
     RawUser,

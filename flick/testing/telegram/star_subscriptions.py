@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from flick.testing.tg_wire import raw, rpc_error
+from flick.testing.telegram.wire import raw, rpc_error
 
 #: The one period Telegram accepts for a bot subscription.
 PERIOD = 30 * 24 * 3600

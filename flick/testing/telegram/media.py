@@ -8,8 +8,8 @@ from typing import Any, Final
 
 from PIL import Image
 
-from flick.testing.tg_files import FileStore
-from flick.testing.tg_wire import raw
+from flick.testing.telegram.file_store import FileStore
+from flick.testing.telegram.wire import raw
 
 MEDIA_KINDS: Final = (
     "sticker",

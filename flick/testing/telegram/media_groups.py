@@ -7,8 +7,8 @@ from __future__ import annotations
 import itertools
 from typing import Any, Final
 
-from flick.testing.tg_files import FileStore
-from flick.testing.tg_wire import raw, rpc_error
+from flick.testing.telegram.file_store import FileStore
+from flick.testing.telegram.wire import raw, rpc_error
 
 #: Telegram's limit of items in one album.
 MAX_ALBUM: Final = 10

@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image
 
-from flick.testing.tg_wire import raw, rpc_error
+from flick.testing.telegram.wire import raw, rpc_error
 
 MB = 1024 * 1024
 MAX_PART = 512 * 1024
