@@ -9,6 +9,7 @@ tests/telegram/test_outbox.py; here is only what the engine may count on from an
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +21,21 @@ from flick.ports import Button, Outbox, RecipientGone
 from flick.telegram.adapter import TelegramAdapter
 from flick.telegram.outbox import TelegramOutbox
 from flick.testing.engine import make_jpeg
+from flick.testing.media_files import make_video
 from flick.testing.memory import MemoryStorage, RecordingOutbox
 from flick.testing.telegram import OfflineTelegram
 
 ALICE, BOB = 1001, 1002
-VIDEO = b"\x00\x00\x00\x18ftypmp42" + os.urandom(300_000)
+
+
+def _real_video() -> bytes:
+    """A real, tiny H.264 MP4: the Telegram outbox probes what it uploads and refuses anything
+    else (flick.media), so the contract is written against a video both accept."""
+    with tempfile.TemporaryDirectory() as folder:
+        return make_video(Path(folder) / "contract.mp4", seconds=0.5).read_bytes()
+
+
+VIDEO = _real_video()
 
 
 @dataclass
