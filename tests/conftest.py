@@ -1,4 +1,4 @@
-"""Shared fixtures: one real PostgreSQL and one real S3 (SeaweedFS) for the whole test session.
+"""Shared fixtures: one real PostgreSQL and one real S3 (SeaweedFS) per test worker (pytest-xdist).
 
 `database_url` is an empty database (FLICK_TEST_DATABASE_URL's server when set, else embedded);
 `seaweed` is the running EmbeddedSeaweed; `storage` is an S3Storage on a fresh bucket per test;
@@ -8,6 +8,7 @@ The kit lives in `flick/testing`; fixtures here only wire it (pytest's importlib
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +18,14 @@ from flick.embedded import EmbeddedSeaweed
 from flick.storage import S3Storage
 from flick.testing.harnesses import HarnessFactory, local_engines, started
 from flick.testing.services import make_storage, test_postgres, test_seaweed
+
+MAX_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: a worker per core, but at most MAX_WORKERS. Each worker runs its own embedded
+    PostgreSQL and SeaweedFS, and past four the suite is bound by its longest tests anyway."""
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
 
 
 @pytest.fixture(scope="session")
