@@ -12,6 +12,11 @@ looks at what the record holds": only a stored picture is reused). Every other s
 again: the prediction saved (or found by its inputs when its id was never heard) is polled, and
 a video already in storage is sent from there. The in-process stops of the same steps are in
 test_resume.py, test_lost_prediction.py, test_delivery.py and test_routes_resume.py.
+
+`queued` is no case: a generation leaves it in the runner's first step, before any call to a
+provider or Telegram, so nothing outside the process can hold it there; a kill in it is a kill
+before composing (compose_animate) or before the create (direct), both covered by the resume
+of an unstarted step.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class Step:
     generation's row and the fakes), and how to let it go on once the process is dead."""
 
     status: str
+    how: str  # how it is held, for the case's name
     hold: Callable[[Fakes], None]
     reached: Callable[[Fakes, dict[str, Any], FlickProcess], bool]
     release: Callable[[Fakes], None]
@@ -83,12 +89,14 @@ def _nothing(f: Fakes) -> None:
 
 COMPOSING = Step(
     "composing",
+    "image_request_unanswered",
     _hold_image,
     lambda f, row, p: [c.finished for c in f.openai.calls("images.edit")] == [None],
     _release_image,
 )
 PREDICTION_RUNNING = Step(
     "animating",
+    "prediction_processing",
     _hold_prediction,
     lambda f, row, p: (
         bool(row["prediction_id"])
@@ -98,6 +106,7 @@ PREDICTION_RUNNING = Step(
 )
 CREATE_UNANSWERED = Step(
     "animating",
+    "create_accepted_answer_lost",
     _hold_create_reply,
     lambda f, row, p: (
         f.replicate.predictions_created == 1 and row["prediction_requested_at"] is not None
@@ -106,6 +115,7 @@ CREATE_UNANSWERED = Step(
 )
 UPLOADING = Step(
     "delivering",
+    "upload_in_flight",
     _nothing,
     lambda f, row, p: row["video_key"] is not None and bool(p.named("uploading")),
     _nothing,
@@ -113,13 +123,16 @@ UPLOADING = Step(
 )
 
 CASES = [
-    pytest.param("compose_animate", COMPOSING, id="compose_animate-composing-image_unanswered"),
-    pytest.param("compose_animate", PREDICTION_RUNNING, id="compose_animate-animating-processing"),
-    pytest.param("compose_animate", CREATE_UNANSWERED, id="compose_animate-animating-create_lost"),
-    pytest.param("compose_animate", UPLOADING, id="compose_animate-delivering-upload_held"),
-    pytest.param("direct", PREDICTION_RUNNING, id="direct-animating-processing"),
-    pytest.param("direct", CREATE_UNANSWERED, id="direct-animating-create_lost"),
-    pytest.param("direct", UPLOADING, id="direct-delivering-upload_held"),
+    pytest.param(route, step, id=f"{route}-{step.status}-{step.how}")
+    for route, step in [
+        ("compose_animate", COMPOSING),
+        ("compose_animate", PREDICTION_RUNNING),
+        ("compose_animate", CREATE_UNANSWERED),
+        ("compose_animate", UPLOADING),
+        ("direct", PREDICTION_RUNNING),
+        ("direct", CREATE_UNANSWERED),
+        ("direct", UPLOADING),
+    ]
 ]
 
 
