@@ -104,7 +104,8 @@ class Killable:
         async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 while line := await reader.readline():
-                    child.events.append(json.loads(line))
+                    if line.endswith(b"\n"):  # not a line cut short by the kill
+                        child.events.append(json.loads(line))
             finally:
                 writer.close()
 
