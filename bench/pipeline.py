@@ -61,26 +61,13 @@ from flick.app import Flick
 from flick.pipeline.openai_images import OpenAIImageProvider
 from flick.pipeline.replicate_video import ReplicateVideoProvider
 from flick.pipeline.runner import PipelineConfig
-from flick.styles import DEFAULT_FILE as DEFAULT_STYLES
+from flick.testing.direct_style import styles_file
 from flick.testing.telegram import OfflineTelegram
 
 MB = 1024 * 1024
 TARGET_EFFICIENCY = 0.95
 TARGET_OWN_MS = 150.0
 TARGET_ROUTE_MS = 100.0
-#: The built-in styles plus one on the direct route (bench only: flick/styles.toml is unchanged).
-DIRECT_STYLE = """
-[styles.together]
-title = { en = "Together" }
-route = "direct"
-video_prompt = "The two people from the reference images hug warmly."
-
-[styles.together.model]
-name = "kwaivgi/kling-v1.6-standard"
-images = "reference_images"
-inputs = { aspect_ratio = "9:16" }
-resolution_input = ""
-"""
 
 
 class Chats:
@@ -179,8 +166,8 @@ async def flick(
     svc: Services, tg: OfflineTelegram, fakes: FakeProviders, args: argparse.Namespace
 ) -> AsyncIterator[Flick]:
     data_dir = svc.tmp / "flick"
-    styles = svc.tmp / "styles.toml"
-    styles.write_text(DEFAULT_STYLES.read_text(encoding="utf-8") + DIRECT_STYLE, encoding="utf-8")
+    # The built-in styles plus one on the direct route (flick/styles.toml has none).
+    styles = styles_file(svc.tmp / "styles.toml")
     settings = bench_settings(
         data_dir,
         styles_file=styles,

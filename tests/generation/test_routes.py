@@ -17,12 +17,17 @@ from flick.models import stats as figures
 from flick.ops.instruments import Instruments
 from flick.ops.metrics import Metrics
 from flick.pipeline.imaging import with_comment
+from flick.testing.direct_style import (
+    DIRECT_STYLE,
+    KLING,
+    SEEDANCE,
+    SEEDANCE_FALLBACK,
+    tier,
+)
 from flick.testing.engine import EngineHarness, make_jpeg
 from flick.testing.fake_replicate import Fault
 
 UID = 7701
-KLING = "kwaivgi/kling-v1.6-standard"
-SEEDANCE = "bytedance/seedance-1-lite"
 
 HUG = """
 [styles.hug]
@@ -33,46 +38,12 @@ video_prompt = "They hug."
 video_inputs = { resolution = "480p", num_frames = 81 }
 """
 
-TOGETHER = """
-[styles.together]
-emoji = "🫂"
-title = { en = "Together" }
-route = "direct"
-video_prompt = "The two people from the reference images hug warmly."
-
-[styles.together.model]
-name = "kwaivgi/kling-v1.6-standard"
-images = "reference_images"
-inputs = { aspect_ratio = "9:16" }
-resolution_input = ""
-
-[styles.together.fallback]
-name = "bytedance/seedance-1-lite"
-images = "reference_images"
-inputs = { aspect_ratio = "9:16" }
-"""
-
-QUICK = """
-[[styles.together.tiers]]
-key = "quick"
-title = { en = "Quick 480p 5 s" }
-credits = 1
-usd = 0.25
-duration = 5
-resolution = "480p"
-"""
+TOGETHER = DIRECT_STYLE + SEEDANCE_FALLBACK
+QUICK = tier("quick", "Quick 480p 5 s", credits=1, usd=0.25, duration=5, resolution="480p")
 
 
 def hd(credits: int = 3) -> str:
-    return f"""
-[[styles.together.tiers]]
-key = "hd"
-title = {{ en = "HD 720p 10 s" }}
-credits = {credits}
-usd = 0.9
-duration = 10
-resolution = "720p"
-"""
+    return tier("hd", "HD 720p 10 s", credits=credits, usd=0.9, duration=10, resolution="720p")
 
 
 def styles_file(tmp_path: Path, *tiers: str) -> Path:

@@ -14,33 +14,15 @@ from typing import Any
 from flick.media import VideoMeta
 from flick.pipeline.replicate_video import ReplicateVideoProvider
 from flick.ports import Keyboard
+from flick.testing.direct_style import KLING, styles_file, tier
 from flick.testing.engine import EngineHarness, make_jpeg
 from flick.testing.fake_replicate import Fault
 from flick.testing.memory import RecordingOutbox
 
 UID = 7801
 OTHER = 7802
-KLING = "kwaivgi/kling-v1.6-standard"
 
-STYLES = """
-[styles.together]
-title = { en = "Together" }
-route = "direct"
-video_prompt = "The two people from the reference images hug warmly."
-
-[styles.together.model]
-name = "kwaivgi/kling-v1.6-standard"
-images = "reference_images"
-inputs = { aspect_ratio = "9:16" }
-resolution_input = ""
-
-[[styles.together.tiers]]
-key = "hd"
-title = { en = "HD" }
-credits = 2
-usd = 0.9
-duration = 10
-"""
+HD = tier("hd", "HD", credits=2, usd=0.9, duration=10)
 
 
 class HeldOutbox(RecordingOutbox):
@@ -70,9 +52,7 @@ class HeldOutbox(RecordingOutbox):
 
 
 def styles(tmp_path: Path) -> Path:
-    path = tmp_path / "styles.toml"
-    path.write_text(STYLES, encoding="utf-8")
-    return path
+    return styles_file(tmp_path / "styles.toml", HD, base="")
 
 
 async def start(h: EngineHarness, gen: Any, uid: int = UID) -> int:
