@@ -1,0 +1,179 @@
+"""One active gateway, standbys ready: the election on the real test PostgreSQL, with real
+processes where "dies" matters (flick.testing.elector, SIGKILLed).
+
+Time bounds below are failure guards only: each test waits on a condition (a line a child
+prints, an event), never on a sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+import pytest
+from pyrogram.storage import UpdateState
+
+from flick.models import db, migrations
+from flick.telegram.leadership import Leadership, lock_key
+from flick.telegram.session_seal import Seal
+from flick.telegram.session_store import DatabaseSessionStorage
+
+ACTIVE = "this process is the active gateway"
+STANDBY = "standby, waiting for the active gateway"
+GUARD = 60.0  # seconds: a test that waits longer has failed
+
+
+@pytest.fixture
+async def migrated(database_url: str) -> AsyncIterator[str]:
+    async with db.connection_pool(database_url, 1, 2):
+        await migrations.apply()
+        yield database_url
+
+
+class Elector:
+    """A `python -m flick.testing.elector` child and the lines it printed."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self._changed = asyncio.Condition()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def start(cls, url: str, session: str) -> Elector:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "flick.testing.elector",
+            url,
+            session,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        return cls(proc)
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        async for raw_line in self.proc.stdout:
+            async with self._changed:
+                self.lines.append(raw_line.decode().strip())
+                self._changed.notify_all()
+
+    async def said(self, *prefixes: str) -> str:
+        """The first line starting with one of `prefixes`, once printed."""
+
+        def found() -> str | None:
+            return next((ln for ln in self.lines if ln.startswith(prefixes)), None)
+
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(found), GUARD)
+        line = found()
+        assert line is not None
+        return line
+
+    async def kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+        await self._reader
+
+
+@asynccontextmanager
+async def electors(url: str, session: str, count: int) -> AsyncIterator[list[Elector]]:
+    started = await asyncio.gather(*(Elector.start(url, session) for _ in range(count)))
+    try:
+        yield list(started)
+    finally:
+        for child in started:
+            await child.kill()
+
+
+async def lock_holders(url: str, key: int) -> list[int]:
+    """Backends holding the advisory lock `key` (a bigint key: classid high, objid low word)."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = $1",
+            key,
+        )
+    finally:
+        await conn.close()
+    return [r["pid"] for r in rows]
+
+
+async def test_electors_started_at_the_same_instant_elect_exactly_one(migrated: str) -> None:
+    session = f"flick-bot-{uuid.uuid4().hex[:8]}"
+    async with electors(migrated, session, 3) as children:
+        said = [await child.said(ACTIVE, STANDBY) for child in children]
+        assert said.count(ACTIVE) == 1, said
+        assert len(await lock_holders(migrated, lock_key(session))) == 1
+
+
+async def test_sigkilled_active_gateway_the_standby_takes_over_from_the_saved_update_state(
+    migrated: str,
+) -> None:
+    session = f"flick-bot-{uuid.uuid4().hex[:8]}"
+    async with electors(migrated, session, 1) as (first,):
+        assert await first.said("resumed") == "resumed 0"
+        assert await first.said("saved") == "saved 100"  # and took pts 150 without saving it
+        async with electors(migrated, session, 1) as (standby,):
+            await standby.said(STANDBY)
+            killed = time.monotonic()
+            await first.kill()
+            await standby.said(ACTIVE)
+            takeover = time.monotonic() - killed
+            # Telegram is asked again from the last saved pts: nothing received but unsaved is lost.
+            assert await standby.said("resumed") == "resumed 100"
+            print(f"takeover after SIGKILL: {takeover:.2f} s")
+            assert takeover < 10.0
+
+
+async def test_lock_connection_terminated_the_active_one_fences_before_another_serves(
+    migrated: str,
+) -> None:
+    session = f"flick-bot-{uuid.uuid4().hex[:8]}"
+    key = lock_key(session)
+    order: list[str] = []
+    first = Leadership(migrated, key, retry=0.1, grace=0.5)
+    await first.acquire()
+    first.on_lost(lambda: order.append("first fenced"))
+    storage = DatabaseSessionStorage(session, lambda: first, Seal("1:t", session))
+    await storage.open()
+    second = Leadership(migrated, key, retry=0.1, grace=0.5)
+
+    async def elect_second() -> None:
+        await second.acquire()
+        order.append("second active")
+
+    electing = asyncio.create_task(elect_second())
+    try:
+        (holder,) = await lock_holders(migrated, key)
+        conn = await asyncpg.connect(migrated)
+        try:
+            assert await conn.fetchval("SELECT pg_terminate_backend($1)", holder)
+        finally:
+            await conn.close()
+        await asyncio.wait_for(electing, GUARD)
+        assert order == ["first fenced", "second active"]
+        assert not first.active and second.active
+        # The old leader can no longer write the session: its update state is not saved.
+        await storage.set_update_state(UpdateState(0, 500, 1, 1, 1))
+        await storage.save()
+        with pytest.raises(ConnectionError):
+            await first.execute("SELECT 1")
+        assert (
+            await db.pool().fetchval(
+                "SELECT count(*) FROM telegram_update_states WHERE session = $1", session
+            )
+            == 0
+        )
+    finally:
+        electing.cancel()
+        await first.release()
+        await second.release()
