@@ -31,6 +31,9 @@ from typing import Any, Final
 import asyncpg
 from loguru import logger
 
+from flick.errors import ServiceError
+from flick.models.db import describe
+
 #: Server-side TCP keepalives and timeout on the lock connection: a gateway cut off from
 #: PostgreSQL loses the lock after about idle + interval × count seconds, well after it fenced
 #: itself (probe_every + probe_timeout). Unix sockets ignore them.
@@ -59,6 +62,7 @@ class Leadership:
         probe_every: float = 1.0,
         probe_timeout: float = 2.0,
         grace: float = 1.0,
+        wait_for_database: bool = False,
     ) -> None:
         self._url = url
         self.key = key
@@ -66,6 +70,9 @@ class Leadership:
         self.probe_every = probe_every
         self.probe_timeout = probe_timeout
         self.grace = grace
+        # False: a database that cannot be reached at the first try is a ServiceError, as at any
+        # start (a wrong URL should not look like a standby). True after a loss: it may restart.
+        self.wait_for_database = wait_for_database
         self.lost = asyncio.Event()
         self._conn: asyncpg.Connection | None = None
         self._io = asyncio.Lock()  # one statement at a time on the connection
@@ -114,8 +121,16 @@ class Leadership:
         try:
             conn = await asyncpg.connect(self._url, timeout=10, server_settings=_KEEPALIVE)
         except _BROKEN as exc:
+            if not self.wait_for_database:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise ServiceError(
+                    f"cannot use the database at {describe(self._url)}: "
+                    f"{reason or type(exc).__name__}",
+                    setting="DATABASE_URL",
+                ) from None
             logger.warning("gateway election: database unreachable ({})", type(exc).__name__)
             return None
+        self.wait_for_database = True  # reached once: from now on an outage is waited out
         try:
             if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key, timeout=10):
                 return conn

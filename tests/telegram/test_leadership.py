@@ -14,15 +14,25 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
+from loguru import logger
+from pydantic import SecretStr
 from pyrogram.storage import UpdateState
 
 from flick.models import db, migrations
+from flick.runtime import serve
+from flick.settings import Settings
+from flick.telegram.client import session_name
 from flick.telegram.leadership import Leadership, lock_key
 from flick.telegram.session_seal import Seal
 from flick.telegram.session_store import DatabaseSessionStorage
+
+if TYPE_CHECKING:
+    from loguru import Message
 
 ACTIVE = "this process is the active gateway"
 STANDBY = "standby, waiting for the active gateway"
@@ -177,3 +187,41 @@ async def test_lock_connection_terminated_the_active_one_fences_before_another_s
         electing.cancel()
         await first.release()
         await second.release()
+
+
+async def test_flick_run_as_a_standby_waits_without_starting_the_engine_or_telegram(
+    migrated: str, tmp_path: Path
+) -> None:
+    token = "7012345678:standby-test-token"
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        data_dir=tmp_path / "var",
+        api_id=12345,
+        api_hash=SecretStr("c0ffee5eed0123456789abcdefabcdef"),
+        bot_token=SecretStr(token),
+        database_url=SecretStr(migrated),
+        session_store="database",
+    )
+    lines: list[str] = []
+    waiting = asyncio.Event()
+
+    def sink(message: Message) -> None:
+        lines.append(message.record["message"])
+        if message.record["message"] == STANDBY:
+            waiting.set()
+
+    sink_id = logger.add(sink, level="INFO")
+    stop = asyncio.Event()
+    async with Leadership(migrated, lock_key(session_name(token)), grace=0) as active:
+        running = asyncio.create_task(serve(settings, stop))
+        try:
+            await asyncio.wait_for(waiting.wait(), GUARD)
+            assert active.active
+            stop.set()
+            await asyncio.wait_for(running, GUARD)  # a stop ends the wait
+        finally:
+            running.cancel()
+            logger.remove(sink_id)
+    # Neither the engine's database pool nor Telegram was touched while standing by.
+    assert not [ln for ln in lines if ln.startswith(("database:", "connected to Telegram"))]
+    assert not (tmp_path / "var" / f"{session_name(token)}.session").exists()
