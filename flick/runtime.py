@@ -14,9 +14,10 @@ import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from loguru import logger
+from pyrogram.storage import Storage as SessionStorage
 
 from flick.app import Flick
 from flick.models.db import pool
@@ -27,6 +28,7 @@ from flick.ops.sentry import setup_sentry
 from flick.payments.reconcile import Report
 from flick.private_files import exposures
 from flick.settings import Settings
+from flick.telegram.adapter import Dispatch
 from flick.telegram.affiliate import AffiliateError, current_program, set_program
 from flick.telegram.client import (
     Client,
@@ -126,7 +128,20 @@ async def affiliate(
     return 0
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
+class GatewayFactory(Protocol):
+    """How `flick run` gets its Telegram side: `TelegramGateway.from_settings`; tests give one on
+    the offline Telegram."""
+
+    def __call__(
+        self, settings: Settings, dispatch: Dispatch, *, session: SessionStorage | None
+    ) -> TelegramGateway: ...
+
+
+async def serve(
+    settings: Settings,
+    stop: asyncio.Event,
+    make_gateway: GatewayFactory = TelegramGateway.from_settings,
+) -> None:
     for exposure in exposures(Path(settings.data_dir)):
         logger.warning("{}; run `{}`", exposure, exposure.fix)
     setup_sentry(settings)
@@ -134,7 +149,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     if settings.database_url is None:
         # The embedded PostgreSQL is this process's own (the data directory's lock keeps any
         # other out), so no other gateway can share it: nothing to elect.
-        await serve_engine(settings, stop, instruments, None)
+        await serve_engine(settings, stop, instruments, None, make_gateway)
         return
     settings.require_telegram()
     assert settings.bot_token is not None  # require_telegram
@@ -144,7 +159,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             if await _until(lead.acquire(), stop):
-                await serve_engine(settings, stop, instruments, lead)
+                await serve_engine(settings, stop, instruments, lead, make_gateway)
         except ConnectionError as exc:  # lost while taking it: elect again
             logger.warning("gateway election: {}", exc)
         finally:
@@ -170,7 +185,11 @@ async def _until(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
 
 
 async def serve_engine(
-    settings: Settings, stop: asyncio.Event, instruments: Instruments, lead: Leadership | None
+    settings: Settings,
+    stop: asyncio.Event,
+    instruments: Instruments,
+    lead: Leadership | None,
+    make_gateway: GatewayFactory,
 ) -> None:
     """The engine and the Telegram session, until `stop` or, under an election, until `lead` is
     lost: then updates stop at once (fencing) and the engine drains as on a stop."""
@@ -185,7 +204,7 @@ async def serve_engine(
     if settings.session_store == "database":
         # Written through the lock connection: a gateway that lost the lock cannot write it.
         session = database_session(settings, (lambda: lead) if lead is not None else pool)
-    gateway = TelegramGateway.from_settings(settings, dispatch, session=session)
+    gateway = make_gateway(settings, dispatch, session=session)
     if lead is not None:
         lead.on_lost(gateway.adapter.uninstall)
     async with Flick(settings, gateway.outbox, instruments=instruments, resume=False) as app:

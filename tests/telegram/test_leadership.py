@@ -8,8 +8,6 @@ prints, an event), never on a sleep.
 from __future__ import annotations
 
 import asyncio
-import signal
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -30,13 +28,13 @@ from flick.telegram.client import session_name
 from flick.telegram.leadership import Leadership, lock_key
 from flick.telegram.session_seal import Seal
 from flick.telegram.session_store import DatabaseSessionStorage
+from flick.testing.children import GUARD, Child
 
 if TYPE_CHECKING:
     from loguru import Message
 
 ACTIVE = "this process is the active gateway"
 STANDBY = "standby, waiting for the active gateway"
-GUARD = 60.0  # seconds: a test that waits longer has failed
 
 
 @pytest.fixture
@@ -46,56 +44,11 @@ async def migrated(database_url: str) -> AsyncIterator[str]:
         yield database_url
 
 
-class Elector:
-    """A `python -m flick.testing.elector` child and the lines it printed."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.lines: list[str] = []
-        self._changed = asyncio.Condition()
-        self._reader = asyncio.create_task(self._read())
-
-    @classmethod
-    async def start(cls, url: str, session: str) -> Elector:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "flick.testing.elector",
-            url,
-            session,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        return cls(proc)
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        async for raw_line in self.proc.stdout:
-            async with self._changed:
-                self.lines.append(raw_line.decode().strip())
-                self._changed.notify_all()
-
-    async def said(self, *prefixes: str) -> str:
-        """The first line starting with one of `prefixes`, once printed."""
-
-        def found() -> str | None:
-            return next((ln for ln in self.lines if ln.startswith(prefixes)), None)
-
-        async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(found), GUARD)
-        line = found()
-        assert line is not None
-        return line
-
-    async def kill(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGKILL)
-        await self.proc.wait()
-        await self._reader
-
-
 @asynccontextmanager
-async def electors(url: str, session: str, count: int) -> AsyncIterator[list[Elector]]:
-    started = await asyncio.gather(*(Elector.start(url, session) for _ in range(count)))
+async def electors(url: str, session: str, count: int) -> AsyncIterator[list[Child]]:
+    started = await asyncio.gather(
+        *(Child.module("flick.testing.elector", url, session) for _ in range(count))
+    )
     try:
         yield list(started)
     finally:
@@ -120,7 +73,7 @@ async def lock_holders(url: str, key: int) -> list[int]:
 async def test_electors_started_at_the_same_instant_elect_exactly_one(migrated: str) -> None:
     session = f"flick-bot-{uuid.uuid4().hex[:8]}"
     async with electors(migrated, session, 3) as children:
-        said = [await child.said(ACTIVE, STANDBY) for child in children]
+        said = [child.lines[await child.said(ACTIVE, STANDBY)] for child in children]
         assert said.count(ACTIVE) == 1, said
         assert len(await lock_holders(migrated, lock_key(session))) == 1
 
@@ -130,8 +83,9 @@ async def test_sigkilled_active_gateway_the_standby_takes_over_from_the_saved_up
 ) -> None:
     session = f"flick-bot-{uuid.uuid4().hex[:8]}"
     async with electors(migrated, session, 1) as (first,):
-        assert await first.said("resumed") == "resumed 0"
-        assert await first.said("saved") == "saved 100"  # and took pts 150 without saving it
+        assert first.lines[await first.said("resumed")] == "resumed 0"
+        # … and took pts 150 without saving it:
+        assert first.lines[await first.said("saved")] == "saved 100"
         async with electors(migrated, session, 1) as (standby,):
             await standby.said(STANDBY)
             killed = time.monotonic()
@@ -139,7 +93,7 @@ async def test_sigkilled_active_gateway_the_standby_takes_over_from_the_saved_up
             await standby.said(ACTIVE)
             takeover = time.monotonic() - killed
             # Telegram is asked again from the last saved pts: nothing received but unsaved is lost.
-            assert await standby.said("resumed") == "resumed 100"
+            assert standby.lines[await standby.said("resumed")] == "resumed 100"
             print(f"takeover after SIGKILL: {takeover:.2f} s")
             assert takeover < 10.0
 
