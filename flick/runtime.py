@@ -128,6 +128,12 @@ async def affiliate(
     return 0
 
 
+#: After losing the gateway lock, stand for election only after this long: a standby trying
+#: every second has taken it by then, and the process that just lost its connection is the
+#: likelier of the two to lose it again.
+REELECT_AFTER = 3.0
+
+
 class GatewayFactory(Protocol):
     """How `flick run` gets its Telegram side: `TelegramGateway.from_settings`; tests give one on
     the offline Telegram."""
@@ -165,7 +171,9 @@ async def serve(
         finally:
             await lead.release()
         if not stop.is_set():
-            logger.warning("electing again")
+            # A standby whose connection held has waited all along: it goes first.
+            logger.warning("electing again in {:g} s", REELECT_AFTER)
+            await _until(asyncio.sleep(REELECT_AFTER), stop)
             lead = Leadership(url, key, wait_for_database=True)
 
 
