@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -14,6 +15,7 @@ from pyrogram.storage import SQLiteStorage, Storage
 from flick.errors import ConfigError
 from flick.private_files import create_private, private_dir
 from flick.settings import HINTS, Settings
+from flick.telegram.session_import import import_file_session
 from flick.telegram.session_seal import Seal
 from flick.telegram.session_store import DatabaseSessionStorage, Executor
 
@@ -117,7 +119,12 @@ def database_session(settings: Settings, executor: Callable[[], Executor]) -> St
     assert settings.bot_token is not None  # require_telegram
     token = settings.bot_token.get_secret_value()
     name = session_name(token)
-    return DatabaseSessionStorage(name, executor, Seal(token, name))
+    seal = Seal(token, name)
+    # A session file from SESSION_STORE=file is carried over once (flick.telegram.session_import).
+    legacy = Path(settings.data_dir) / f"{name}{PrivateSessionStorage.FILE_EXTENSION}"
+    return DatabaseSessionStorage(
+        name, executor, seal, first_use=partial(import_file_session, legacy, name, seal=seal)
+    )
 
 
 def build_client(settings: Settings, session: Storage | None = None) -> Client:

@@ -20,7 +20,7 @@ Every statement runs on an `Executor`: the elected gateway's own lock connection
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, Protocol
 
 from loguru import logger
@@ -47,10 +47,18 @@ class DatabaseSessionStorage(Storage):
     VERSION: Final = 7  # kurigram's session schema these rows stand for
     USERNAME_TTL: Final = 8 * 60 * 60  # as kurigram's: an old username may belong to another
 
-    def __init__(self, name: str, executor: Callable[[], Executor], seal: Seal) -> None:
+    def __init__(
+        self,
+        name: str,
+        executor: Callable[[], Executor],
+        seal: Seal,
+        *,
+        first_use: Callable[[Executor], Awaitable[object]] | None = None,
+    ) -> None:
         self.name = name
         self._db = executor  # called when used: the pool or lock connection opens after this
         self._seal = seal
+        self._first_use = first_use  # fills a new session (flick.telegram.session_import)
         self._session: dict[str, Any] = {}
         self._auth_key: bytes | None = None
         self._states: dict[int, UpdateState] = {}
@@ -69,6 +77,8 @@ class DatabaseSessionStorage(Storage):
                 self.name,
                 self.VERSION,
             )
+            if self._first_use is not None:
+                await self._first_use(db)
             row = await db.fetchrow("SELECT * FROM telegram_sessions WHERE name = $1", self.name)
         self._session = {field: row[field] for field in _FIELDS}
         sealed = row["auth_key"]
