@@ -1,4 +1,6 @@
-"""A lock connection that goes silent (a network cut: no FIN, no RST, nothing) fences the active
+"""A lock connection that goes silent or is closed by a PostgreSQL restart.
+
+A connection that goes silent (a network cut: no FIN, no RST, nothing) fences the active
 gateway through its probe, within probe_every + probe_timeout.
 
 The connection runs through a relay in the test that can stop passing bytes while keeping both
@@ -15,8 +17,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from flick.embedded import EmbeddedPostgres
 from flick.telegram.leadership import Leadership, lock_key
 from flick.testing.children import GUARD
+from flick.testing.services import postgres_dir
 
 
 class Relay:
@@ -92,3 +96,37 @@ async def test_a_silent_lock_connection_fences_the_active_gateway(
             await lead.execute("SELECT 1")
     finally:
         await lead.release()
+
+
+async def test_a_postgresql_restart_fences_the_leader_and_one_elector_wins_afterwards(
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL of its own (the suite's must not restart under the other tests)."""
+    with postgres_dir(tmp_path) as root:
+        pg = EmbeddedPostgres(root / "pg")
+        await pg.start()
+        try:
+            key = lock_key("flick-bot-restart")
+            first = Leadership(pg.url, key, retry=0.2, grace=0)
+            await first.acquire()
+            # Another gateway's standby, and the first one standing again after its loss (as
+            # flick run does), both waiting out the restart.
+            others = [
+                Leadership(pg.url, key, retry=0.2, grace=0, wait_for_database=True)
+                for _ in range(2)
+            ]
+            await pg.stop()
+            await asyncio.wait_for(first.lost.wait(), GUARD)  # fenced: its connection closed
+            electing = [asyncio.create_task(o.acquire()) for o in others]
+            await pg.start()
+            done, pending = await asyncio.wait(
+                electing, timeout=GUARD, return_when=asyncio.FIRST_COMPLETED
+            )
+            assert len(done) == 1 and len(pending) == 1
+            assert [o.active for o in others].count(True) == 1
+            for task in pending:
+                task.cancel()
+        finally:
+            for lead in (first, *others):
+                await lead.release()
+            await pg.stop()
