@@ -250,10 +250,17 @@ async def serve_engine(
             try:
                 await _until(_lost(lead), stop)
             finally:
-                logger.info("stopping: no new updates; draining the engine")
                 reconciling.cancel()
                 gateway.adapter.uninstall()
-                await app.supervisor.stop()
+                if lead is not None and lead.lost.is_set():
+                    # Fenced: a standby may be starting and will resume every unfinished
+                    # generation within seconds. Stop like a SIGKILL (which Flick recovers
+                    # from), not like a drain (up to 30 s, a paid step finishing meanwhile).
+                    logger.warning("stopping at once: no new updates, generations cancelled")
+                    await app.supervisor.stop(drain_seconds=0.0)
+                else:
+                    logger.info("stopping: no new updates; draining the engine")
+                    await app.supervisor.stop()
                 await gateway.stop()
     logger.info("Flick stopped")
 

@@ -113,7 +113,7 @@ async def test_a_fenced_flick_run_stops_before_the_standby_serves_and_becomes_th
     finally:
         await conn.close()
     lost = await first.said(LOST)
-    stopping = await first.said("stopping: no new updates", after=lost)
+    stopping = await first.said("stopping at once: no new updates", after=lost)
     serving = await second.said(RUNNING)
     # The old gateway stopped taking updates before the new one even held the lock.
     assert stamp(first, lost) < stamp(second, await second.said(ACTIVE))
