@@ -165,6 +165,11 @@ async def serve(
     while not stop.is_set():
         try:
             if await _until(lead.acquire(), stop):
+                if lead.waited and settings.session_store == "file":
+                    logger.warning(
+                        "taking over with this host's own session file (SESSION_STORE=file): "
+                        "updates since its last run may be missed; set SESSION_STORE=database"
+                    )
                 await serve_engine(settings, stop, instruments, lead, make_gateway)
         except ConnectionError as exc:  # lost while taking it: elect again
             logger.warning("gateway election: {}", exc)

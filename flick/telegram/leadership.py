@@ -78,6 +78,7 @@ class Leadership:
         self._io = asyncio.Lock()  # one statement at a time on the connection
         self._probe: asyncio.Task[None] | None = None
         self._on_lost: list[Callable[[], object]] = []
+        self.waited = False  # another process held the lock when this one first asked
 
     @property
     def active(self) -> bool:
@@ -107,7 +108,7 @@ class Leadership:
                 break
             if not waiting:
                 logger.info("standby, waiting for the active gateway")
-                waiting = True
+                waiting = self.waited = True
             await asyncio.sleep(self.retry)
         self._conn = conn
         conn.add_termination_listener(self._terminated)
