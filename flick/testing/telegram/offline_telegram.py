@@ -167,6 +167,7 @@ class OfflineTelegram(UpdateBuilders):
             date=max((getattr(i.message, "date", 0) or 0 for i in items), default=0),
             seq=0,
         )
+        self.server.redelivery.record(updates)
         await self.push_raw(updates)
 
     async def push_raw(self, updates: Any) -> None:
@@ -182,6 +183,13 @@ class OfflineTelegram(UpdateBuilders):
             raise AssertionError(
                 f"the bot's handlers were still busy {self.push_timeout:g} s after push()"
             ) from None
+
+    async def catch_up(self) -> None:
+        """What a returning bot does at start: kurigram's `recover_gaps`, from the pts its session
+        saved, and wait until the handlers have run on what Telegram redelivered."""
+        client: Any = self.client
+        await client.recover_gaps()
+        await asyncio.wait_for(self._queue.join(), self.push_timeout)
 
     # ---- scripted faults -------------------------------------------------------------------
     def fail_next(
