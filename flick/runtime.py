@@ -8,13 +8,16 @@ last the engine's own services (database pool, storage, embedded servers).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from loguru import logger
+from pyrogram.storage import Storage as SessionStorage
 
 from flick.app import Flick
 from flick.models.db import pool
@@ -25,9 +28,17 @@ from flick.ops.sentry import setup_sentry
 from flick.payments.reconcile import Report
 from flick.private_files import exposures
 from flick.settings import Settings
+from flick.telegram.adapter import Dispatch
 from flick.telegram.affiliate import AffiliateError, current_program, set_program
-from flick.telegram.client import Client, build_client, build_owner_client
+from flick.telegram.client import (
+    Client,
+    build_client,
+    build_owner_client,
+    database_session,
+    session_name,
+)
 from flick.telegram.gateway import TelegramGateway, connect
+from flick.telegram.leadership import Leadership, lock_key
 from flick.telegram.outbox import TelegramOutbox
 from flick.telegram.stars import star_transactions
 
@@ -117,19 +128,98 @@ async def affiliate(
     return 0
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
+#: After losing the gateway lock, stand for election only after this long: a standby trying
+#: every second has taken it by then, and the process that just lost its connection is the
+#: likelier of the two to lose it again.
+REELECT_AFTER = 3.0
+
+
+class GatewayFactory(Protocol):
+    """How `flick run` gets its Telegram side: `TelegramGateway.from_settings`; tests give one on
+    the offline Telegram."""
+
+    def __call__(
+        self, settings: Settings, dispatch: Dispatch, *, session: SessionStorage | None
+    ) -> TelegramGateway: ...
+
+
+async def serve(
+    settings: Settings,
+    stop: asyncio.Event,
+    make_gateway: GatewayFactory = TelegramGateway.from_settings,
+) -> None:
     for exposure in exposures(Path(settings.data_dir)):
         logger.warning("{}; run `{}`", exposure, exposure.fix)
     setup_sentry(settings)
     instruments = Instruments(METRICS)
+    if settings.database_url is None:
+        # The embedded PostgreSQL is this process's own (the data directory's lock keeps any
+        # other out), so no other gateway can share it: nothing to elect.
+        await serve_engine(settings, stop, instruments, None, make_gateway)
+        return
+    settings.require_telegram()
+    assert settings.bot_token is not None  # require_telegram
+    key = lock_key(session_name(settings.bot_token.get_secret_value()))
+    url = settings.database_url.get_secret_value()
+    lead = Leadership(url, key)  # a database unreachable at start is an error, as without it
+    while not stop.is_set():
+        try:
+            if await _until(lead.acquire(), stop):
+                if lead.waited and settings.session_store == "file":
+                    logger.warning(
+                        "taking over with this host's own session file (SESSION_STORE=file): "
+                        "updates since its last run may be missed; set SESSION_STORE=database"
+                    )
+                await serve_engine(settings, stop, instruments, lead, make_gateway)
+        except ConnectionError as exc:  # lost while taking it: elect again
+            logger.warning("gateway election: {}", exc)
+        finally:
+            await lead.release()
+        if not stop.is_set():
+            # A standby whose connection held has waited all along: it goes first.
+            logger.warning("electing again in {:g} s", REELECT_AFTER)
+            await _until(asyncio.sleep(REELECT_AFTER), stop)
+            lead = Leadership(url, key, wait_for_database=True)
+
+
+async def _until(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run `work` unless `stop` comes first; whether it finished."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False
+    task.result()
+    return True
+
+
+async def serve_engine(
+    settings: Settings,
+    stop: asyncio.Event,
+    instruments: Instruments,
+    lead: Leadership | None,
+    make_gateway: GatewayFactory,
+) -> None:
+    """The engine and the Telegram session, until `stop` or, under an election, until `lead` is
+    lost: then updates stop at once (fencing) and the engine drains as on a stop."""
     engine: list[Flick] = []  # set once the engine runs; updates before that are dropped
 
     async def dispatch(event: Any) -> None:
-        if engine:
+        if engine and (lead is None or lead.active):
             instruments.on_metric("update", {"kind": type(event).__name__}, 1)
             await engine[0].dispatch(event)
 
-    gateway = TelegramGateway.from_settings(settings, dispatch)
+    session = None
+    if settings.session_store == "database":
+        # Written through the lock connection: a gateway that lost the lock cannot write it.
+        session = database_session(settings, (lambda: lead) if lead is not None else pool)
+    gateway = make_gateway(settings, dispatch, session=session)
+    if lead is not None:
+        lead.on_lost(gateway.adapter.uninstall)
     async with Flick(settings, gateway.outbox, instruments=instruments, resume=False) as app:
         assert app.storage is not None
         gateway.outbox.storage = app.storage
@@ -147,6 +237,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             HealthServer(settings.health_address, checks, METRICS),
             instruments.sampling(app.supervisor, app.limiter),
         ):
+            if lead is not None and lead.lost.is_set():  # fenced while the engine started
+                raise ConnectionError("lost the gateway lock while starting")
             await gateway.start()
             if app.supervisor.ctx.bot_username is None:  # for invite and promo links
                 app.supervisor.ctx.bot_username = getattr(gateway.client.me, "username", None)
@@ -161,11 +253,25 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                 settings.health_address or "off",
             )
             try:
-                await stop.wait()
+                await _until(_lost(lead), stop)
             finally:
-                logger.info("stopping: no new updates; draining the engine")
                 reconciling.cancel()
                 gateway.adapter.uninstall()
-                await app.supervisor.stop()
+                if lead is not None and lead.lost.is_set():
+                    # Fenced: a standby may be starting and will resume every unfinished
+                    # generation within seconds. Stop like a SIGKILL (which Flick recovers
+                    # from), not like a drain (up to 30 s, a paid step finishing meanwhile).
+                    logger.warning("stopping at once: no new updates, generations cancelled")
+                    await app.supervisor.stop(drain_seconds=0.0)
+                else:
+                    logger.info("stopping: no new updates; draining the engine")
+                    await app.supervisor.stop()
                 await gateway.stop()
     logger.info("Flick stopped")
+
+
+async def _lost(lead: Leadership | None) -> None:
+    if lead is None:
+        await asyncio.Event().wait()  # never: only a stop ends an unelected run
+    else:
+        await lead.lost.wait()

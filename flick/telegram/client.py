@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
 from pyrogram import Client, enums
-from pyrogram.storage import SQLiteStorage
+from pyrogram.storage import SQLiteStorage, Storage
 
 from flick.errors import ConfigError
 from flick.private_files import create_private, private_dir
 from flick.settings import HINTS, Settings
+from flick.telegram.session_import import import_file_session
+from flick.telegram.session_seal import Seal
+from flick.telegram.session_store import DatabaseSessionStorage, Executor
 
 #: Options shared by the production client and the offline one in `flick.testing.telegram`, so
 #: tests parse updates exactly as production does.
@@ -107,8 +112,24 @@ def _create_if_missing(path: Path) -> None:
         os.close(create_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
 
 
-def build_client(settings: Settings) -> Client:
-    """A kurigram client for the bot, its session file kept in `settings.data_dir`."""
+def database_session(settings: Settings, executor: Callable[[], Executor]) -> Storage:
+    """The bot's session in the database (SESSION_STORE=database), its rows written through
+    `executor`: the elected gateway's lock connection (flick.telegram.leadership)."""
+    settings.require_telegram()
+    assert settings.bot_token is not None  # require_telegram
+    token = settings.bot_token.get_secret_value()
+    name = session_name(token)
+    seal = Seal(token, name)
+    # A session file from SESSION_STORE=file is carried over once (flick.telegram.session_import).
+    legacy = Path(settings.data_dir) / f"{name}{PrivateSessionStorage.FILE_EXTENSION}"
+    return DatabaseSessionStorage(
+        name, executor, seal, first_use=partial(import_file_session, legacy, name, seal=seal)
+    )
+
+
+def build_client(settings: Settings, session: Storage | None = None) -> Client:
+    """A kurigram client for the bot: its session in `session`, or in a file in
+    `settings.data_dir`."""
     settings.require_telegram()
     assert settings.api_hash is not None and settings.bot_token is not None  # require_telegram
     token = settings.bot_token.get_secret_value()
@@ -122,7 +143,7 @@ def build_client(settings: Settings) -> Client:
         api_hash=api_hash,
         bot_token=token,
         workdir=workdir,
-        storage_engine=PrivateSessionStorage(name, workdir=workdir),
+        storage_engine=session or PrivateSessionStorage(name, workdir=workdir),
         # Fetch what arrived while the bot was down (a restart, a deploy): a user's photo or a
         # successful payment must not be lost. The engine recognises redeliveries by event_id.
         skip_updates=False,

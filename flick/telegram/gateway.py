@@ -16,6 +16,7 @@ from typing import Any, Final
 from loguru import logger
 from pyrogram import Client
 from pyrogram.errors.rpc_error import RPCError
+from pyrogram.storage import Storage as SessionStorage
 
 from flick.errors import ServiceError
 from flick.ports import Storage
@@ -62,9 +63,10 @@ class TelegramGateway:
         storage: Storage | None = None,
         *,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        session: SessionStorage | None = None,
     ) -> TelegramGateway:
         return cls(
-            build_client(settings),
+            build_client(settings, session),
             dispatch,
             storage,
             send_rate=settings.send_rate,

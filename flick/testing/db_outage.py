@@ -1,11 +1,12 @@
 """A TCP proxy in front of PostgreSQL that can take the database away: outages on demand.
 
 Flick is pointed at the proxy instead of the server (`proxy.url_for(database_url)`); the proxy
-forwards bytes both ways, unchanged. `await proxy.cut()` resets every open connection at once
-and resets each new one as soon as it is accepted, which is what a client sees when the database
-restarts, fails over or the network drops: pooled connections die in the middle of a query and
-reconnects fail until `proxy.restore()`. The server itself is never touched, so nothing is lost
-and other clients (a test's own checks) keep using it directly.
+forwards bytes both ways, unchanged. `proxy.silence()` stops every byte while keeping the
+connections open (a cut cable: nothing tells either end). `await proxy.cut()` resets every
+open connection at once and resets each new one as soon as it is accepted, which is what a
+client sees when the database restarts, fails over or the network drops: pooled connections die
+in the middle of a query and reconnects fail until `proxy.restore()`. The server itself is never
+touched, so nothing is lost and other clients (a test's own checks) keep using it directly.
 
     async with DbProxy.for_url(url) as proxy:
         pool = await asyncpg.create_pool(proxy.url_for(url))
@@ -73,6 +74,8 @@ class DbProxy:
         self._server: asyncio.Server | None = None
         self._port: int | None = None
         self._down = False
+        self._flowing = asyncio.Event()  # cleared by silence(): bytes wait, connections stay
+        self._flowing.set()
         self._links: set[_Link] = set()
         # One task per accepted connection (its two pumps run inside it): cut() and close()
         # cancel them and wait, so an outage or a stop leaves nothing running behind it.
@@ -144,6 +147,14 @@ class DbProxy:
         self.stats.cut += len(self._links)
         await self._drop_all()
 
+    def silence(self) -> None:
+        """The network goes quiet: open connections stay open, but no byte passes either way
+        (no FIN, no reset), as when a cable is cut between two hosts; until speak()."""
+        self._flowing.clear()
+
+    def speak(self) -> None:
+        self._flowing.set()
+
     def restore(self) -> None:
         """The database is back: new connections reach it again (cut ones stay dead)."""
         self._down = False
@@ -206,7 +217,9 @@ class DbProxy:
         link = _Link(writer, up_writer)
         self._links.add(link)
         try:
-            await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
+            await asyncio.gather(
+                _pump(reader, up_writer, self._flowing), _pump(up_reader, writer, self._flowing)
+            )
         finally:
             self._links.discard(link)
             link.reset()
@@ -218,10 +231,13 @@ class DbProxy:
         return await asyncio.open_connection(self.upstream_host, self.upstream_port, limit=_CHUNK)
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pump(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event
+) -> None:
     """Bytes one way until either side closes; then the whole link goes (gather ends it)."""
     try:
         while data := await reader.read(_CHUNK):
+            await flowing.wait()
             writer.write(data)
             await writer.drain()
     except (ConnectionError, OSError):

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from pyrogram import Client, errors, types
-from pyrogram.storage import SQLiteStorage
+from pyrogram.storage import SQLiteStorage, Storage
 
 from flick.telegram.client import CLIENT_OPTIONS, session_name
 from flick.testing.faults import assert_all_used
@@ -74,7 +74,13 @@ class _DrainableQueue(asyncio.Queue[Any]):
 class OfflineTelegram(UpdateBuilders):
     """The bot's client (`.client`) wired to an in-memory Telegram (`.server`)."""
 
-    def __init__(self, *, bot_username: str = "flick_test_bot", push_timeout: float = 10.0):
+    def __init__(
+        self,
+        *,
+        bot_username: str = "flick_test_bot",
+        push_timeout: float = 10.0,
+        session: Storage | None = None,
+    ):
         self.bot = raw.types.User(
             id=BOT_ID,
             is_self=True,
@@ -92,7 +98,10 @@ class OfflineTelegram(UpdateBuilders):
             api_id=1,
             api_hash="0" * 32,
             bot_token=f"{BOT_ID}:offline",
-            in_memory=True,
+            # Or another session storage than kurigram's in-memory SQLite: the one under test
+            # (kurigram takes `storage_engine` only when not `in_memory`).
+            in_memory=session is None,
+            storage_engine=session,
             **CLIENT_OPTIONS,
         )
         self._queue = _DrainableQueue()
@@ -158,6 +167,7 @@ class OfflineTelegram(UpdateBuilders):
             date=max((getattr(i.message, "date", 0) or 0 for i in items), default=0),
             seq=0,
         )
+        self.server.redelivery.record(updates)
         await self.push_raw(updates)
 
     async def push_raw(self, updates: Any) -> None:
@@ -173,6 +183,13 @@ class OfflineTelegram(UpdateBuilders):
             raise AssertionError(
                 f"the bot's handlers were still busy {self.push_timeout:g} s after push()"
             ) from None
+
+    async def catch_up(self) -> None:
+        """What a returning bot does at start: kurigram's `recover_gaps`, from the pts its session
+        saved, and wait until the handlers have run on what Telegram redelivered."""
+        client: Any = self.client
+        await client.recover_gaps()
+        await asyncio.wait_for(self._queue.join(), self.push_timeout)
 
     # ---- scripted faults -------------------------------------------------------------------
     def fail_next(

@@ -19,6 +19,7 @@ from flick.testing.telegram.affiliate_programs import AffiliatePrograms
 from flick.testing.telegram.file_store import FileStore
 from flick.testing.telegram.media import image_size
 from flick.testing.telegram.media_groups import Albums
+from flick.testing.telegram.redelivery import Redelivery
 from flick.testing.telegram.star_subscriptions import Subscriptions, check_invoice
 from flick.testing.telegram.stars_ledger import StarsLedger
 from flick.testing.telegram.wire import (
@@ -50,6 +51,7 @@ class TelegramServer:
     media: list[SentMedia] = field(default_factory=list)
     files: FileStore = field(default_factory=FileStore)
     subscriptions: Subscriptions = field(default_factory=Subscriptions)
+    redelivery: Redelivery = field(default_factory=Redelivery)  # shared by a bot and its standby
     # Whose session the client is: the bot's, or (False) its owner's, a person's.
     session_is_bot: bool = True
 
@@ -85,6 +87,7 @@ class TelegramServer:
                 q, self.session_is_bot
             ),
             raw.functions.updates.GetState: self._get_state,
+            raw.functions.updates.GetDifference: lambda q: self.redelivery.difference(q),
             raw.functions.upload.SaveFilePart: self.files.save_part,
             raw.functions.upload.SaveBigFilePart: self.files.save_part,
             raw.functions.upload.GetFile: self.files.get_file,

@@ -1,0 +1,123 @@
+"""Two `flick run` processes on one database (flick.testing.gateway_child: runtime.serve with the
+offline Telegram in place of the network; the real PostgreSQL and SeaweedFS of the tests).
+
+Each process has its own offline Telegram, so what Telegram redelivers to the new gateway is not
+played here (tests/telegram/test_session_takeover.py checks the pts it would ask from).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from flick.embedded import EmbeddedSeaweed
+from flick.models import db, migrations
+from flick.testing.children import Child
+
+RUNNING = "Flick is running"
+ACTIVE = "this process is the active gateway"
+STANDBY = "standby, waiting for the active gateway"
+LOST = "lost the gateway lock"
+
+
+@pytest.fixture
+async def start_gateway(
+    database_url: str, seaweed: EmbeddedSeaweed, tmp_path: Path
+) -> AsyncIterator[Callable[[str], Awaitable[Child]]]:
+    async with db.connection_pool(database_url, 1, 2):
+        await migrations.apply()
+    bucket = f"standby-{secrets.token_hex(6)}"
+    token = f"7012345{secrets.randbelow(999):03d}:standby-token"
+    children: list[Child] = []
+
+    async def start(name: str) -> Child:
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "S3_ENDPOINT": seaweed.endpoint,
+            "S3_ACCESS_KEY": seaweed.access_key,
+            "S3_SECRET_KEY": seaweed.secret_key,
+            "S3_BUCKET": bucket,
+            "DATA_DIR": str(tmp_path / name),
+            "API_ID": "12345",
+            "API_HASH": "c0ffee5eed0123456789abcdefabcdef",
+            "BOT_TOKEN": token,
+            "IMAGE_PROVIDER": "local",
+            "VIDEO_PROVIDER": "local",
+            "FACE_CHECK": "false",
+            "SESSION_STORE": "database",
+        }
+        child = await Child.module("flick.testing.gateway_child", env=env)
+        children.append(child)
+        return child
+
+    try:
+        yield start
+    finally:
+        for child in children:
+            await child.kill()
+            print("\n".join(child.lines))  # shown when a test fails
+
+
+def stamp(child: Child, index: int) -> float:
+    """The time a gateway_child line was logged (its first word)."""
+    return float(child.lines[index].split(" ", 1)[0])
+
+
+async def holder_pid(url: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        pid: int = await conn.fetchval(
+            "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'flick-gateway'"
+        )
+        return pid
+    finally:
+        await conn.close()
+
+
+async def test_two_flick_runs_one_serves_and_the_standby_serves_after_a_sigkill(
+    start_gateway: Callable[[str], Awaitable[Child]],
+) -> None:
+    first = await start_gateway("first")
+    await first.said(RUNNING)
+    second = await start_gateway("second")
+    await second.said(STANDBY)
+    assert second.find(RUNNING, "database:") is None  # nothing started while standing by
+    killed = time.monotonic()
+    await first.kill()
+    await second.said(RUNNING)
+    serving = time.monotonic() - killed
+    print(f"standby serving {serving:.2f} s after the SIGKILL")
+    assert serving < 10.0
+
+
+async def test_a_fenced_flick_run_stops_before_the_standby_serves_and_becomes_the_standby(
+    start_gateway: Callable[[str], Awaitable[Child]], database_url: str
+) -> None:
+    first = await start_gateway("first")
+    await first.said(RUNNING)
+    second = await start_gateway("second")
+    await second.said(STANDBY)
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval(
+            "SELECT pg_terminate_backend($1)", await holder_pid(database_url)
+        )
+    finally:
+        await conn.close()
+    lost = await first.said(LOST)
+    stopping = await first.said("stopping at once: no new updates", after=lost)
+    serving = await second.said(RUNNING)
+    # The old gateway stopped taking updates before the new one even held the lock.
+    assert stamp(first, lost) < stamp(second, await second.said(ACTIVE))
+    assert stamp(first, stopping) < stamp(second, serving)
+    # It drained, and now waits as the standby.
+    stopped = await first.said("Flick stopped", after=lost)
+    await first.said(STANDBY, after=stopped)
