@@ -10,6 +10,7 @@ from typing import Any
 
 from flick.errors import ConfigError
 from flick.media import MediaError, SampleKind, sample_kind_sync
+from flick.model_schemas import route_problems
 from flick.routes import Route, parse_route
 
 DEFAULT_FILE = Path(__file__).with_name("styles.toml")
@@ -88,6 +89,11 @@ def load_styles(path: Path | None = None) -> dict[str, Style]:
         route, problem = parse_route(spec, inputs)
         if route is None:
             problems.append((at, f"styles.{key}: {problem}", "see the header of flick/styles.toml"))
+            continue
+        refused = route_problems(route, spec["video_prompt"])
+        if refused:
+            hint = "the model's inputs: flick/model_inputs/"
+            problems.extend((at, f"styles.{key}: {p}", hint) for p in refused)
             continue
         sample = spec.get("sample")
         if sample is not None and not isinstance(sample, str):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import json
 import math
 import re
 import secrets
@@ -37,33 +36,13 @@ from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 import imageio_ffmpeg
-import jsonschema
 from aiohttp import web
 
+from flick.model_schemas import input_errors, input_schemas
 from flick.testing.fake_http import Call, Route, SpecFake, header_seconds
 from flick.testing.faults import Fault
 
 __all__ = ["FakePrediction", "FakeReplicate", "Fault", "input_schemas", "sample_mp4"]
-
-#: The models' input schemas, kept beside the styles file (flick/model_inputs/<owner>__<name>.json).
-SCHEMAS_DIR = Path(__file__).parent.parent / "model_inputs"
-
-
-@functools.cache
-def _read_schemas(folder: Path) -> dict[str, dict[str, Any]]:
-    schemas: dict[str, dict[str, Any]] = {}
-    for path in sorted(folder.glob("*__*.json")):
-        owner, _, name = path.stem.partition("__")
-        schema = json.loads(path.read_text(encoding="utf-8"))
-        jsonschema.Draft202012Validator.check_schema(schema)  # a broken schema fails loudly
-        schemas[f"{owner}/{name}"] = schema
-    return schemas
-
-
-def input_schemas(folder: Path = SCHEMAS_DIR) -> dict[str, dict[str, Any]]:
-    """Each model's input schema by `owner/name`, from a folder of `<owner>__<name>.json`."""
-    return dict(_read_schemas(folder))
-
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _CHUNK = 64 * 1024
@@ -264,12 +243,8 @@ class FakeReplicate(SpecFake):
                 if self.require_schemas
                 else None
             )
-        errors = sorted(
-            jsonschema.Draft202012Validator(schema).iter_errors(given), key=lambda e: e.json_path
-        )
-        if not errors:
-            return None
-        return "; ".join(f"input{e.json_path[1:]}: {e.message[:200]}" for e in errors)
+        errors = input_errors(dict(schema), given)
+        return "; ".join(errors) if errors else None
 
     async def _list(self, call: Call) -> web.StreamResponse:
         query = call.request.query
