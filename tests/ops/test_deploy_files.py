@@ -203,6 +203,25 @@ def test_systemd_data_dir_is_the_writable_path() -> None:
     assert "Environment=DATA_DIR=/var/lib/flick" in lines
 
 
+def test_systemd_unit_is_the_same_on_every_gateway_host() -> None:
+    # A standby runs this same unit on a second host: what tells them apart, or makes them a
+    # pair (DATABASE_URL, SESSION_STORE, HEALTH_ADDRESS), belongs in flick.env, not here.
+    lines = (ROOT / "deploy" / "flick.service").read_text().splitlines()
+    set_here = {line.split("=", 2)[1] for line in lines if line.startswith("Environment=")}
+    assert set_here == {"DATA_DIR", "XDG_RUNTIME_DIR"}
+    assert "SESSION_STORE=database" in "\n".join(lines)  # the standby comment
+
+
+def test_deploy_docs_name_every_compose_service_and_file() -> None:
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    for name in ("docker-compose.yml", "docker-compose.external.yml"):
+        assert f"`{name}`" in docs, name
+        for service in compose(name)["services"]:
+            assert f"`{service}`" in docs, (name, service)
+    assert "--profile standby" in docs
+    assert '"gateway": "standby"' in docs
+
+
 def dockerfile() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
     text = (ROOT / "Dockerfile").read_text()
