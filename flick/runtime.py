@@ -25,6 +25,7 @@ from flick.ops.health import HealthServer
 from flick.ops.instruments import Instruments
 from flick.ops.metrics import METRICS
 from flick.ops.sentry import setup_sentry
+from flick.ops.standby_health import standby_health
 from flick.payments.reconcile import Report
 from flick.private_files import exposures
 from flick.settings import Settings
@@ -164,7 +165,10 @@ async def serve(
     lead = Leadership(url, key)  # a database unreachable at start is an error, as without it
     while not stop.is_set():
         try:
-            if await _until(lead.acquire(), stop):
+            # Until it leads, /healthz says "standby" (200): a waiting standby is healthy.
+            async with standby_health(settings.health_address, url, METRICS):
+                won = await _until(lead.acquire(), stop)
+            if won:
                 if lead.waited and settings.session_store == "file":
                     logger.warning(
                         "taking over with this host's own session file (SESSION_STORE=file): "
@@ -233,8 +237,9 @@ async def serve_engine(
                 raise ConnectionError("not connected to Telegram")
 
         checks = {"database": database, "storage": app.storage.check, "telegram": telegram}  # type: ignore[attr-defined]
+        role = {"gateway": "active"} if lead is not None else None  # elected: say which
         async with (
-            HealthServer(settings.health_address, checks, METRICS),
+            HealthServer(settings.health_address, checks, METRICS, notes=role),
             instruments.sampling(app.supervisor, app.limiter),
         ):
             if lead is not None and lead.lost.is_set():  # fenced while the engine started

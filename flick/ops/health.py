@@ -6,6 +6,9 @@ Off unless HEALTH_ADDRESS is set: the bot itself needs no open port. Use it as
         ...
 
 A check is an async callable that returns when its service works and raises when it does not.
+`notes` are shown beside the checks' results but never fail them: `{"gateway": "standby"}` lets
+an operator (and an orchestrator's probe) tell a waiting standby from the active gateway, and a
+standby that answers 200 is not restarted for standing by.
 """
 
 from __future__ import annotations
@@ -49,12 +52,16 @@ class HealthServer:
         metrics: Metrics,
         *,
         check_timeout: float = 5.0,
+        notes: Mapping[str, str] | None = None,
     ) -> None:
         self._address = address
         self._bind = parse_address(address) if address is not None else None
         self._checks = dict(checks)
         self._metrics = metrics
         self._timeout = check_timeout
+        self._notes = dict(notes or {})
+        if clash := self._notes.keys() & self._checks.keys():
+            raise ValueError(f"both a check and a note: {sorted(clash)}")
         self._runner: web.AppRunner | None = None
 
     @property
@@ -125,7 +132,7 @@ class HealthServer:
     async def _healthz(self, request: web.Request) -> web.Response:
         results = await self.run_checks()
         healthy = all(value == "ok" for value in results.values())
-        return web.json_response(results, status=200 if healthy else 503)
+        return web.json_response({**results, **self._notes}, status=200 if healthy else 503)
 
     async def _render_metrics(self, request: web.Request) -> web.Response:
         response = web.Response(body=self._metrics.render())

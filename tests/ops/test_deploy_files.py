@@ -47,9 +47,17 @@ def env_example() -> dict[str, str]:
     return found
 
 
-def compose() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+def compose(name: str = "docker-compose.yml") -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / name).read_text())
     return data
+
+
+def bot_settings(environment: dict[str, str]) -> Settings:
+    """What a bot service's environment makes of Settings; `${…}` values are the operator's."""
+    values = {k.lower(): "operator" if "${" in v else v for k, v in environment.items()}
+    if "database_url" in values:
+        values["database_url"] = "postgresql://flick:pw@db:5432/flick"
+    return make_settings(**values)
 
 
 def test_env_example_names_exactly_the_settings() -> None:
@@ -88,8 +96,9 @@ def test_compose_passes_only_settings_to_flick() -> None:
     assert env["DATABASE_URL"].startswith("postgresql://")
 
 
-def test_compose_interpolates_only_known_variables() -> None:
-    used = set(INTERPOLATION.findall((ROOT / "docker-compose.yml").read_text()))
+@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.external.yml"])
+def test_compose_interpolates_only_known_variables(name: str) -> None:
+    used = set(INTERPOLATION.findall((ROOT / name).read_text()))
     assert used <= FIELDS | COMPOSE_ONLY
     assert "POSTGRES_PASSWORD" in (ROOT / "docs" / "deploy.md").read_text()
 
@@ -116,6 +125,51 @@ def test_compose_keeps_data_in_named_volumes() -> None:
         sources = {mount.split(":", 1)[0] for mount in mounts}
         assert sources <= declared, name
         assert sources, name
+
+
+def test_compose_standby_is_a_second_bot_with_data_and_port_of_its_own() -> None:
+    data = compose()
+    flick, standby = data["services"]["flick"], data["services"]["flick-standby"]
+    assert standby["profiles"] == ["standby"]  # only with --profile standby
+    assert "profiles" not in flick
+    # The same bot: image, configuration, start order, drain time.
+    for key in ("image", "env_file", "environment", "depends_on", "stop_grace_period", "init"):
+        assert standby[key] == flick[key], key
+    # Election and takeover need the shared database and the session in it.
+    assert bot_settings(flick["environment"]).session_store == "database"
+    assert not bot_settings(flick["environment"]).embedded_database
+    # Flick locks its data directory while it serves: never the active gateway's volume.
+    assert standby["volumes"] == ["flick-standby-data:/data"]
+    assert "flick-standby-data" in data["volumes"]
+    assert standby["ports"] != flick["ports"]
+    assert standby["ports"][0].endswith(":8080")
+    assert standby["ports"][0].startswith("127.0.0.1:")
+
+
+def test_compose_external_runs_only_the_bot_against_shared_services() -> None:
+    data = compose("docker-compose.external.yml")
+    services = data["services"]
+    assert set(services) == {"flick", "migrate"}
+    flick, migrate = services["flick"], services["migrate"]
+    assert set(flick["environment"]) <= FIELDS
+    assert set(migrate["environment"]) == {"DATABASE_URL"}
+    settings = bot_settings(flick["environment"])
+    assert settings.session_store == "database"
+    assert settings.data_dir == Path("/data")
+    # Without them Flick would embed a database and storage no other host can share:
+    # Compose refuses to start (`:?`) rather than start a lone gateway.
+    for name in ("DATABASE_URL", "S3_ENDPOINT"):
+        assert flick["environment"][name].startswith(f"${{{name}:?"), name
+    assert not settings.embedded_database
+    assert not settings.embedded_storage
+    # Migrations by hand from one host (run --rm migrate), never at every host's `up`.
+    assert migrate["profiles"] == ["migrate"]
+    assert migrate["command"] == ["piccolo", "migrations", "forwards", "all"]
+    assert migrate["image"] == flick["image"] == compose()["services"]["flick"]["image"]
+    assert flick["env_file"] == ".env"
+    assert flick["stop_grace_period"] == compose()["services"]["flick"]["stop_grace_period"]
+    assert flick["ports"] == ["127.0.0.1:8080:8080"]
+    assert {mount.split(":", 1)[0] for mount in flick["volumes"]} <= set(data["volumes"])
 
 
 @pytest.fixture
@@ -147,6 +201,25 @@ def test_systemd_unit(unit: configparser.ConfigParser) -> None:
 def test_systemd_data_dir_is_the_writable_path() -> None:
     lines = (ROOT / "deploy" / "flick.service").read_text().splitlines()
     assert "Environment=DATA_DIR=/var/lib/flick" in lines
+
+
+def test_systemd_unit_is_the_same_on_every_gateway_host() -> None:
+    # A standby runs this same unit on a second host: what tells them apart, or makes them a
+    # pair (DATABASE_URL, SESSION_STORE, HEALTH_ADDRESS), belongs in flick.env, not here.
+    lines = (ROOT / "deploy" / "flick.service").read_text().splitlines()
+    set_here = {line.split("=", 2)[1] for line in lines if line.startswith("Environment=")}
+    assert set_here == {"DATA_DIR", "XDG_RUNTIME_DIR"}
+    assert "SESSION_STORE=database" in "\n".join(lines)  # the standby comment
+
+
+def test_deploy_docs_name_every_compose_service_and_file() -> None:
+    docs = (ROOT / "docs" / "deploy.md").read_text()
+    for name in ("docker-compose.yml", "docker-compose.external.yml"):
+        assert f"`{name}`" in docs, name
+        for service in compose(name)["services"]:
+            assert f"`{service}`" in docs, (name, service)
+    assert "--profile standby" in docs
+    assert '"gateway": "standby"' in docs
 
 
 def dockerfile() -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ import pytest
 from flick.errors import ConfigError, ServiceError
 from flick.ops.health import HealthServer, parse_address
 from flick.ops.metrics import Metrics
+from flick.ops.standby_health import standby_health
 
 
 async def ok() -> None:
@@ -75,6 +76,42 @@ async def test_metrics_endpoint() -> None:
     assert status == 200
     assert content_type.startswith("text/plain")
     assert 'flick_updates_total{kind="callback"} 3.0' in body
+
+
+async def test_notes_are_shown_and_never_fail_the_checks() -> None:
+    notes = {"gateway": "active"}
+    async with HealthServer("127.0.0.1:0", {"database": ok}, Metrics(), notes=notes) as server:
+        status, _, body = await get(server, "/healthz")
+    assert (status, body) == (200, '{"database": "ok", "gateway": "active"}')
+    async with HealthServer("127.0.0.1:0", {"database": refused}, Metrics(), notes=notes) as server:
+        status, _, body = await get(server, "/healthz")
+    assert status == 503
+    assert '"gateway": "active"' in body
+
+
+def test_a_note_cannot_hide_a_check() -> None:
+    with pytest.raises(ValueError, match="database"):
+        HealthServer(None, {"database": ok}, Metrics(), notes={"database": "ok"})
+
+
+async def test_a_standby_is_healthy_while_its_database_answers(database_url: str) -> None:
+    async with standby_health("127.0.0.1:0", database_url, Metrics()) as server:
+        status, _, body = await get(server, "/healthz")
+    assert (status, body) == (200, '{"database": "ok", "gateway": "standby"}')
+
+
+async def test_a_standby_without_its_database_is_unhealthy() -> None:
+    # It could not take over: a probe should say so, and still see that it is the standby.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"postgresql://flick:Hunter2-pw@127.0.0.1:{port}/flick"
+    async with standby_health("127.0.0.1:0", url, Metrics()) as server:
+        status, _, body = await get(server, "/healthz")
+    assert status == 503
+    assert '"gateway": "standby"' in body
+    assert '"database": "ConnectionRefusedError' in body
+    assert "Hunter2-pw" not in body
 
 
 async def test_port_taken_names_the_setting() -> None:

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -24,6 +25,7 @@ RUNNING = "Flick is running"
 ACTIVE = "this process is the active gateway"
 STANDBY = "standby, waiting for the active gateway"
 LOST = "lost the gateway lock"
+HEALTH = "health and metrics on "
 
 
 @pytest.fixture
@@ -52,6 +54,8 @@ async def start_gateway(
             "VIDEO_PROVIDER": "local",
             "FACE_CHECK": "false",
             "SESSION_STORE": "database",
+            # Port 0: each health server logs the port it got (`healthz` below reads it).
+            "HEALTH_ADDRESS": "127.0.0.1:0",
         }
         child = await Child.module("flick.testing.gateway_child", env=env)
         children.append(child)
@@ -68,6 +72,17 @@ async def start_gateway(
 def stamp(child: Child, index: int) -> float:
     """The time a gateway_child line was logged (its first word)."""
     return float(child.lines[index].split(" ", 1)[0])
+
+
+async def healthz(child: Child, after: int = 0) -> tuple[int, dict[str, str]]:
+    """GET /healthz of the health server the child started last (from line `after` on)."""
+    started = await child.said(HEALTH, after=after)
+    while (later := child.find(HEALTH, after=started + 1)) is not None:
+        started = later
+    url = child.lines[started].split(HEALTH, 1)[1].split()[0]
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        body: dict[str, str] = await response.json()
+        return response.status, body
 
 
 async def holder_pid(url: str) -> int:
@@ -121,3 +136,23 @@ async def test_a_fenced_flick_run_stops_before_the_standby_serves_and_becomes_th
     # It drained, and now waits as the standby.
     stopped = await first.said("Flick stopped", after=lost)
     await first.said(STANDBY, after=stopped)
+
+
+async def test_a_waiting_standby_answers_healthz_200_standby_and_active_once_it_serves(
+    start_gateway: Callable[[str], Awaitable[Child]],
+) -> None:
+    first = await start_gateway("first")
+    await first.said(RUNNING)
+    assert await healthz(first) == (
+        200,
+        {"database": "ok", "storage": "ok", "telegram": "ok", "gateway": "active"},
+    )
+    second = await start_gateway("second")
+    standing_by = await second.said(STANDBY)
+    # A standby is healthy (Docker's HEALTHCHECK must not count it as failed) and says so.
+    assert await healthz(second) == (200, {"database": "ok", "gateway": "standby"})
+    await first.kill()
+    await second.said(RUNNING, after=standing_by)
+    # Its health server as the active gateway started before "Flick is running" was logged.
+    status, body = await healthz(second, after=standing_by)
+    assert (status, body["gateway"], body["telegram"]) == (200, "active", "ok")
