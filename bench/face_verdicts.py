@@ -7,16 +7,20 @@ Verdicts: the 48 sample photos of BENCHMARKS.md's detector comparison (scikit-im
 `astronaut`, `camera`, the astronaut twice, `coffee`, `chelsea`, `rocket`, the small-face photo,
 a `lfw_subset` portrait, 20 faces and 20 non-faces of `lfw_subset` enlarged), each with the
 verdict a person gives it; every photo whose verdict differs between the two detectors is
-printed. `--extended` adds the 48 enlarged to 12 megapixels and the astronaut's face at 5-14 %
-of a 12-megapixel photo's shorter side, on grey and on the coffee photo (below a tenth: "too
-small"). Time: the other version's module (`git show REF:flick/pipeline/faces.py`) and this
-one, interleaved photo by photo in this one process, so that the shared machine's load falls on
-both alike; CPU of the calling thread (OpenCV is held to one thread, so it is all of it) and wall.
+printed; then the same 48 as the engine hands them to the detector, after `imaging.normalize`
+(decoded and saved again as JPEG: a borderline face can go either way). `--extended` adds the 48
+enlarged to 12 megapixels and the astronaut's face at 5-14 % of a 12-megapixel photo's shorter
+side, on grey and on the coffee photo (below a tenth: "too small").
+
+Time: the other version's module (`git show REF:flick/pipeline/faces.py`) and this one,
+interleaved photo by photo in this one process, so that the shared machine's load falls on both
+alike; CPU of the calling thread (OpenCV is held to one thread, so it is all of it) and wall.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
 import io
 import statistics
@@ -31,7 +35,7 @@ from types import ModuleType
 import numpy as np
 from PIL import Image
 
-from flick.pipeline import faces
+from flick.pipeline import faces, imaging
 from flick.testing import sample_faces
 
 MODULE = "flick/pipeline/faces.py"
@@ -90,6 +94,16 @@ def extended(base: Samples) -> Samples:
             want = None if share >= faces.MIN_FACE_SHARE else "face_too_small"
             photos[f"face {share:.0%} on {name}"] = (_framed(share, background), want)
     return photos
+
+
+def normalised(base: Samples) -> Samples:
+    """The photos as the engine checks them: after `imaging.normalize` (with the default limits)."""
+    limits = imaging.PhotoLimits(max_bytes=10 * 1024 * 1024, max_side=6000, min_side=64)
+
+    async def each() -> Samples:
+        return {k: (await imaging.normalize(p, limits), want) for k, (p, want) in base.items()}
+
+    return asyncio.run(each())
 
 
 def load(ref: str, into: Path) -> ModuleType:
@@ -157,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"before: {args.against}; after: this work tree's {MODULE}")
         base = comparison()
         verdicts("the 48-photo comparison", base, old, new)
+        verdicts("the same, after imaging.normalize", normalised(base), old, new)
         if args.extended:
             verdicts("extended (12 MP, small faces)", extended(base), old, new)
         timing(args.rounds, old, new)

@@ -23,9 +23,13 @@ one face, not two.
 
 Only when no face is found does a second, finer pass look for smaller faces, so that "too small"
 can be told apart from "no face": on the same decoded picture (at most 400 px; decoded again only
-when the draft came out below 320 px, i.e. for photos under ~2600 px), for faces from 24 px to
-just under a tenth of the side (two sizes, ×1.3 apart; the first pass covers the rest). Its hits
-are grouped with the first pass's, so a face at about a tenth gets the neighbours of both.
+when the draft came out below 320 px, i.e. for photos under ~2600 px), for faces from 28 px (the
+window ×1.15: 7-8 % of the side) to under a tenth, in the first pass's ×1.15 steps: two or
+three sizes. Its hits are grouped with the first pass's, whose smallest sizes (10 %, 11.5 %) are
+neighbours a face near a tenth also matches at; so it needs no sizes of its own above a tenth,
+where the finer pass used to scan 24, 31 and 40 px. Faces under ~7 % are not looked for: they
+read as no face (a refusal either way), as they mostly did before at 12 megapixels
+(BENCHMARKS.md, `bench.face_verdicts --extended`).
 """
 
 from __future__ import annotations
@@ -48,10 +52,13 @@ FAST_SIDE = 240
 #: this, and at least FINE_MIN_SIDE (below it, the photo is decoded again, larger).
 FINE_SIDE = 400
 FINE_MIN_SIDE = 320
-#: The fast pass's pyramid step, and the finer pass's (it only covers a narrow band of sizes).
+#: The fast pass's pyramid step.
 FAST_SCALE = 1.15
-FINE_SCALE = 1.3
 WINDOW = 24
+#: The finer pass's smallest window: one step up (24 × 1.15). Measured against 24 px (a fifth
+#: more CPU for a photo without a face, no more verdicts right) and against 31 px alone (the
+#: small-face photo read as no face once it went through imaging.normalize).
+FINE_WINDOW = round(WINDOW * FAST_SCALE)
 #: How `detectMultiScale` groups the windows that match into faces (its own GROUP_EPS, and our
 #: minNeighbors): done here, over the hits of all the scans of one photo.
 GROUP_EPS = 0.2
@@ -132,8 +139,8 @@ class HaarFaceDetector:
         half = cv2.resize(fast, (fast.shape[1] // 2, fast.shape[0] // 2),
                           interpolation=cv2.INTER_AREA)  # fmt: skip
         hits = np.vstack([
-            self._hits(fast, FAST_SCALE, largest=2 * WINDOW - 1),
-            self._hits(half, FAST_SCALE, largest=None) * 2,
+            self._hits(fast, FAST_SCALE, smallest=WINDOW, largest=2 * WINDOW - 1),
+            self._hits(half, FAST_SCALE, smallest=WINDOW, largest=None) * 2,
         ])  # fmt: skip
         found = _grouped(hits, min(fast.shape))
         if not found:  # only faces the fast pass cannot see: below a tenth of the side
@@ -141,20 +148,23 @@ class HaarFaceDetector:
                 decoded = _decode(jpeg, FINE_SIDE)
             fine = _shrunk(decoded, FINE_SIDE)
             short = min(fine.shape)
-            # Below a tenth only: the first pass's hits (scaled to this picture) stand for the
-            # larger sizes, and count as neighbours of a face at the border.
-            small = self._hits(fine, FINE_SCALE, largest=int(short * MIN_FACE_SHARE))
+            # Under a tenth only: the first pass's hits, scaled to this picture, stand for the
+            # larger sizes and count as a small face's neighbours.
+            largest = int(short * MIN_FACE_SHARE)
+            small = self._hits(fine, FAST_SCALE, smallest=FINE_WINDOW, largest=largest)
             found = _grouped(np.vstack([small, hits * (short / min(fast.shape))]), short)
         return sorted(found, reverse=True)
 
-    def _hits(self, gray: np.ndarray, scale: float, largest: int | None) -> np.ndarray:
+    def _hits(
+        self, gray: np.ndarray, scale: float, smallest: int, largest: int | None
+    ) -> np.ndarray:
         """Every window that matches (x, y, w, h), ungrouped (minNeighbors=0): the caller
         groups the hits of several scans together."""
         boxes = self._classifier().detectMultiScale(
             gray,
             scaleFactor=scale,
             minNeighbors=0,
-            minSize=(WINDOW, WINDOW),
+            minSize=(smallest, smallest),
             maxSize=(largest, largest) if largest else (0, 0),
         )
         return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
