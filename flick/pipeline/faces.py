@@ -15,11 +15,12 @@ That first pass is split in two octaves. OpenCV's `detectMultiScale` slides its 
 of 2 px while the scale factor is under 2, but of 1 px from 2 on: the faces over twice the window
 (a fifth of the side and more, i.e. most selfies) cost as much as all the smaller ones, at a
 twice finer step than they need. So the 240 px picture is scanned for faces up to twice the
-window only, and the same picture halved (120 px) for all the larger ones: the same 2 px step
-relative to the window everywhere, a third less CPU. The windows that match (OpenCV's "hits",
-before grouping) of both octaves are grouped together with OpenCV's own rule (`groupRectangles`,
-eps 0.2, more than 5 neighbours, as `detectMultiScale` does), so a face at the octaves' border is
-one face, not two.
+window only, and the same picture halved (120 px) for all the larger ones, which are then
+scanned at the step the smaller ones get: a third less CPU. (Halving again for faces of 40 %
+and more lost large faces: a face filling a 60 px picture leaves too few window positions for
+the 6 hits a face needs.) The windows that match (OpenCV's "hits", before grouping) of both
+octaves are grouped together with OpenCV's own rule (`groupRectangles`, eps 0.2, more than 5
+neighbours, as `detectMultiScale` does), so a face at the octaves' border is one face, not two.
 
 Only when no face is found does a second, finer pass look for smaller faces, so that "too small"
 can be told apart from "no face": on the same decoded picture (at most 400 px; decoded again only
