@@ -56,9 +56,10 @@ FINE_MIN_SIDE = 320
 #: The fast pass's pyramid step.
 FAST_SCALE = 1.15
 WINDOW = 24
-#: The finer pass's smallest window: one step up (24 × 1.15). Measured against 24 px (a fifth
-#: more CPU for a photo without a face, no more verdicts right) and against 31 px alone (the
-#: small-face photo read as no face once it went through imaging.normalize).
+#: The finer pass's smallest window: one step up (24 × 1.15). Measured against 24 and 31 px
+#: (3 ms more for a photo without a face, and the 8 % and 10 % faces of `bench.face_verdicts
+#: --extended` missed) and against 31 px alone (the small-face photo read as no face once it had
+#: gone through imaging.normalize).
 FINE_WINDOW = round(WINDOW * FAST_SCALE)
 #: How `detectMultiScale` groups the windows that match into faces (its own GROUP_EPS, and our
 #: minNeighbors): done here, over the hits of all the scans of one photo.
