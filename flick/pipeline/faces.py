@@ -9,12 +9,28 @@ and took a third of the CPU time (figures in BENCHMARKS.md).
 
 Speed: the photo is decoded once, already small (JPEG draft mode: libjpeg scales by 1/2..1/8
 while decoding; a 12-megapixel photo comes out at a shorter side of 350-430 px), then shrunk to
-240 px, where the cascade's 24 px window finds every face of at least a tenth of that side. Only
-when none is found does a second, finer pass look for smaller faces, so that "too small" can be
-told apart from "no face": on the same decoded picture (at most 400 px; decoded again only when
-the draft came out below 320 px, i.e. for photos under ~2600 px), for faces of 24 px up to 12 %
-of the side only, in coarser steps (×1.3) since it only has to tell that a face is there. That
-halves the cost of a photo without a face (two decodes and a 2× finer pyramid before).
+240 px, where the cascade's 24 px window finds every face of at least a tenth of that side.
+
+That first pass is split in two octaves. OpenCV's `detectMultiScale` slides its window in steps
+of 2 px while the scale factor is under 2, but of 1 px from 2 on: the faces over twice the window
+(a fifth of the side and more, i.e. most selfies) cost as much as all the smaller ones, at a
+twice finer step than they need. So the 240 px picture is scanned for faces up to twice the
+window only, and the same picture halved (120 px) for all the larger ones, which are then
+scanned at the step the smaller ones get: a third less CPU. (Halving again for faces of 40 %
+and more lost large faces: a face filling a 60 px picture leaves too few window positions for
+the 6 hits a face needs.) The windows that match (OpenCV's "hits", before grouping) of both
+octaves are grouped together with OpenCV's own rule (`groupRectangles`, eps 0.2, more than 5
+neighbours, as `detectMultiScale` does), so a face at the octaves' border is one face, not two.
+
+Only when no face is found does a second, finer pass look for smaller faces, so that "too small"
+can be told apart from "no face": on the same decoded picture (at most 400 px; decoded again only
+when the draft came out below 320 px, i.e. for photos under ~2600 px), for faces from 28 px (the
+window ×1.15: 7-8 % of the side) to under a tenth, in the first pass's ×1.15 steps: two or
+three sizes. Its hits are grouped with the first pass's, whose smallest sizes (10 %, 11.5 %) are
+neighbours a face near a tenth also matches at; so it needs no sizes of its own above a tenth,
+where the finer pass used to scan 24, 31 and 40 px. Faces under ~7 % are not looked for: they
+read as no face (a refusal either way), as they mostly did before at 12 megapixels
+(BENCHMARKS.md, `bench.face_verdicts --extended`).
 """
 
 from __future__ import annotations
@@ -37,10 +53,18 @@ FAST_SIDE = 240
 #: this, and at least FINE_MIN_SIDE (below it, the photo is decoded again, larger).
 FINE_SIDE = 400
 FINE_MIN_SIDE = 320
-#: The fast pass's pyramid step, and the finer pass's (it only covers a narrow band of sizes).
+#: The fast pass's pyramid step.
 FAST_SCALE = 1.15
-FINE_SCALE = 1.3
 WINDOW = 24
+#: The finer pass's smallest window: one step up (24 × 1.15). Measured against 24 and 31 px
+#: (3 ms more for a photo without a face, and the 8 % and 10 % faces of `bench.face_verdicts
+#: --extended` missed) and against 31 px alone (the small-face photo read as no face once it had
+#: gone through imaging.normalize).
+FINE_WINDOW = round(WINDOW * FAST_SCALE)
+#: How `detectMultiScale` groups the windows that match into faces (its own GROUP_EPS, and our
+#: minNeighbors): done here, over the hits of all the scans of one photo.
+GROUP_EPS = 0.2
+MIN_NEIGHBOURS = 5
 #: A face smaller than this share of the photo's shorter side is too small to use: the image
 #: model would have too few pixels of it to keep the person recognisable.
 MIN_FACE_SHARE = 0.1
@@ -111,25 +135,51 @@ class HaarFaceDetector:
 
     def faces(self, jpeg: bytes) -> list[float]:
         decoded = _decode(jpeg, FAST_SIDE)
-        found = self._detect(_shrunk(decoded, FAST_SIDE), FAST_SCALE, largest=None)
+        fast = _shrunk(decoded, FAST_SIDE)
+        # Faces of 1 to 2 windows on the picture, then every larger one on the picture halved:
+        # see the module's docstring for why two octaves cost a third less than one scan.
+        half = cv2.resize(fast, (fast.shape[1] // 2, fast.shape[0] // 2),
+                          interpolation=cv2.INTER_AREA)  # fmt: skip
+        hits = np.vstack([
+            self._hits(fast, FAST_SCALE, smallest=WINDOW, largest=2 * WINDOW - 1),
+            self._hits(half, FAST_SCALE, smallest=WINDOW, largest=None) * 2,
+        ])  # fmt: skip
+        found = _grouped(hits, min(fast.shape))
         if not found:  # only faces the fast pass cannot see: below a tenth of the side
             if min(decoded.shape) < FINE_MIN_SIDE:
                 decoded = _decode(jpeg, FINE_SIDE)
             fine = _shrunk(decoded, FINE_SIDE)
-            largest = round(min(fine.shape) * MIN_FACE_SHARE * 1.2)
-            found = self._detect(fine, FINE_SCALE, largest=largest)
+            short = min(fine.shape)
+            # Under a tenth only: the first pass's hits, scaled to this picture, stand for the
+            # larger sizes and count as a small face's neighbours.
+            largest = int(short * MIN_FACE_SHARE)
+            small = self._hits(fine, FAST_SCALE, smallest=FINE_WINDOW, largest=largest)
+            found = _grouped(np.vstack([small, hits * (short / min(fast.shape))]), short)
         return sorted(found, reverse=True)
 
-    def _detect(self, gray: np.ndarray, scale: float, largest: int | None) -> list[float]:
-        short = min(gray.shape)
+    def _hits(
+        self, gray: np.ndarray, scale: float, smallest: int, largest: int | None
+    ) -> np.ndarray:
+        """Every window that matches (x, y, w, h), ungrouped (minNeighbors=0): the caller
+        groups the hits of several scans together."""
         boxes = self._classifier().detectMultiScale(
             gray,
             scaleFactor=scale,
-            minNeighbors=5,
-            minSize=(WINDOW, WINDOW),
+            minNeighbors=0,
+            minSize=(smallest, smallest),
             maxSize=(largest, largest) if largest else (0, 0),
         )
-        return [float(max(w, h)) / short for (_x, _y, w, h) in boxes]
+        return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+def _grouped(hits: np.ndarray, short: int) -> list[float]:
+    """The faces among `hits` (windows on a picture whose shorter side is `short`), grouped as
+    `detectMultiScale` groups its own, as shares of that side."""
+    if not len(hits):
+        return []
+    boxes, _weights = cv2.groupRectangles(np.rint(hits).astype(int).tolist(), MIN_NEIGHBOURS,
+                                          GROUP_EPS)  # fmt: skip
+    return [float(max(w, h)) / short for (_x, _y, w, h) in boxes]
 
 
 def _decode(jpeg: bytes, short_side: int) -> np.ndarray:
