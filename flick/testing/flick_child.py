@@ -33,7 +33,8 @@ from flick.pipeline.replicate_video import ReplicateVideoProvider
 from flick.pipeline.runner import PipelineConfig
 from flick.ports import Keyboard
 from flick.storage import S3Storage
-from flick.testing.engine import EngineHarness, make_jpeg
+from flick.testing.engine import EngineHarness
+from flick.testing.generation_tools import ask_for_a_video
 from flick.testing.memory import RecordingOutbox
 from flick.testing.providers import OPENAI_KEY, REPLICATE_TOKEN, VIDEO_MODEL
 
@@ -133,16 +134,7 @@ async def serve(cfg: ChildConfig) -> None:
 
 async def _start(h: EngineHarness, uid: int, style: str) -> int:
     """/create, consent, the style and two photos, as the user would; the generation's id."""
-    await h.command(uid, "create")
-    await h.settle(generations=False)
-    if any((d or "") == "consent" for _, d in h.last_keyboard(uid).buttons()):
-        await h.press(uid, "consent", h.last_keyboard(uid).message_id)
-        await h.settle(generations=False)
-    await h.pick_style(uid, style)
-    await h.settle(generations=False)
-    await h.photo(uid, make_jpeg("red"))
-    await h.photo(uid, make_jpeg("blue"))
-    await h.settle(generations=False)
+    await ask_for_a_video(h, uid, style)
     gen_id = await pool().fetchval('SELECT max(id) FROM generations WHERE "user" = $1', uid)
     if gen_id is None:
         raise RuntimeError(f"user {uid}'s photos made no generation")

@@ -55,6 +55,21 @@ def actor_state(h: EngineHarness, uid: int) -> State | None:
     return None if actor is None else actor.conv.state
 
 
+async def ask_for_a_video(h: EngineHarness, uid: int, style: str) -> None:
+    """/create, consent (when asked), a style and two photos, as the user would, each step
+    handled before the next; the generation itself is not waited for."""
+    await h.command(uid, "create")
+    await h.settle(generations=False)
+    if any((d or "") == "consent" for _, d in h.last_keyboard(uid).buttons()):
+        await h.press(uid, "consent", h.last_keyboard(uid).message_id)
+        await h.settle(generations=False)
+    await h.pick_style(uid, style)
+    await h.settle(generations=False)
+    await h.photo(uid, make_jpeg("red"))
+    await h.photo(uid, make_jpeg("blue"))
+    await h.settle(generations=False)
+
+
 class GenerationTools:
     """The `gen` fixture: constants of the fakes, and reads through the test's own pool."""
 
@@ -87,16 +102,7 @@ class GenerationTools:
     async def start_generation(self, h: EngineHarness, uid: int, style: str = "hug") -> int:
         """/create, consent, a style and two photos; returns the generation's id once its row
         exists. Does not wait for the generation itself."""
-        await h.command(uid, "create")
-        await h.settle(generations=False)
-        if any((d or "") == "consent" for _, d in h.last_keyboard(uid).buttons()):
-            await h.press(uid, "consent", h.last_keyboard(uid).message_id)
-            await h.settle(generations=False)
-        await h.pick_style(uid, style)
-        await h.settle(generations=False)
-        await h.photo(uid, make_jpeg("red"))
-        await h.photo(uid, make_jpeg("blue"))
-        await h.settle(generations=False)
+        await ask_for_a_video(h, uid, style)
         gen_id = await self.generation_id(uid)
         assert gen_id is not None, "no generation started"
         return gen_id
