@@ -106,23 +106,27 @@ async def doctor(settings: Settings, telegram: bool = True) -> int:
             except Exception as exc:  # noqa: BLE001
                 line(False, name, str(exc) or type(exc).__name__, fix)
 
-    if telegram:
-        if settings.missing_for_telegram():
-            line(False, "telegram", "credentials not set", "set API_ID, API_HASH and BOT_TOKEN")
-        else:
-            try:
-                from flick.telegram.client import build_client
-                from flick.telegram.gateway import connect
-
-                client = build_client(settings)
-                await connect(client, 20.0)
+        # Inside the stack: with SESSION_STORE=database the session is read through the pool.
+        if telegram:
+            if settings.missing_for_telegram():
+                line(False, "telegram", "credentials not set", "set API_ID, API_HASH and BOT_TOKEN")
+            else:
                 try:
-                    me = client.me
-                    line(True, "telegram", f"logged in as @{getattr(me, 'username', '?')}")
-                finally:
-                    await client.stop()
-            except ServiceError as exc:  # connect() names the cause and what to do
-                line(False, "telegram", str(exc))
-            except Exception as exc:  # noqa: BLE001
-                line(False, "telegram", str(exc), "check BOT_TOKEN, API_ID, API_HASH and network")
+                    from flick.telegram.client import build_client, stop_one_off
+                    from flick.telegram.gateway import connect
+
+                    client = build_client(settings, one_off=True)
+                    await connect(client, 20.0)
+                    try:
+                        me = client.me
+                        line(True, "telegram", f"logged in as @{getattr(me, 'username', '?')}")
+                    finally:
+                        await stop_one_off(client)
+                except ServiceError as exc:  # connect() names the cause and what to do
+                    line(False, "telegram", str(exc))
+                except Exception as exc:  # noqa: BLE001
+                    line(
+                        False, "telegram", str(exc), "check BOT_TOKEN, API_ID, API_HASH and network"
+                    )
+
     return 1 if failures else 0

@@ -46,8 +46,8 @@ async def test_doctor_says_which_login_setting_telegram_refused(
     ):
         real_build = telegram_client.build_client
 
-        def build_offline(settings: Settings) -> Any:
-            client = real_build(settings)
+        def build_offline(settings: Settings, **options: Any) -> Any:
+            client = real_build(settings, **options)
             attach_offline(client, tg.server, authorized=False)
             return client
 
