@@ -82,7 +82,9 @@ class TelegramServer:
                 q, self.users
             ),
             raw.functions.users.GetUsers: self._get_users,
-            raw.functions.users.GetFullUser: lambda q: self.affiliate.full_user(q, self.users),
+            raw.functions.users.GetFullUser: lambda q: self.affiliate.full_user(
+                q, self.users, self.bot.id if self.session_is_bot else None
+            ),
             raw.functions.bots.UpdateStarRefProgram: lambda q: self.affiliate.update(
                 q, self.session_is_bot
             ),
