@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -112,27 +113,48 @@ class PrivateSessionStorage(SQLiteStorage):
             await super().update()  # type: ignore[no-untyped-call]
 
 
+class BorrowedSessionFile(SQLiteStorage):
+    """The session file opened read-only, for a one-off command (GuestSession on top) while the
+    gateway may be using it: kurigram's own open() would migrate and VACUUM it, rewriting the
+    file, and wait for or hold locks the gateway's saves need."""
+
+    async def open(self) -> None:
+        # Blocking, like the sqlite3 calls of kurigram's own open(): once, at start.
+        self.conn = sqlite3.connect(
+            f"file:{self.database}?mode=ro", uri=True, timeout=1, check_same_thread=False
+        )
+
+
 def _create_if_missing(path: Path) -> None:
     if not path.is_file():
         os.close(create_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
 
 
 def session_storage(
-    settings: Settings, *, executor: Callable[[], Executor] | None = None
+    settings: Settings, *, executor: Callable[[], Executor] | None = None, borrow: bool = False
 ) -> Storage:
     """The bot's session where SESSION_STORE keeps it: the one place a bot client gets it.
 
     "file": kurigram's SQLite file in `settings.data_dir`. "database": rows in PostgreSQL,
     written through `executor`, by default the pool (the elected gateway passes its lock
     connection, flick.telegram.leadership, so that it cannot write once it has lost the lock).
+    `borrow`: for a one-off command (see `build_client`); a session not stored yet is not
+    created, so the first gateway still finds none (and imports its file, if it has one).
     """
     settings.require_telegram()
     assert settings.bot_token is not None  # require_telegram
     token = settings.bot_token.get_secret_value()
     name = session_name(token)
     if settings.session_store == "file":
-        return PrivateSessionStorage(name, workdir=private_dir(settings.data_dir))
+        workdir = private_dir(settings.data_dir)
+        if not borrow:
+            return PrivateSessionStorage(name, workdir=workdir)
+        if (workdir / f"{name}{PrivateSessionStorage.FILE_EXTENSION}").is_file():
+            return BorrowedSessionFile(name, workdir=workdir)
+        return SQLiteStorage(name, workdir=workdir, in_memory=True)  # none made for a one-off
     seal = Seal(token, name)
+    if borrow:
+        return DatabaseSessionStorage(name, executor or pool, seal, create=False)
     # A session file from SESSION_STORE=file is carried over once (flick.telegram.session_import).
     legacy = Path(settings.data_dir) / f"{name}{PrivateSessionStorage.FILE_EXTENSION}"
     return DatabaseSessionStorage(
@@ -159,7 +181,7 @@ def build_client(
     token = settings.bot_token.get_secret_value()
     api_hash = settings.api_hash.get_secret_value()
     redact_in_kurigram_logs(token, api_hash)
-    storage = session or session_storage(settings)
+    storage = session or session_storage(settings, borrow=one_off)
     return Client(
         session_name(token),
         api_id=settings.api_id,

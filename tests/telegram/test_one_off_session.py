@@ -1,4 +1,4 @@
-"""`flick doctor` and `flick payments reconcile` beside a gateway, with SESSION_STORE=database:
+"""`flick doctor` and `flick payments reconcile` beside a gateway, with either SESSION_STORE:
 they borrow the session the gateway stored (no new sign-in), ask Telegram to push them no
 updates, and leave the gateway's saved update state and auth key as they were.
 
@@ -46,11 +46,12 @@ async def migrated(database_url: str) -> str:
     return database_url
 
 
-@pytest.fixture
+@pytest.fixture(params=["database", "file"])
 async def services(
-    migrated: str, seaweed: EmbeddedSeaweed, tmp_path: Path
+    request: pytest.FixtureRequest, migrated: str, seaweed: EmbeddedSeaweed, tmp_path: Path
 ) -> AsyncIterator[Settings]:
-    """Settings for a host with no session file: the session is in PostgreSQL only."""
+    """Settings with the session in PostgreSQL (and no session file on this host), or in the
+    session file in DATA_DIR."""
     token = f"{7_100_000_000 + uuid.uuid4().int % 1_000_000}:one-off-test-token"
     async with (
         FakeOpenAI(api_key="sk-one-off") as openai,
@@ -71,7 +72,7 @@ async def services(
             api_id=12345,
             api_hash=SecretStr(API_HASH),
             bot_token=SecretStr(token),
-            session_store="database",
+            session_store=request.param,
         )
 
 
@@ -95,16 +96,36 @@ async def store_gateway_session(settings: Settings, bot_id: int) -> None:
         await storage.save()
 
 
-async def stored_rows(settings: Settings) -> tuple[Any, list[Any]]:
-    """The session row and the update states, as the database holds them."""
-    assert settings.database_url is not None
-    name = session_name(settings.bot_token.get_secret_value())  # type: ignore[union-attr]
+async def stored(settings: Settings) -> Any:
+    """The session as stored: the database's rows (the session row and the update states), or
+    the session file's bytes; None when nothing is."""
+    assert settings.database_url is not None and settings.bot_token is not None
+    name = session_name(settings.bot_token.get_secret_value())
+    if settings.session_store == "file":
+        path = settings.data_dir / f"{name}.session"
+        return path.read_bytes() if path.exists() else None
     async with db.connection_pool(settings.database_url.get_secret_value(), 1, 2):
         session = await db.pool().fetchrow("SELECT * FROM telegram_sessions WHERE name = $1", name)
         states = await db.pool().fetch(
             "SELECT * FROM telegram_update_states WHERE session = $1 ORDER BY state_id", name
         )
-    return (None if session is None else dict(session)), [dict(s) for s in states]
+    if session is None:
+        assert states == []
+        return None
+    return dict(session), [dict(s) for s in states]
+
+
+async def saved_pts(settings: Settings) -> int | None:
+    """The pts a gateway would resume from, read through the production storage."""
+    assert settings.database_url is not None
+    async with db.connection_pool(settings.database_url.get_secret_value(), 1, 2):
+        storage: Any = session_storage(settings)
+        await storage.open()
+        try:
+            states = await storage.get_update_states(0)
+        finally:
+            await storage.close()
+    return states[0].pts if states else None
 
 
 def offline(monkeypatch: pytest.MonkeyPatch, where: Any, tg: OfflineTelegram) -> None:
@@ -135,16 +156,15 @@ async def test_doctor_checks_telegram_with_the_gateways_stored_session(
 ) -> None:
     async with OfflineTelegram() as tg:
         await store_gateway_session(services, tg.bot.id)
-        before = await stored_rows(services)
+        before = await stored(services)
         offline(monkeypatch, telegram_client, tg)
         tg.server.exchanges.clear()  # the offline Telegram's own start-up
         await doctor(services, telegram=True)
     out = capsys.readouterr().out
     assert "[ok  ] telegram: logged in as @flick_test_bot" in out.splitlines()
     assert_borrowed(tg)
-    assert await stored_rows(services) == before
-    token = services.bot_token.get_secret_value()  # type: ignore[union-attr]
-    assert not (services.data_dir / f"{session_name(token)}.session").exists()
+    assert await stored(services) == before
+    assert await saved_pts(services) == GATEWAY_PTS
 
 
 async def test_reconcile_reads_the_stars_history_with_the_gateways_stored_session(
@@ -152,7 +172,7 @@ async def test_reconcile_reads_the_stars_history_with_the_gateways_stored_sessio
 ) -> None:
     async with OfflineTelegram() as tg:
         await store_gateway_session(services, tg.bot.id)
-        before = await stored_rows(services)
+        before = await stored(services)
         offline(monkeypatch, runtime, tg)
         bob = tg.user(6101, "Bob")
         tg.payment(bob, payload="order:lost", total_amount=225, charge_id="stx-one-off")
@@ -163,16 +183,15 @@ async def test_reconcile_reads_the_stars_history_with_the_gateways_stored_sessio
     assert "Stars transactions read: 1" in out
     assert tg.sent(raw.functions.payments.GetStarsTransactions)
     assert_borrowed(tg)
-    stored = await stored_rows(services)
-    assert stored == before
-    assert stored[1][0]["pts"] == GATEWAY_PTS
+    assert await stored(services) == before
+    assert await saved_pts(services) == GATEWAY_PTS
 
 
 async def test_a_one_off_with_no_stored_session_signs_in_without_updates_and_logs_out(
     services: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Before any gateway ran: the doctor still checks the credentials, with a session of its
-    own that asks for no updates, is logged out at the end and is not stored."""
+    own that asks for no updates, is logged out at the end and is stored nowhere."""
     async with OfflineTelegram() as tg:
         offline(monkeypatch, telegram_client, tg)
         tg.server.exchanges.clear()
@@ -183,6 +202,6 @@ async def test_a_one_off_with_no_stored_session_signs_in_without_updates_and_log
     assert raw.functions.auth.ImportBotAuthorization in requests
     assert requests[-1] is raw.functions.auth.LogOut
     assert [e for e in tg.exchanges if e.wants_updates] == []
-    session, states = await stored_rows(services)
-    assert states == []  # nothing for a gateway to resume from but what it fetches itself
-    assert session is None or (session["auth_key"] is None and session["user_id"] is None)
+    # Nothing stored, not even an empty session: the first gateway still finds none, and
+    # imports its session file if it has one.
+    assert await stored(services) is None
