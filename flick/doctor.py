@@ -44,6 +44,7 @@ async def doctor(settings: Settings, telegram: bool = True) -> int:
     if not exposed:
         line(True, "files", "the data directory, the session and other secrets are private")
 
+    database_down = False
     async with AsyncExitStack() as stack:
         data_dir = prepare_data_dir(Path(settings.data_dir))
         try:
@@ -71,6 +72,7 @@ async def doctor(settings: Settings, telegram: bool = True) -> int:
                 )
         except Exception as exc:  # noqa: BLE001 - doctor reports, never crashes
             line(False, "database", str(exc), "check DATABASE_URL")
+            database_down = True
 
         try:
             if settings.s3_endpoint is None:
@@ -110,6 +112,13 @@ async def doctor(settings: Settings, telegram: bool = True) -> int:
         if telegram:
             if settings.missing_for_telegram():
                 line(False, "telegram", "credentials not set", "set API_ID, API_HASH and BOT_TOKEN")
+            elif database_down and settings.session_store == "database":
+                line(
+                    False,
+                    "telegram",
+                    "not checked: the session is in the database (SESSION_STORE=database)",
+                    "fix the database first",
+                )
             else:
                 try:
                     from flick.telegram.client import build_client, stop_one_off
