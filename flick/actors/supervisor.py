@@ -196,7 +196,9 @@ class Supervisor:
             self._side_tasks.add(apology)
             apology.add_done_callback(self._side_tasks.discard)
         if self.accepting or (mailbox is not None and len(mailbox)):
-            self._restarts[uid] = asyncio.get_running_loop().call_later(delay, self._restart, uid)
+            self._restarts[uid] = asyncio.get_running_loop().call_later(
+                delay, self._restart, uid
+            )
 
     def _restart(self, uid: int) -> None:
         self._restarts.pop(uid, None)
@@ -266,7 +268,9 @@ class Supervisor:
             )
             capture_generation_failure(job.generation_id, job.user_id, exc)
             error = FinalError(str(exc) or type(exc).__name__, kind=type(exc).__name__)
-        self.post(job.user_id, msg.GenerationEnded(job.generation_id, error, job.recipient_gone))
+        self.post(
+            job.user_id, msg.GenerationEnded(job.generation_id, error, job.recipient_gone)
+        )
 
     async def _run_through_blips(self, job: Job) -> None:
         """Run a generation; when our database or storage failed it for a while, resume it from
