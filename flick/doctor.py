@@ -44,6 +44,7 @@ async def doctor(settings: Settings, telegram: bool = True) -> int:
     if not exposed:
         line(True, "files", "the data directory, the session and other secrets are private")
 
+    database_down = False
     async with AsyncExitStack() as stack:
         data_dir = prepare_data_dir(Path(settings.data_dir))
         try:
@@ -71,6 +72,7 @@ async def doctor(settings: Settings, telegram: bool = True) -> int:
                 )
         except Exception as exc:  # noqa: BLE001 - doctor reports, never crashes
             line(False, "database", str(exc), "check DATABASE_URL")
+            database_down = True
 
         try:
             if settings.s3_endpoint is None:
@@ -106,23 +108,34 @@ async def doctor(settings: Settings, telegram: bool = True) -> int:
             except Exception as exc:  # noqa: BLE001
                 line(False, name, str(exc) or type(exc).__name__, fix)
 
-    if telegram:
-        if settings.missing_for_telegram():
-            line(False, "telegram", "credentials not set", "set API_ID, API_HASH and BOT_TOKEN")
-        else:
-            try:
-                from flick.telegram.client import build_client
-                from flick.telegram.gateway import connect
-
-                client = build_client(settings)
-                await connect(client, 20.0)
+        # Inside the stack: with SESSION_STORE=database the session is read through the pool.
+        if telegram:
+            if settings.missing_for_telegram():
+                line(False, "telegram", "credentials not set", "set API_ID, API_HASH and BOT_TOKEN")
+            elif database_down and settings.session_store == "database":
+                line(
+                    False,
+                    "telegram",
+                    "not checked: the session is in the database (SESSION_STORE=database)",
+                    "fix the database first",
+                )
+            else:
                 try:
-                    me = client.me
-                    line(True, "telegram", f"logged in as @{getattr(me, 'username', '?')}")
-                finally:
-                    await client.stop()
-            except ServiceError as exc:  # connect() names the cause and what to do
-                line(False, "telegram", str(exc))
-            except Exception as exc:  # noqa: BLE001
-                line(False, "telegram", str(exc), "check BOT_TOKEN, API_ID, API_HASH and network")
+                    from flick.telegram.client import build_client, stop_one_off
+                    from flick.telegram.gateway import connect
+
+                    client = build_client(settings, one_off=True)
+                    await connect(client, 20.0)
+                    try:
+                        me = client.me
+                        line(True, "telegram", f"logged in as @{getattr(me, 'username', '?')}")
+                    finally:
+                        await stop_one_off(client)
+                except ServiceError as exc:  # connect() names the cause and what to do
+                    line(False, "telegram", str(exc))
+                except Exception as exc:  # noqa: BLE001
+                    line(
+                        False, "telegram", str(exc), "check BOT_TOKEN, API_ID, API_HASH and network"
+                    )
+
     return 1 if failures else 0

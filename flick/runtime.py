@@ -35,8 +35,9 @@ from flick.telegram.client import (
     Client,
     build_client,
     build_owner_client,
-    database_session,
     session_name,
+    session_storage,
+    stop_one_off,
 )
 from flick.telegram.gateway import TelegramGateway, connect
 from flick.telegram.leadership import Leadership, lock_key
@@ -77,17 +78,21 @@ async def reconcile_at_start(app: Flick, client: Client) -> Report | None:
 
 
 async def reconcile_command(settings: Settings) -> int:
-    """`flick payments reconcile`: the same as at start-up, on demand, then stop."""
-    client = build_client(settings)
-    await connect(client, 30.0)
-    try:
-        outbox = TelegramOutbox(client, rate=settings.send_rate)
-        async with outbox, Flick(settings, outbox, resume=False) as app:
-            outbox.storage = app.storage
+    """`flick payments reconcile`: the same as at start-up, on demand, then stop. It may run
+    while a gateway serves: its client borrows the stored session and takes no updates."""
+    client = build_client(settings, one_off=True)
+    outbox = TelegramOutbox(client, rate=settings.send_rate)
+    report = None
+    async with outbox, Flick(settings, outbox, resume=False) as app:
+        outbox.storage = app.storage
+        try:
+            # After the engine's services: with SESSION_STORE=database the session is read
+            # through the database pool.
+            await connect(client, 30.0)
             report = await reconcile_at_start(app, client)
+        finally:
             await app.supervisor.stop()
-    finally:
-        await client.stop()
+            await stop_one_off(client)
     for line in report.lines() if report else ["reconciliation failed: see the log"]:
         print(line)
     return 0 if report else 1
@@ -217,10 +222,9 @@ async def serve_engine(
             instruments.on_metric("update", {"kind": type(event).__name__}, 1)
             await engine[0].dispatch(event)
 
-    session = None
-    if settings.session_store == "database":
-        # Written through the lock connection: a gateway that lost the lock cannot write it.
-        session = database_session(settings, (lambda: lead) if lead is not None else pool)
+    # With SESSION_STORE=database, written through the lock connection: a gateway that lost
+    # the lock cannot write it.
+    session = session_storage(settings, executor=(lambda: lead) if lead is not None else pool)
     gateway = make_gateway(settings, dispatch, session=session)
     if lead is not None:
         lead.on_lost(gateway.adapter.uninstall)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sqlite3
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
 from pyrogram import Client, enums
+from pyrogram.errors.rpc_error import RPCError
+from pyrogram.raw.functions.auth.log_out import LogOut
 from pyrogram.storage import SQLiteStorage, Storage
 
 from flick.errors import ConfigError
+from flick.models.db import pool
 from flick.private_files import create_private, private_dir
 from flick.settings import HINTS, Settings
+from flick.telegram.guest_session import GuestSession
 from flick.telegram.session_import import import_file_session
 from flick.telegram.session_seal import Seal
 from flick.telegram.session_store import DatabaseSessionStorage, Executor
@@ -107,48 +113,102 @@ class PrivateSessionStorage(SQLiteStorage):
             await super().update()  # type: ignore[no-untyped-call]
 
 
+class BorrowedSessionFile(SQLiteStorage):
+    """The session file opened read-only, for a one-off command (GuestSession on top) while the
+    gateway may be using it: kurigram's own open() would migrate and VACUUM it, rewriting the
+    file, and wait for or hold locks the gateway's saves need."""
+
+    async def open(self) -> None:
+        # Blocking, like the sqlite3 calls of kurigram's own open(): once, at start.
+        self.conn = sqlite3.connect(
+            f"file:{self.database}?mode=ro", uri=True, timeout=1, check_same_thread=False
+        )
+
+
 def _create_if_missing(path: Path) -> None:
     if not path.is_file():
         os.close(create_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
 
 
-def database_session(settings: Settings, executor: Callable[[], Executor]) -> Storage:
-    """The bot's session in the database (SESSION_STORE=database), its rows written through
-    `executor`: the elected gateway's lock connection (flick.telegram.leadership)."""
+def session_storage(
+    settings: Settings, *, executor: Callable[[], Executor] | None = None, borrow: bool = False
+) -> Storage:
+    """The bot's session where SESSION_STORE keeps it: the one place a bot client gets it.
+
+    "file": kurigram's SQLite file in `settings.data_dir`. "database": rows in PostgreSQL,
+    written through `executor`, by default the pool (the elected gateway passes its lock
+    connection, flick.telegram.leadership, so that it cannot write once it has lost the lock).
+    `borrow`: for a one-off command (see `build_client`); a session not stored yet is not
+    created, so the first gateway still finds none (and imports its file, if it has one).
+    """
     settings.require_telegram()
     assert settings.bot_token is not None  # require_telegram
     token = settings.bot_token.get_secret_value()
     name = session_name(token)
+    if settings.session_store == "file":
+        workdir = private_dir(settings.data_dir)
+        if not borrow:
+            return PrivateSessionStorage(name, workdir=workdir)
+        if (workdir / f"{name}{PrivateSessionStorage.FILE_EXTENSION}").is_file():
+            return BorrowedSessionFile(name, workdir=workdir)
+        return SQLiteStorage(name, workdir=workdir, in_memory=True)  # none made for a one-off
     seal = Seal(token, name)
+    if borrow:
+        return DatabaseSessionStorage(name, executor or pool, seal, create=False)
     # A session file from SESSION_STORE=file is carried over once (flick.telegram.session_import).
     legacy = Path(settings.data_dir) / f"{name}{PrivateSessionStorage.FILE_EXTENSION}"
     return DatabaseSessionStorage(
-        name, executor, seal, first_use=partial(import_file_session, legacy, name, seal=seal)
+        name,
+        executor or pool,
+        seal,
+        first_use=partial(import_file_session, legacy, name, seal=seal),
     )
 
 
-def build_client(settings: Settings, session: Storage | None = None) -> Client:
-    """A kurigram client for the bot: its session in `session`, or in a file in
-    `settings.data_dir`."""
+def build_client(
+    settings: Settings, session: Storage | None = None, *, one_off: bool = False
+) -> Client:
+    """A kurigram client for the bot, its session in `session` or `session_storage(settings)`.
+
+    `one_off`: for a command that runs beside the gateway (`flick doctor`, `flick payments
+    reconcile`). It borrows the stored session without writing it back (GuestSession: no new
+    sign-in, the gateway's update state untouched) and asks Telegram for nothing to be pushed
+    to it (`no_updates`: every request goes as invokeWithoutUpdates), so the bot's updates keep
+    going to the gateway. Stop it with `stop_one_off`.
+    """
     settings.require_telegram()
     assert settings.api_hash is not None and settings.bot_token is not None  # require_telegram
     token = settings.bot_token.get_secret_value()
     api_hash = settings.api_hash.get_secret_value()
     redact_in_kurigram_logs(token, api_hash)
-    name = session_name(token)
-    workdir = private_dir(settings.data_dir)
+    storage = session or session_storage(settings, borrow=one_off)
     return Client(
-        name,
+        session_name(token),
         api_id=settings.api_id,
         api_hash=api_hash,
         bot_token=token,
-        workdir=workdir,
-        storage_engine=session or PrivateSessionStorage(name, workdir=workdir),
-        # Fetch what arrived while the bot was down (a restart, a deploy): a user's photo or a
-        # successful payment must not be lost. The engine recognises redeliveries by event_id.
-        skip_updates=False,
+        workdir=private_dir(settings.data_dir),
+        storage_engine=GuestSession(storage) if one_off else storage,
+        no_updates=one_off,
+        # A one-off fetches nothing at start either: what it fetched would reach no handler.
+        # The gateway fetches what arrived while the bot was down (a restart, a deploy): a
+        # user's photo or a successful payment must not be lost. The engine knows
+        # redeliveries by event_id.
+        skip_updates=one_off,
         **CLIENT_OPTIONS,
     )
+
+
+async def stop_one_off(client: Client) -> None:
+    """Stop a `build_client(one_off=True)` client. If it had to sign in (no session stored
+    yet), that session is logged out at Telegram: one-off sessions do not pile up."""
+    storage = client.storage
+    if client.is_connected and isinstance(storage, GuestSession) and storage.signed_in:
+        with contextlib.suppress(RPCError, OSError, TimeoutError):
+            await client.invoke(LogOut())
+    if client.is_connected:
+        with contextlib.suppress(ConnectionError):
+            await client.stop()
 
 
 OWNER_SESSION = "flick-owner"
@@ -175,4 +235,4 @@ def build_owner_client(settings: Settings) -> Client:
     )
 
 
-__all__ = ["Client", "build_client", "build_owner_client"]
+__all__ = ["Client", "build_client", "build_owner_client", "session_storage", "stop_one_off"]

@@ -54,8 +54,12 @@ class DatabaseSessionStorage(Storage):
         seal: Seal,
         *,
         first_use: Callable[[Executor], Awaitable[object]] | None = None,
+        create: bool = True,
     ) -> None:
         self.name = name
+        # False: a session not in the database yet reads as empty and is not created (a one-off
+        # command must not make the row: the first gateway would then skip its file's import).
+        self._create = create
         self._db = executor  # called when used: the pool or lock connection opens after this
         self._seal = seal
         self._first_use = first_use  # fills a new session (flick.telegram.session_import)
@@ -70,6 +74,9 @@ class DatabaseSessionStorage(Storage):
     async def open(self) -> None:
         db = self._db()
         row = await db.fetchrow("SELECT * FROM telegram_sessions WHERE name = $1", self.name)
+        if row is None and not self._create:
+            self._session, self._auth_key, self._states = {}, None, {}
+            return
         if row is None:
             await db.execute(
                 "INSERT INTO telegram_sessions (name, dc_id, server_address, port, date, version) "

@@ -46,8 +46,8 @@ async def test_doctor_says_which_login_setting_telegram_refused(
     ):
         real_build = telegram_client.build_client
 
-        def build_offline(settings: Settings) -> Any:
-            client = real_build(settings)
+        def build_offline(settings: Settings, **options: Any) -> Any:
+            client = real_build(settings, **options)
             attach_offline(client, tg.server, authorized=False)
             return client
 
@@ -76,3 +76,38 @@ async def test_doctor_says_which_login_setting_telegram_refused(
     assert "network" not in line
     for secret in (BOT_TOKEN, BOT_TOKEN.split(":")[1], API_HASH):
         assert secret not in out
+
+
+async def test_doctor_does_not_check_telegram_when_the_database_holding_the_session_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With SESSION_STORE=database the session cannot be read without the database: no
+    sign-in in its place (a second session beside the gateway), and the line says why."""
+    async with OfflineTelegram() as tg:
+        real_build = telegram_client.build_client
+
+        def build_offline(settings: Settings, **options: Any) -> Any:
+            client = real_build(settings, **options)
+            attach_offline(client, tg.server, authorized=None)
+            return client
+
+        monkeypatch.setattr(telegram_client, "build_client", build_offline)
+        tg.server.exchanges.clear()
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            data_dir=tmp_path / "var",
+            database_url=SecretStr("postgresql://flick:pw@127.0.0.1:1/flick"),
+            s3_endpoint="127.0.0.1:1",
+            s3_access_key=SecretStr("a"),
+            s3_secret_key=SecretStr("b"),
+            api_id=12345,
+            api_hash=SecretStr(API_HASH),
+            bot_token=SecretStr(BOT_TOKEN),
+            session_store="database",
+        )
+        code = await doctor(settings, telegram=True)
+    out = capsys.readouterr().out
+    assert code == 1
+    (line,) = [x for x in out.splitlines() if x.startswith("[FAIL] telegram:")]
+    assert "SESSION_STORE=database" in line and line.endswith("fix the database first")
+    assert tg.exchanges == []

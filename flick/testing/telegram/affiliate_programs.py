@@ -65,9 +65,11 @@ class AffiliatePrograms:
         self.program = Program(permille, months)
         return self.program.raw(self.bot.id)
 
-    def full_user(self, request: Any, users: dict[int, Any]) -> Any:
-        """users.getFullUser: the bot's profile carries its program."""
-        user_id = getattr(request.id, "user_id", None)
+    def full_user(self, request: Any, users: dict[int, Any], me: int | None = None) -> Any:
+        """users.getFullUser: the bot's profile carries its program. `me`: who inputUserSelf is
+        (kurigram's get_me asks so)."""
+        self_ = isinstance(request.id, raw.types.InputUserSelf)
+        user_id = me if self_ else getattr(request.id, "user_id", None)
         user = users.get(user_id) if user_id is not None else None
         if user is None:
             raise rpc_error(request, "USER_ID_INVALID")

@@ -29,13 +29,20 @@ from flick.testing.telegram.wire import OfflineSession
 UNKNOWN_CONSTRUCTOR = 0x0BADC0DE
 
 
-def attach_offline(client: Client, server: Any, *, authorized: bool) -> None:
-    """`client.start()` logs in through `server`: with a saved session (`authorized`) or with
-    the bot token (`auth.importBotAuthorization`)."""
+def attach_offline(client: Client, server: Any, *, authorized: bool | None) -> None:
+    """`client.start()` logs in through `server`: with a saved session (`authorized`), with
+    the bot token (`auth.importBotAuthorization`), or (None) with whatever the client's
+    storage holds: a stored session is used as it is (nothing written), an empty one signs in
+    with the token."""
     storage: Any = client.storage  # kurigram leaves it unannotated
 
     async def connect() -> bool:
         await storage.open()
+        stored = await storage.user_id() is not None and await storage.auth_key() is not None
+        if authorized is None and stored:
+            client.session = OfflineSession(server, server.dc_id, False)  # type: ignore[assignment]
+            client.is_connected = True
+            return True
         await storage.dc_id(server.dc_id)
         await storage.api_id(client.api_id)
         await storage.test_mode(False)
@@ -45,7 +52,7 @@ def attach_offline(client: Client, server: Any, *, authorized: bool) -> None:
         await storage.is_bot(True if authorized else None)
         client.session = OfflineSession(server, server.dc_id, False)  # type: ignore[assignment]
         client.is_connected = True
-        return authorized
+        return bool(authorized)
 
     client.connect = connect  # type: ignore[method-assign]
 

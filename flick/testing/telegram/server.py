@@ -82,11 +82,17 @@ class TelegramServer:
                 q, self.users
             ),
             raw.functions.users.GetUsers: self._get_users,
-            raw.functions.users.GetFullUser: lambda q: self.affiliate.full_user(q, self.users),
+            raw.functions.users.GetFullUser: lambda q: self.affiliate.full_user(
+                q, self.users, self.bot.id if self.session_is_bot else None
+            ),
             raw.functions.bots.UpdateStarRefProgram: lambda q: self.affiliate.update(
                 q, self.session_is_bot
             ),
             raw.functions.updates.GetState: self._get_state,
+            raw.functions.auth.ImportBotAuthorization: lambda q: raw.types.auth.Authorization(
+                user=self.bot
+            ),
+            raw.functions.auth.LogOut: lambda q: raw.types.auth.LoggedOut(),
             raw.functions.updates.GetDifference: lambda q: self.redelivery.difference(q),
             raw.functions.upload.SaveFilePart: self.files.save_part,
             raw.functions.upload.SaveBigFilePart: self.files.save_part,
@@ -98,9 +104,12 @@ class TelegramServer:
         # back: kurigram's reader guesses small vector items by size, which suits Telegram's
         # answers and garbles requests (a vector of InputMessageID reads as longs).
         query.write()
-        request = query
+        # What a client sends when it wants no updates pushed to its connection (kurigram's
+        # `no_updates`): Telegram answers the inner request; the exchange records the wish.
+        pushed = not isinstance(query, raw.functions.InvokeWithoutUpdates)
+        request = query if pushed else query.query
         chat_id = chat_of(request)
-        exchange = Exchange(request, chat_id, time.monotonic())
+        exchange = Exchange(request, chat_id, time.monotonic(), wants_updates=pushed)
         self.exchanges.append(exchange)
         try:
             fault = next((f for f in self.faults if f.matches(request, chat_id)), None)

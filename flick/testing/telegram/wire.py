@@ -48,6 +48,8 @@ class Exchange:
     at: float
     result: Any = None
     error: BaseException | None = None
+    # False: sent as invokeWithoutUpdates, the connection asks for no updates to be pushed.
+    wants_updates: bool = True
 
     @property
     def ok(self) -> bool:
