@@ -270,7 +270,7 @@ class Flick:
             return self.faces
         from flick.pipeline.faces import HaarFaceDetector  # OpenCV loads only when it is used
 
-        return HaarFaceDetector()
+        return self._stack.enter_context(HaarFaceDetector())
 
     def _fallbacks(self, image: ImageProvider, video: VideoProvider) -> dict[str, Any]:
         """LOCAL_FALLBACK: the offline providers stand in when a remote one is down."""

@@ -4,7 +4,7 @@ is not counted and costs nothing; two good photos make a video as before."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from types import SimpleNamespace
 
 import pytest
@@ -21,8 +21,9 @@ UID = 4301
 
 
 @pytest.fixture(scope="module")
-def detector() -> HaarFaceDetector:
-    return HaarFaceDetector()
+def detector() -> Iterator[HaarFaceDetector]:
+    with HaarFaceDetector() as running:
+        yield running
 
 
 async def statuses(uid: int) -> list[str]:
