@@ -178,11 +178,19 @@ class Leadership:
                 await self.fetchrow("SELECT 1")
             except ConnectionError:
                 return
+            except Exception as exc:  # noqa: BLE001 - a probe that cannot tell counts as lost
+                self._lose(f"{type(exc).__name__} on the probe")
+                return
 
     # The Executor of flick.telegram.session_store: statements on the lock connection.
     async def _run(self, method: str, query: str, *args: Any) -> Any:
         async with self._io:
             conn = self._conn
+            if conn is not None and conn.is_closed():
+                # asyncpg's termination listener is not the only word on it: a connection the
+                # server ended can read as closed before (or without) the listener being called,
+                # and a probe that only refused would then leave the loss unnoticed for good.
+                self._lose("the database connection closed")
             if conn is None or not self.active:
                 raise ConnectionError("not the active gateway")
             try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+import asyncpg
 from loguru import logger
 from pyrogram.storage import UpdateState
 
@@ -47,3 +48,17 @@ if __name__ == "__main__":
     logger.remove()
     logger.add(sys.stdout, format="{message}", level="INFO")
     asyncio.run(main(sys.argv[1], sys.argv[2]))
+
+
+async def lock_holders(url: str, key: int) -> list[int]:
+    """Backends holding the advisory lock `key` (a bigint key: classid high, objid low word)."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = $1",
+            key,
+        )
+    finally:
+        await conn.close()
+    return [r["pid"] for r in rows]

@@ -29,6 +29,7 @@ from flick.telegram.leadership import Leadership, lock_key
 from flick.telegram.session_seal import Seal
 from flick.telegram.session_store import DatabaseSessionStorage
 from flick.testing.children import GUARD, Child
+from flick.testing.elector import lock_holders
 
 if TYPE_CHECKING:
     from loguru import Message
@@ -54,20 +55,6 @@ async def electors(url: str, session: str, count: int) -> AsyncIterator[list[Chi
     finally:
         for child in started:
             await child.kill()
-
-
-async def lock_holders(url: str, key: int) -> list[int]:
-    """Backends holding the advisory lock `key` (a bigint key: classid high, objid low word)."""
-    conn = await asyncpg.connect(url)
-    try:
-        rows = await conn.fetch(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = $1",
-            key,
-        )
-    finally:
-        await conn.close()
-    return [r["pid"] for r in rows]
 
 
 async def test_electors_started_at_the_same_instant_elect_exactly_one(migrated: str) -> None:
