@@ -12,15 +12,15 @@ to a session file either: an open write transaction would lock the gateway's own
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any
 
 from pyrogram.storage import Storage, UpdateState
 from pyrogram.storage.sqlite_storage import get_input_peer
 
-_UNSET: Final = object  # kurigram's own sentinel: an accessor called without a value reads
+from flick.telegram.session_fields import UNSET, SessionFields
 
 
-class GuestSession(Storage):
+class GuestSession(SessionFields, Storage):
     def __init__(self, stored: Storage) -> None:
         self.name = getattr(stored, "name", "guest")
         self._stored: Any = stored  # kurigram leaves Storage unannotated
@@ -80,42 +80,18 @@ class GuestSession(Storage):
         return await self._stored.get_peer_by_phone_number(phone_number)
 
     async def _field(self, field: str, value: Any) -> Any:
-        if value is _UNSET:
+        if value is UNSET:
             if field in self._own:
                 return self._own[field]
             return await getattr(self._stored, field)()
         self._own[field] = value
         return None
 
-    # kurigram's accessors: without a value they read, with one (None included) they write.
-    async def dc_id(self, value: Any = _UNSET) -> Any:
-        return await self._field("dc_id", value)
-
-    async def server_address(self, value: Any = _UNSET) -> Any:
-        return await self._field("server_address", value)
-
-    async def port(self, value: Any = _UNSET) -> Any:
-        return await self._field("port", value)
-
-    async def api_id(self, value: Any = _UNSET) -> Any:
-        return await self._field("api_id", value)
-
-    async def test_mode(self, value: Any = _UNSET) -> Any:
-        return await self._field("test_mode", value)
-
-    async def auth_key(self, value: Any = _UNSET) -> Any:
+    # kurigram's accessors besides SessionFields' (flick.telegram.session_fields).
+    async def auth_key(self, value: Any = UNSET) -> Any:
         return await self._field("auth_key", value)
 
-    async def date(self, value: Any = _UNSET) -> Any:
-        return await self._field("date", value)
-
-    async def user_id(self, value: Any = _UNSET) -> Any:
-        return await self._field("user_id", value)
-
-    async def is_bot(self, value: Any = _UNSET) -> Any:
-        return await self._field("is_bot", value)
-
-    async def version(self, value: Any = _UNSET) -> Any:
+    async def version(self, value: Any = UNSET) -> Any:
         return await self._field("version", value)
 
     def __repr__(self) -> str:  # never the key

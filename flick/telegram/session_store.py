@@ -27,9 +27,9 @@ from loguru import logger
 from pyrogram.storage import Storage, UpdateState
 from pyrogram.storage.sqlite_storage import get_input_peer
 
+from flick.telegram.session_fields import UNSET, SessionFields
 from flick.telegram.session_seal import Seal
 
-_UNSET: Final = object  # kurigram's own sentinel: an accessor called without a value reads
 _FIELDS: Final = frozenset(
     ("dc_id", "server_address", "port", "api_id", "test_mode", "date", "user_id", "is_bot")
 )
@@ -43,7 +43,7 @@ class Executor(Protocol):
     async def fetchrow(self, query: str, *args: Any) -> Any: ...
 
 
-class DatabaseSessionStorage(Storage):
+class DatabaseSessionStorage(SessionFields, Storage):
     VERSION: Final = 7  # kurigram's session schema these rows stand for
     USERNAME_TTL: Final = 8 * 60 * 60  # as kurigram's: an old username may belong to another
 
@@ -253,10 +253,10 @@ class DatabaseSessionStorage(Storage):
             raise KeyError(f"Phone number not found: {phone_number}")
         return get_input_peer(*row.values())
 
-    async def _field(self, field: str, value: Any = _UNSET) -> Any:
+    async def _field(self, field: str, value: Any = UNSET) -> Any:
         """Read (no value) or write one column of the session row, as kurigram's accessors do."""
         assert field in _FIELDS  # the column name goes into the statement
-        if value is _UNSET:
+        if value is UNSET:
             return self._session.get(field)
         await self._db().execute(
             f"UPDATE telegram_sessions SET {field} = $2 WHERE name = $1",
@@ -266,33 +266,9 @@ class DatabaseSessionStorage(Storage):
         self._session[field] = value
         return None
 
-    # kurigram's accessors: without a value they read, with one (None included) they write.
-    async def dc_id(self, value: Any = _UNSET) -> Any:
-        return await self._field("dc_id", value)
-
-    async def server_address(self, value: Any = _UNSET) -> Any:
-        return await self._field("server_address", value)
-
-    async def port(self, value: Any = _UNSET) -> Any:
-        return await self._field("port", value)
-
-    async def api_id(self, value: Any = _UNSET) -> Any:
-        return await self._field("api_id", value)
-
-    async def test_mode(self, value: Any = _UNSET) -> Any:
-        return await self._field("test_mode", value)
-
-    async def date(self, value: Any = _UNSET) -> Any:
-        return await self._field("date", value)
-
-    async def user_id(self, value: Any = _UNSET) -> Any:
-        return await self._field("user_id", value)
-
-    async def is_bot(self, value: Any = _UNSET) -> Any:
-        return await self._field("is_bot", value)
-
-    async def auth_key(self, value: Any = _UNSET) -> Any:
-        if value is _UNSET:
+    # kurigram's accessors besides SessionFields' (flick.telegram.session_fields).
+    async def auth_key(self, value: Any = UNSET) -> Any:
+        if value is UNSET:
             return self._auth_key
         sealed = None if value is None else self._seal.seal(bytes(value))
         await self._db().execute(
@@ -301,8 +277,8 @@ class DatabaseSessionStorage(Storage):
         self._auth_key = None if value is None else bytes(value)
         return None
 
-    async def version(self, value: Any = _UNSET) -> Any:
-        return self.VERSION if value is _UNSET else None
+    async def version(self, value: Any = UNSET) -> Any:
+        return self.VERSION if value is UNSET else None
 
     def __repr__(self) -> str:  # never the key
         return f"DatabaseSessionStorage({self.name!r})"
