@@ -55,9 +55,9 @@ def actor_state(h: EngineHarness, uid: int) -> State | None:
     return None if actor is None else actor.conv.state
 
 
-async def ask_for_a_video(h: EngineHarness, uid: int, style: str) -> None:
-    """/create, consent (when asked), a style and two photos, as the user would, each step
-    handled before the next; the generation itself is not waited for."""
+async def choose_style(h: EngineHarness, uid: int, style: str) -> None:
+    """/create, consent (when asked) and a style, as the user would, each step handled before
+    the next."""
     await h.command(uid, "create")
     await h.settle(generations=False)
     if any((d or "") == "consent" for _, d in h.last_keyboard(uid).buttons()):
@@ -65,6 +65,11 @@ async def ask_for_a_video(h: EngineHarness, uid: int, style: str) -> None:
         await h.settle(generations=False)
     await h.pick_style(uid, style)
     await h.settle(generations=False)
+
+
+async def ask_for_a_video(h: EngineHarness, uid: int, style: str) -> None:
+    """`choose_style`, then two photos; the generation itself is not waited for."""
+    await choose_style(h, uid, style)
     await h.photo(uid, make_jpeg("red"))
     await h.photo(uid, make_jpeg("blue"))
     await h.settle(generations=False)

@@ -26,6 +26,7 @@ from flick.testing.direct_style import (
 )
 from flick.testing.engine import EngineHarness, make_jpeg
 from flick.testing.fake_replicate import Fault
+from flick.testing.generation_tools import choose_style
 
 UID = 7701
 
@@ -54,13 +55,7 @@ def styles_file(tmp_path: Path, *tiers: str) -> Path:
 
 async def choose(h: EngineHarness, uid: int, style: str, tier: str | None) -> None:
     """/create, consent, the style and (when given) the tier; no photos yet."""
-    await h.command(uid, "create")
-    await h.settle(generations=False)
-    if any((d or "") == "consent" for _, d in h.last_keyboard(uid).buttons()):
-        await h.press(uid, "consent", h.last_keyboard(uid).message_id)
-        await h.settle(generations=False)
-    await h.pick_style(uid, style)
-    await h.settle(generations=False)
+    await choose_style(h, uid, style)
     if tier is not None:
         await h.press(uid, f"tier:{style}:{tier}", h.last_keyboard(uid).message_id)
         await h.settle(generations=False)
