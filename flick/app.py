@@ -6,6 +6,7 @@ lock → database (embedded or external) → migrations → storage → provider
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -14,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from loguru import logger
+from pgqueuer.models import Job as QueueJob
 
 from flick import i18n
 from flick.actors import messages as msg
@@ -22,7 +24,7 @@ from flick.actors.supervisor import Supervisor
 from flick.admin.broadcast import Broadcaster
 from flick.embedded import DataDirLock, EmbeddedPostgres, EmbeddedSeaweed, prepare_data_dir
 from flick.errors import ConfigError
-from flick.models import db, migrations, referrals
+from flick.models import db, generation_jobs, migrations, referrals
 from flick.ops.instruments import Instruments
 from flick.ops.logging import register_secret
 from flick.payments.packages import build_packages
@@ -37,7 +39,11 @@ from flick.pipeline.transfer import remove_leftovers
 from flick.ports import FaceDetector, ImageProvider, Outbox, Storage, VideoProvider
 from flick.settings import Settings
 from flick.storage import S3Storage
-from flick.styles import load_styles
+from flick.styles import Style, load_styles
+from flick.work import signals
+from flick.work.engine import Entrypoint, WorkEngine
+from flick.work.progress_board import ProgressBoard
+from flick.work.version import config_version
 
 
 def check_providers(settings: Settings) -> None:
@@ -122,6 +128,8 @@ class Flick:
     broadcaster: Broadcaster = field(init=False)
     limiter: AILimiter = field(init=False)
     sweeper: PhotoSweeper = field(init=False)
+    work: WorkEngine = field(init=False)
+    _reloads: set[asyncio.Task[None]] = field(init=False, default_factory=set)
     _stack: AsyncExitStack = field(init=False, default_factory=AsyncExitStack)
 
     async def __aenter__(self) -> Flick:
@@ -237,6 +245,7 @@ class Flick:
         ctx.broadcaster = self.broadcaster
         stack.push_async_callback(self.broadcaster.stop)
         self.supervisor = await stack.enter_async_context(Supervisor(ctx))
+        await self._start_work(url, styles)
         self.sweeper = await stack.enter_async_context(
             PhotoSweeper(storage, timedelta(hours=s.photo_keep_hours), s.photo_sweep_seconds)
         )
@@ -262,6 +271,47 @@ class Flick:
             self.supervisor.post(inviter, msg.ReferralBonus(referral_id))
         if owed:
             logger.info("crediting {} inviter bonus(es) left over from before", len(owed))
+
+    async def _start_work(self, url: str, styles: dict[str, Style]) -> None:
+        """Generation work from the queue: this process takes `generate` jobs (within the AI
+        bound every process shares) and `settle` jobs (workers' videos to send, their failures
+        to refund); progress of generations run elsewhere or waiting is shown from here."""
+        s, stack, supervisor = self.settings, self._stack, self.supervisor
+        generation_jobs.set_version(config_version(styles, s))
+        await generation_jobs.publish_version()  # this gateway's configuration is in force
+        board = await stack.enter_async_context(
+            ProgressBoard(self.outbox, styles, is_local=supervisor.generations.running)
+        )
+        await stack.enter_async_context(
+            signals.Listener(
+                url,
+                on_progress=board.show,
+                on_cancel=supervisor.generations.cancel,
+                on_queue_change=board.poke,
+            )
+        )
+
+        async def generate(job: QueueJob) -> None:
+            await supervisor.run_generation(generation_jobs.generation_of(job.payload))
+
+        async def settle(job: QueueJob) -> None:
+            await supervisor.settle(generation_jobs.Outcome.load(job.payload or b"{}"))
+
+        self.work = await stack.enter_async_context(
+            WorkEngine(
+                url,
+                [Entrypoint(generation_jobs.SETTLE, settle)]
+                + (
+                    [Entrypoint(generation_jobs.GENERATE, generate, limit=s.ai_concurrency)]
+                    if s.gateway_generates
+                    else []
+                ),
+                heartbeat=timedelta(seconds=s.work_heartbeat_seconds),
+            )
+        )
+        # Before the engine's exit waits for its handlers: their generations stop first.
+        supervisor.stop_taking = self.work.stop_taking
+        stack.push_async_callback(supervisor.stop)
 
     def _face_detector(self) -> FaceDetector | None:
         if not self.settings.face_check:
@@ -297,6 +347,11 @@ class Flick:
         current = self.supervisor.ctx.styles
         current.clear()
         current.update(styles)
+        # The new styles are in force: workers still on the old ones are told and wait.
+        generation_jobs.set_version(config_version(styles, self.settings))
+        task = asyncio.create_task(generation_jobs.publish_version())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
         logger.info("styles reloaded: {}", ",".join(styles))
         return True
 

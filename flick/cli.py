@@ -37,6 +37,12 @@ async def _run(settings: Settings) -> None:
     await _until_signal(lambda stop: serve(settings, stop))
 
 
+async def _worker(settings: Settings) -> None:
+    from flick.worker import serve_worker
+
+    await _until_signal(lambda stop: serve_worker(settings, stop))
+
+
 async def _services(settings: Settings) -> None:
     from flick.embedded import DataDirLock, EmbeddedPostgres, EmbeddedSeaweed, prepare_data_dir
 
@@ -60,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="flick", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the bot (needs API_ID, API_HASH, BOT_TOKEN and AI keys)")
+    sub.add_parser(
+        "worker",
+        help="run generation steps only, beside a gateway (needs its DATABASE_URL, S3 and AI keys)",
+    )
     chat = sub.add_parser("chat", help="talk to the engine in this terminal (offline by default)")
     chat.add_argument("--out", type=Path, default=Path("chat-out"), help="where videos are saved")
     sub.add_parser("services", help="start only the embedded PostgreSQL and SeaweedFS")
@@ -89,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
 
             check_providers(settings)
             asyncio.run(_run(settings))
+        elif args.command == "worker":
+            from flick.app import check_providers
+
+            check_providers(settings)
+            asyncio.run(_worker(settings))
         elif args.command == "chat":
             if settings.openai_api_key is None and "IMAGE_PROVIDER" not in _env():
                 settings = settings.model_copy(update={"image_provider": "local"})

@@ -91,6 +91,13 @@ class Settings(BaseSettings):
 
     # Limits and budgets.
     ai_concurrency: int = Field(default=4, ge=1, le=1000)
+    # A generation whose process stopped beating this long is taken over by another (a worker,
+    # a restarted Flick): the takeover time after a crash, not after a clean stop.
+    work_heartbeat_seconds: float = Field(default=10.0, ge=1, le=300)
+    # False: this `flick run` takes no generation steps, only Telegram and the delivery of what
+    # `flick worker` processes made (its CPU and network card serve Telegram alone). Needs at
+    # least one worker running, or generations wait in the queue.
+    gateway_generates: bool = True
     compose_budget_seconds: float = Field(default=180, gt=0)
     animate_budget_seconds: float = Field(default=600, gt=0)
     deliver_budget_seconds: float = Field(default=300, gt=0)

@@ -34,7 +34,7 @@ class Mailbox:
 
     def remember(self, event_ids: Iterable[str]) -> None:
         """Ids handled before this process started (newest first), as the database has them."""
-        for event_id in reversed(tuple(event_ids)[: RECENT_IDS]):
+        for event_id in reversed(tuple(event_ids)[:RECENT_IDS]):
             self.first_time(event_id)
 
     def forget(self, event_id: str) -> None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Coroutine
 from types import TracebackType
+from typing import Any
 
 from loguru import logger
 
@@ -22,10 +24,13 @@ from flick.actors.mailbox import Mailbox
 from flick.actors.user import UserActor
 from flick.errors import FinalError, is_transient
 from flick.i18n import pick_language, t
-from flick.models import generations
-from flick.ops.sentry import capture_generation_failure
+from flick.models import generation_jobs, generations
+from flick.models.generation_jobs import Outcome
 from flick.pipeline.runner import Job
 from flick.ports import RecipientGone, RecipientUnreachable
+from flick.work import signals
+from flick.work.job_records import job_for
+from flick.work.tasks import Ended, GenerationTasks
 
 _MONEY = (ev.PreCheckout, ev.PaymentSucceeded, ev.PaymentRefunded, ev.SubscriptionChanged)
 
@@ -38,7 +43,10 @@ class Supervisor:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._mailboxes: dict[int, Mailbox] = {}
         self._users: dict[int, ev.UserInfo] = {}
-        self._generations: dict[int, tuple[Job, asyncio.Task[None]]] = {}
+        self.generations = GenerationTasks(ctx.runner.run, self._generation_ended)
+        self._stopped = False
+        #: Stops the queue handing this process generations (set by whoever runs the queue).
+        self.stop_taking: Callable[[], None] = lambda: None
         self._groups_told: set[int] = set()
         self.accepting = False
         self.crashes = 0
@@ -86,6 +94,10 @@ class Supervisor:
         it would be paid again after the restart. The others (waiting for the limiter, animating:
         resumable from the saved prediction id) are stopped at once, so none starts a paid step.
         """
+        if self._stopped:
+            return
+        self._stopped = True
+        self.stop_taking()
         self.accepting = False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + drain_seconds
@@ -99,23 +111,8 @@ class Supervisor:
                 await asyncio.sleep(0.01)
 
         await drain()
-        finishing: list[asyncio.Task[None]] = []
-        for job, task in list(self._generations.values()):
-            job.user_canceled = False
-            if job.paid_step is None:
-                task.cancel()
-            else:  # it parks itself once the step's result is saved (or ends if the step fails)
-                job.stop_after_step = True
-                finishing.append(task)
-        if finishing:
-            logger.info("letting {} paid step(s) finish before stopping", len(finishing))
-            await asyncio.wait(finishing, timeout=max(0.0, deadline - loop.time()))
-        for _, task in list(self._generations.values()):
-            task.cancel()
-        gens = [task for _, task in self._generations.values()]
-        await asyncio.gather(*gens, return_exceptions=True)
-        if finishing:
-            await drain()  # a step that failed meanwhile reported it: its refund is made now
+        await self.generations.stop(deadline)
+        await drain()  # a step that failed meanwhile reported it: its refund is made now
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -196,9 +193,7 @@ class Supervisor:
             self._side_tasks.add(apology)
             apology.add_done_callback(self._side_tasks.discard)
         if self.accepting or (mailbox is not None and len(mailbox)):
-            self._restarts[uid] = asyncio.get_running_loop().call_later(
-                delay, self._restart, uid
-            )
+            self._restarts[uid] = asyncio.get_running_loop().call_later(delay, self._restart, uid)
 
     def _restart(self, uid: int) -> None:
         self._restarts.pop(uid, None)
@@ -243,70 +238,76 @@ class Supervisor:
             await self.ctx.outbox.send_text(event.chat_id, t("en", "private_only"))
 
     # ---- generations -----------------------------------------------------------------------
-    def start_generation(self, job: Job) -> bool:
-        if job.generation_id in self._generations:
+    def start_generation(self, job: Job, handed_over: bool = False) -> bool:
+        """A user's generation: its job is in the queue (handed over with its charge, or now,
+        when resumed); it runs here when the queue hands it to this process, or on a worker."""
+        if self.generations.running(job.generation_id):
             return False
-        task = asyncio.create_task(self._generate(job), name=f"generation-{job.generation_id}")
-        self._generations[job.generation_id] = (job, task)
-        task.add_done_callback(lambda _: self._generations.pop(job.generation_id, None))
+        if not handed_over:
+            self._side(self._hand_over(job.generation_id))
         return True
 
-    async def _generate(self, job: Job) -> None:
-        error: FinalError | None = None
-        try:
-            await self._run_through_blips(job)
-        except asyncio.CancelledError:
-            if job.user_canceled:
-                return  # the actor already refunded
-            raise  # shutdown: the row says where to resume
-        except FinalError as exc:
-            error = exc
-            capture_generation_failure(job.generation_id, job.user_id, exc)
-        except Exception as exc:  # noqa: BLE001 - any other failure still refunds
-            logger.opt(exception=exc).bind(user_id=job.user_id).error(
-                "generation {} failed unexpectedly", job.generation_id
-            )
-            capture_generation_failure(job.generation_id, job.user_id, exc)
-            error = FinalError(str(exc) or type(exc).__name__, kind=type(exc).__name__)
-        self.post(
-            job.user_id, msg.GenerationEnded(job.generation_id, error, job.recipient_gone)
-        )
-
-    async def _run_through_blips(self, job: Job) -> None:
-        """Run a generation; when our database or storage failed it for a while, resume it from
-        its record (which never pays twice for a step) instead of refunding a failure of ours."""
+    async def _hand_over(self, generation_id: int) -> None:
         delay = 0.5
         while True:
             try:
-                await self.ctx.runner.run(job)
+                await generation_jobs.hand_over(None, generation_id)
                 return
             except Exception as exc:
-                if isinstance(exc, FinalError) or not is_transient(exc):
+                if not is_transient(exc):
                     raise
-                logger.bind(user_id=job.user_id).warning(
-                    "generation {} interrupted ({}); resuming it in {:.1f}s",
-                    job.generation_id,
-                    exc,
-                    delay,
-                )
+                logger.warning("handing generation {} over: {}", generation_id, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
+    async def run_generation(self, generation_id: int) -> None:
+        """The queue's handler on the gateway: run (or deliver) the generation here."""
+        found = await job_for(generation_id, self.ctx.styles)
+        if found is None:
+            return  # it ended meanwhile (a /cancel, a refund)
+        if found.job is None:
+            self.post(found.record.user_id, msg.GenerationEnded(generation_id, found.error))
+            return
+        await self.generations.run(found.job)
+
+    async def settle(self, outcome: Outcome) -> None:
+        """A worker's generation came back: deliver its stored video, or report its failure."""
+        if outcome.error is None:
+            await self.run_generation(outcome.generation_id)
+            return
+        record = await generations.get(outcome.generation_id)
+        if record is None:
+            return
+        kind, reason, text = outcome.error
+        error = FinalError(text, kind=kind, user_reason=reason)
+        self.post(
+            record.user_id,
+            msg.GenerationEnded(outcome.generation_id, error, outcome.recipient_gone),
+        )
+
+    async def _generation_ended(self, ended: Ended) -> None:
+        job = ended.job
+        self.post(
+            job.user_id, msg.GenerationEnded(job.generation_id, ended.error, job.recipient_gone)
+        )
+
     def cancel_generation(self, generation_id: int) -> bool:
-        entry = self._generations.get(generation_id)
-        if entry is None:
-            return False
-        job, task = entry
-        job.user_canceled = True
-        task.cancel()
-        return True
+        if self.generations.cancel(generation_id):
+            return True
+        self._side(signals.cancel_elsewhere(generation_id))  # a worker may be running it
+        return False
 
     def generation_running(self, generation_id: int) -> bool:
-        return generation_id in self._generations
+        return self.generations.running(generation_id)
 
     @property
     def generations_running(self) -> int:
-        return len(self._generations)
+        return len(self.generations)
+
+    def _side(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
 
     # ---- photo intakes ---------------------------------------------------------------------
     def track_intake(self, user_id: int, task: asyncio.Task[None]) -> None:

@@ -28,7 +28,12 @@ class State(Enum):
 
 S = State
 ANY_BUT_PROCESSING = [
-    S.IDLE, S.CONSENT, S.CHOOSING_STYLE, S.CHOOSING_AGAIN, S.CHOOSING_TIER, S.WAITING_FOR_PHOTOS
+    S.IDLE,
+    S.CONSENT,
+    S.CHOOSING_STYLE,
+    S.CHOOSING_AGAIN,
+    S.CHOOSING_TIER,
+    S.WAITING_FOR_PHOTOS,
 ]
 #: What the buttons under a video need: credit, that video being the latest, its photos kept.
 AGAIN = ["has_credit", "from_latest_video", "photos_kept"]

@@ -28,7 +28,7 @@ from typing import Any
 import asyncpg
 
 from flick.fsm.generation import GenerationRecord
-from flick.models import generations
+from flick.models import generation_jobs, generations
 from flick.models.db import pool
 
 
@@ -234,6 +234,8 @@ async def start_generation(
         balance = await _apply(
             conn, user_id, -price, "generation", generation_id=record.id, plan_delta=-plan
         )
+        # Paid and handed over at once: a charge never waits for a job that was lost.
+        await generation_jobs.hand_over(conn, record.id)
     return Started(record, balance, fresh=True)
 
 

@@ -4,11 +4,25 @@ moves, ending with the generation's outcome (done, failed, canceled) — never a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Protocol
+
 from flick.errors import TelegramRefused
 from flick.i18n import t
 from flick.models import generations
 from flick.pipeline.job import Job, Run
 from flick.ports import Outbox, RecipientGone, RecipientUnreachable
+
+
+class Progress(Protocol):
+    async def show(self, key: str, **values: object) -> None: ...
+
+    async def forget(self) -> None: ...
+
+
+#: Builds a generation's progress: a message through this process's outbox, or lines relayed
+#: to the gateway's (a worker's).
+ProgressFactory = Callable[[Job, Run], Progress]
 
 
 class ProgressMessage:

@@ -30,7 +30,7 @@ from flick.pipeline.job import Job, PipelineConfig, Run
 from flick.pipeline.limiter import AILimiter
 from flick.pipeline.model_choice import ModelChooser
 from flick.pipeline.predictions import FALLBACK_PREFIX, Predictions, is_fallback
-from flick.pipeline.progress import ProgressMessage
+from flick.pipeline.progress import Progress, ProgressFactory, ProgressMessage
 from flick.pipeline.retry import with_retries
 from flick.ports import (
     Button,
@@ -54,14 +54,22 @@ class GenerationRunner:
         image: ImageProvider,
         video: VideoProvider,
         limiter: AILimiter,
-        outbox: Outbox,
+        outbox: Outbox | None,
         config: PipelineConfig,
         observe: Callable[[str, float], None] | None = None,
         fallback_image: ImageProvider | None = None,
         fallback_video: VideoProvider | None = None,
         tmp_dir: Path | None = None,
         models: ModelChooser | None = None,
+        progress: ProgressFactory | None = None,
+        deliver: bool = True,
     ) -> None:
+        #: How a generation's progress reaches its user: this process's outbox, or, on a
+        #: worker, the gateway's (`flick.work.progress_relay`).
+        self.progress = progress or self._message
+        #: False on a worker, which holds no Telegram session: it stores the finished video
+        #: and its caller hands the generation back to the gateway to send.
+        self.deliver = deliver
         #: Which model each prediction asks: the style's, or its fallback while that is down.
         self.models = models or ModelChooser()
         self.tmp_dir = tmp_dir  # the downloaded videos' temporary files (None: the system's)
@@ -85,7 +93,7 @@ class GenerationRunner:
         if not record.active:
             return  # it ended while waiting (a /cancel, a refund): nothing left to do
         run = Run(record)
-        progress = ProgressMessage(self.outbox, job, run)
+        progress = self.progress(job, run)
         ts = datetime.now(UTC)
         try:
             composes = record.route != "direct"  # a direct route animates the photos themselves
@@ -106,7 +114,11 @@ class GenerationRunner:
                 # Stopped between the download and the copy to storage: fetch it again from
                 # the same prediction (nothing is paid again; Replicate keeps it for an hour).
                 await self.predictions.collect(job, run)
-            await self._deliver(job, run, progress, video_key(job.user_id, ts, job.style.key))
+            video = video_key(job.user_id, ts, job.style.key)
+            if not self.deliver:
+                await self._store_for_gateway(job, run, video)
+                return
+            await self._deliver(job, run, progress, video)
         except RefusedTransition:  # it ended elsewhere meanwhile (a /cancel won the race)
             await progress.show("status_canceled")
         except FinalError as exc:
@@ -133,13 +145,30 @@ class GenerationRunner:
             run.local_video = None
             await progress.forget()
 
-    async def _queued(self, progress: ProgressMessage) -> Callable[[int], Awaitable[None]]:
+    def _message(self, job: Job, run: Run) -> Progress:
+        assert self.outbox is not None, "a runner without an outbox relays its progress"
+        return ProgressMessage(self.outbox, job, run)
+
+    async def _store_for_gateway(self, job: Job, run: Run, key: str) -> None:
+        """On a worker: the video goes to storage; the gateway sends it from there."""
+        if run.record.video_key is not None:
+            return  # stored by an earlier attempt
+        if run.local_video is None:  # stopped between the download and the copy: fetch it again
+            await self.predictions.collect(job, run)
+        assert run.local_video is not None
+        failure = await transfer.store(
+            self.storage, run.record, key, run.local_video, self.config.deliver_budget
+        )
+        if failure is not None:
+            raise failure
+
+    async def _queued(self, progress: Progress) -> Callable[[int], Awaitable[None]]:
         async def on_wait(place: int) -> None:
             await progress.show("status_queued", place=place)
 
         return on_wait
 
-    async def _compose(self, job: Job, run: Run, progress: ProgressMessage, key: str) -> None:
+    async def _compose(self, job: Job, run: Run, progress: Progress, key: str) -> None:
         record = run.record
         if record.status is Status.QUEUED:
             await generations.advance(record, "compose")
@@ -180,7 +209,7 @@ class GenerationRunner:
         finally:
             job.paid_step = None
 
-    async def _animate(self, job: Job, run: Run, progress: ProgressMessage) -> None:
+    async def _animate(self, job: Job, run: Run, progress: Progress) -> None:
         record = run.record
         route = job.style.route
         # The tier paid for; one gone from the configuration since keeps its price and key but
@@ -265,7 +294,7 @@ class GenerationRunner:
         except MediaError as exc:
             raise _broken(exc) from exc
 
-    async def _deliver(self, job: Job, run: Run, progress: ProgressMessage, key: str) -> None:
+    async def _deliver(self, job: Job, run: Run, progress: Progress, key: str) -> None:
         """Send the video. A just downloaded copy (`run.local_video`, not in storage yet) goes
         to storage and to Telegram at once; the generation is done once both are."""
         record = run.record
@@ -289,9 +318,12 @@ class GenerationRunner:
         )
         caption = t(job.lang, "video_caption", style=job.style.label(job.lang))
 
+        outbox = self.outbox
+        assert outbox is not None, "a runner without an outbox hands its videos back"
+
         async def send() -> str | None:
             try:
-                return await self.outbox.send_video(
+                return await outbox.send_video(
                     job.chat_id, video, caption, keyboard, local_path=local, meta=meta
                 )
             except RecipientGone:  # they blocked the bot meanwhile: their actor is told

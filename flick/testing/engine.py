@@ -23,6 +23,7 @@ from PIL import Image
 
 from flick import events as ev
 from flick.app import Flick
+from flick.fsm.generation import ACTIVE
 from flick.models import tables
 from flick.models.db import pool
 from flick.ops.instruments import Instruments
@@ -191,6 +192,9 @@ class EngineHarness:
             )
             if generations:
                 busy = busy or sup.generations_running
+            if not busy and generations:
+                # Handed over to the queue and not taken yet, or taken and ending: the row says.
+                busy = await _active_generations() > 0
             if not busy:
                 await asyncio.sleep(0)
                 if not sup.mailbox_depth():
@@ -231,3 +235,10 @@ class EngineHarness:
             'SELECT COALESCE(SUM(delta), 0) FROM ledger WHERE "user" = $1', uid
         )
         return int(value)
+
+
+async def _active_generations() -> int:
+    active = [status.value for status in ACTIVE]
+    return int(
+        await pool().fetchval("SELECT count(*) FROM generations WHERE status = ANY($1)", active)
+    )

@@ -45,8 +45,7 @@ TABLE: dict[str, dict[State, State | None]] = {
     "consent": {s: (S.CHOOSING_STYLE if s is S.CONSENT else None) for s in S},
     # A style with one tier: straight to the photos (with several, see the test below).
     "pick_style": {
-        s: (S.WAITING_FOR_PHOTOS if s in (S.CHOOSING_STYLE, S.CHOOSING_AGAIN) else None)
-        for s in S
+        s: (S.WAITING_FOR_PHOTOS if s in (S.CHOOSING_STYLE, S.CHOOSING_AGAIN) else None) for s in S
     },
     # The buttons under the latest video: from anywhere but while a video is being made.
     "again_style": {s: (None if s is S.PROCESSING else S.CHOOSING_AGAIN) for s in S},

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from flick.media import VideoMeta
+from flick.models import generation_jobs
 from flick.pipeline.replicate_video import ReplicateVideoProvider
 from flick.ports import Keyboard
 from flick.testing.direct_style import KLING, styles_file, tier
@@ -177,8 +178,8 @@ async def test_a_direct_generation_stopped_while_delivering_is_sent_from_storage
 async def test_a_direct_generation_stopped_before_its_prediction_creates_one_once(
     engine: Any, gen: Any, storage: Any, fake_openai: Any, fake_replicate: Any, tmp_path: Path
 ) -> None:
-    """Stopped while waiting for the AI limiter (another user's video held the only slot):
-    animating, nothing asked of Replicate yet. The next start asks once."""
+    """Stopped while waiting in the queue for the AI seat (another user's video held the only
+    one): queued, nothing asked of Replicate yet. The next start asks once."""
     fake_replicate.models |= {KLING}
     fake_replicate.run_time = 3600  # the other user's prediction holds the slot
     await storage.put("warm-up", b"warm", "text/plain")
@@ -189,11 +190,11 @@ async def test_a_direct_generation_stopped_before_its_prediction_creates_one_onc
         gen_id = await start(first, gen)
 
         async def waiting() -> bool:
-            return bool(first.app.limiter.waiting == 1)
+            return await generation_jobs.queued_in_order() == [gen_id]
 
-        await gen.wait_for(waiting, "the second generation waits for the AI slot")
+        await gen.wait_for(waiting, "the second generation waits for the AI seat")
     parked = await gen.generation(gen_id)
-    assert (parked["status"], parked["prediction_requested_at"]) == ("animating", None)
+    assert (parked["status"], parked["prediction_requested_at"]) == ("queued", None)
     fake_replicate.run_time = 0.1
     for prediction in fake_replicate.predictions.values():
         prediction.run_time = 0.1  # the other user's finishes too

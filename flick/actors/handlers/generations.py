@@ -54,7 +54,7 @@ async def start_generation(actor: Scope) -> None:
     await actor.save()
     if started.fresh:
         actor.ctx.on_metric("credits_spent", {}, started.record.charged)
-    launch(actor, started.record.id)
+    launch(actor, started.record.id, handed_over=started.fresh)
 
 
 async def continue_after_top_up(actor: Scope) -> None:
@@ -62,14 +62,16 @@ async def continue_after_top_up(actor: Scope) -> None:
     await start_generation(actor)
 
 
-def launch(actor: Scope, gen_id: int) -> None:
+def launch(actor: Scope, gen_id: int, handed_over: bool = False) -> None:
+    """Have the generation run: its job was handed over with its charge (`handed_over`), or is
+    handed over now (a resume, a retried handler)."""
     style = actor.ctx.styles.get(actor.conv.style or "")
     if style is None or actor.ctx.services is None:
         error = FinalError("the style is no longer offered", kind="lost", user_reason="generic")
         actor.post(actor.uid, msg.GenerationEnded(gen_id, error))
         return
     job = Job(gen_id, actor.uid, actor.user.chat_id, actor.lang, style)
-    actor.ctx.services.start_generation(job)
+    actor.ctx.services.start_generation(job, handed_over)
 
 
 async def on_generation_ended(actor: Scope, m: msg.GenerationEnded) -> None:

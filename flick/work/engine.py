@@ -1,0 +1,136 @@
+"""pgqueuer's queue manager inside this process: takes generation jobs and runs their handlers.
+
+On a connection of its own (pgqueuer LISTENs on it), reconnecting with a backoff when
+PostgreSQL goes away: jobs picked before are finished by their handlers meanwhile (they use the
+pool), and a job whose end could not be written is taken again once its heartbeat is old, which
+the generation's record turns into a no-op. A stop first stops taking jobs; the owner then stops
+its generations at a resumable point, and their handlers hand the jobs back (`RetryRequested`),
+so the next process takes them at once instead of after a heartbeat timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from types import TracebackType
+
+import asyncpg
+from loguru import logger
+from pgqueuer import AsyncpgDriver, Queries, QueueManager
+from pgqueuer.errors import RetryRequested
+from pgqueuer.models import Job as QueueJob
+
+from flick.models.generation_jobs import version, version_in_force
+from flick.work.tasks import Parked
+
+Handler = Callable[[QueueJob], Awaitable[None]]
+#: How long a job refused for its configuration version waits before it is offered again.
+OTHER_VERSION_DELAY = timedelta(seconds=10)
+
+
+@dataclass(frozen=True, slots=True)
+class Entrypoint:
+    name: str
+    handler: Handler
+    #: Jobs of this entrypoint running at once across every process (0: no limit).
+    limit: int = 0
+
+
+class VersionMismatch(Exception):  # noqa: N818 - a refusal, reported
+    pass
+
+
+def _guarded(entry: Entrypoint) -> Handler:
+    async def handle(job: QueueJob) -> None:
+        in_force = await version_in_force()
+        if in_force is not None and in_force != version():
+            # Reported, never run with another configuration: the job waits for a process of
+            # the version in force (or for this one, once it is updated).
+            logger.error(
+                "configuration {} is in force (the active gateway's), this process has {}: "
+                "leaving job {} ({}); start it with the gateway's styles and model settings",
+                in_force,
+                version(),
+                job.id,
+                job.entrypoint,
+            )
+            raise RetryRequested(OTHER_VERSION_DELAY, reason="configuration version differs")
+        try:
+            await entry.handler(job)
+        except Parked as exc:
+            raise RetryRequested(timedelta(0), reason="the process stopped") from exc
+
+    return handle
+
+
+class WorkEngine:
+    def __init__(
+        self,
+        url: str,
+        entrypoints: list[Entrypoint],
+        *,
+        heartbeat: timedelta = timedelta(seconds=10),
+        dequeue_timeout: timedelta = timedelta(seconds=2),
+    ) -> None:
+        self._url = url
+        self._entrypoints = entrypoints
+        self._heartbeat = heartbeat
+        self._dequeue_timeout = dequeue_timeout
+        self._stopping = asyncio.Event()
+        self._qm: QueueManager | None = None
+        self._task: asyncio.Task[None] | None = None
+        #: Set once a queue manager listens (tests and health checks wait for it).
+        self.ready = asyncio.Event()
+
+    async def __aenter__(self) -> WorkEngine:
+        self._task = asyncio.create_task(self._serve(), name="work-engine")
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop_taking()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def stop_taking(self) -> None:
+        """Take no more jobs; those running end as their handlers do."""
+        self._stopping.set()
+        if self._qm is not None:
+            self._qm.shutdown.set()
+
+    async def _serve(self) -> None:
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                await self._run_once()
+                delay = 0.5
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                logger.warning("generation queue: {}; reconnecting in {:.1f}s", exc, delay)
+            self.ready.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(delay * 2, 10.0)
+
+    async def _run_once(self) -> None:
+        conn = await asyncpg.connect(self._url, timeout=10)
+        try:
+            qm = QueueManager(Queries(AsyncpgDriver(conn)))
+            for entry in self._entrypoints:
+                qm.entrypoint(entry.name, concurrency_limit=entry.limit)(_guarded(entry))
+            self._qm = qm
+            if self._stopping.is_set():
+                return
+            self.ready.set()
+            await qm.run(
+                dequeue_timeout=self._dequeue_timeout,
+                heartbeat_timeout=self._heartbeat,
+                shutdown_on_listener_failure=True,
+            )
+        finally:
+            self._qm = None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 5)
