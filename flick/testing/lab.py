@@ -26,8 +26,10 @@ from typing import Self
 from flick.models import db, migrations
 from flick.testing.children import Child
 from flick.testing.data_host import read_services
+from flick.testing.engine import make_jpeg
 from flick.testing.netns import Hosts
 from flick.testing.telegram.hub import TelegramHub
+from flick.testing.telegram.wire import RawUser
 
 DATA = "data"
 
@@ -124,3 +126,14 @@ class Lab:
         return await self.hosts.spawn(
             role, "flick", "worker", env={**self.env(role), **(env or {})}
         )
+
+
+async def ask_for_a_video(hub: TelegramHub, user: RawUser, style: str = "romantic") -> None:
+    """/create, consent (when asked), a style and two photos, as `user` would, through the
+    hub; each step answered before the next. The generation itself is not waited for."""
+    (asked,) = await hub.exchange(user, hub.command(user, "create"))
+    if any(data == "consent" for _, data in hub.buttons(asked)):
+        await hub.exchange(user, hub.callback(user, "consent"))
+    await hub.exchange(user, hub.callback(user, f"style:{style}"))
+    await hub.exchange(user, hub.photo(user, make_jpeg("red")))
+    await hub.push(hub.photo(user, make_jpeg("blue")))

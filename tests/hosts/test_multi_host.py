@@ -72,6 +72,7 @@ async def test_the_standby_on_another_host_serves_and_no_update_is_lost_or_handl
     for user in before:
         await first.said(f"telegram: sent to {user.id};")
     await until(lambda: journaled(lab.database_url, before), "the first five journaled")
+    await until(lambda: all(hub.messages_to(u.id) for u in before), "the hub has the replies")
 
     await first.kill()
     killed = time.monotonic()
@@ -96,3 +97,6 @@ async def test_the_standby_on_another_host_serves_and_no_update_is_lost_or_handl
     gateways = [first, second]
     assert [replies(gateways, u) for u in before + during + after] == [1] * 15
     assert [replies([second], u) for u in before] == [0] * 5
+    # What the users got, as Telegram has it: one answer each.
+    await until(lambda: all(hub.messages_to(u.id) for u in after), "the hub has the last replies")
+    assert [len(hub.messages_to(u.id)) for u in before + during + after] == [1] * 15
