@@ -14,11 +14,14 @@ recorded; the test reads the database through `lab.database_url` as the hosts do
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -27,11 +30,21 @@ from flick.models import db, migrations
 from flick.testing.children import Child
 from flick.testing.data_host import read_services
 from flick.testing.engine import make_jpeg
+from flick.testing.fake_openai import FakeOpenAI
+from flick.testing.fake_replicate import FakeReplicate
 from flick.testing.netns import Hosts
+from flick.testing.providers import (
+    OPENAI_KEY,
+    REPLICATE_TOKEN,
+    checked,
+    fake_openai,
+    fake_replicate,
+)
 from flick.testing.telegram.hub import TelegramHub
 from flick.testing.telegram.wire import RawUser
 
 DATA = "data"
+STOP_SECONDS = 30.0
 
 
 class Lab:
@@ -51,7 +64,8 @@ class Lab:
         self.bucket = f"lab-{secrets.token_hex(6)}"
         self.services: dict[str, str] = {}
         self.hub_address = ""
-        self.provider_env: dict[str, str] = {}  # set by the test once its fakes listen
+        self.provider_env: dict[str, str] = {}  # set by `providers()` once the fakes listen
+        self._data: Child | None = None
         # PostgreSQL runs as another user when we are root: a directory outside pytest's 0700
         # tree (flick.testing.services.postgres_dir says why).
         self._data_root = Path(tempfile.mkdtemp(prefix="flick-lab-"))
@@ -69,7 +83,7 @@ class Lab:
         try:
             await self.hosts.__aenter__()
             root, address = str(self._data_root), self.hosts.address(DATA)
-            data = await self.hosts.spawn(
+            self._data = data = await self.hosts.spawn(
                 DATA, "flick.testing.data_host", "serve", root, address,
                 env={**os.environ, "TMPDIR": root},  # weed's unix sockets: a directory of its own
             )  # fmt: skip
@@ -85,13 +99,41 @@ class Lab:
 
     async def stop(self) -> None:
         await self.hub.stop()
-        await self.hosts.stop()  # SIGKILLs every process on every host, the data host's too
+        if self._data is not None and self._data.proc.returncode is None:
+            # PostgreSQL stopped, not killed: a killed one leaves its shared memory behind.
+            self._data.proc.terminate()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._data.proc.wait(), STOP_SECONDS)
+        await self.hosts.stop()  # SIGKILLs whatever still runs on every host
         shutil.rmtree(self._data_root, ignore_errors=True)
 
     async def __aexit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+    @asynccontextmanager
+    async def providers(
+        self, openai: FakeOpenAI | None = None, replicate: FakeReplicate | None = None
+    ) -> AsyncIterator[tuple[FakeOpenAI, FakeReplicate]]:
+        """The fake providers on the test network, checked against their specs as
+        `flick.testing.providers.checked` does; every Flick started meanwhile uses them."""
+        openai = openai or fake_openai()
+        replicate = replicate or fake_replicate()
+        openai.bind = replicate.bind = self.address
+        async with checked(openai), checked(replicate):
+            self.provider_env = {
+                "IMAGE_PROVIDER": "openai",
+                "OPENAI_API_KEY": OPENAI_KEY,
+                "OPENAI_BASE_URL": openai.base_url,
+                "VIDEO_PROVIDER": "replicate",
+                "REPLICATE_API_TOKEN": REPLICATE_TOKEN,
+                "REPLICATE_BASE_URL": replicate.base_url,
+            }
+            try:
+                yield openai, replicate
+            finally:
+                self.provider_env = {}
 
     def env(self, role: str, **extra: str) -> dict[str, str]:
         """The settings every Flick process of the lab shares, as `flick run` reads them."""

@@ -43,3 +43,17 @@ async def test_a_user_of_the_hub_gets_a_video_from_a_gateway_on_another_host(lab
     assert len(videos()) == 1
     # The photos reached the gateway's Telegram: it asked for no photo it did not have.
     assert gateway.find("LOCATION_INVALID", "FILE_REFERENCE_EXPIRED") is None
+
+
+async def test_a_gateway_on_another_host_generates_with_the_fake_providers_of_the_test(
+    lab: Lab,
+) -> None:
+    async with lab.providers() as (openai, replicate):
+        gateway = await lab.start_gateway("gw1")
+        await gateway.said("telegram: caught up on ")
+        bob = lab.hub.user(5002, "Bob")
+        await ask_for_a_video(lab.hub, bob)
+        await gateway.said(f"telegram: sent media to {bob.id};")
+        # The providers were the fakes in the test's process, reached across the test network.
+        assert len(openai.calls("images.edit")) == 1
+        assert len(replicate.calls("predictions.create")) == 1
