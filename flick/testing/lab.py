@@ -66,9 +66,7 @@ class Lab:
         self.hub_address = ""
         self.provider_env: dict[str, str] = {}  # set by `providers()` once the fakes listen
         self._data: Child | None = None
-        # PostgreSQL runs as another user when we are root: a directory outside pytest's 0700
-        # tree (flick.testing.services.postgres_dir says why).
-        self._data_root = Path(tempfile.mkdtemp(prefix="flick-lab-"))
+        self._data_root: Path | None = None
 
     @property
     def address(self) -> str:
@@ -80,6 +78,9 @@ class Lab:
         return self.services["DATABASE_URL"]
 
     async def __aenter__(self) -> Self:
+        # PostgreSQL runs as another user when we are root: a directory outside pytest's 0700
+        # tree (flick.testing.services.postgres_dir says why).
+        self._data_root = Path(tempfile.mkdtemp(prefix="flick-lab-"))
         try:
             await self.hosts.__aenter__()
             root, address = str(self._data_root), self.hosts.address(DATA)
@@ -105,7 +106,8 @@ class Lab:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._data.proc.wait(), STOP_SECONDS)
         await self.hosts.stop()  # SIGKILLs whatever still runs on every host
-        shutil.rmtree(self._data_root, ignore_errors=True)
+        if self._data_root is not None:
+            shutil.rmtree(self._data_root, ignore_errors=True)
 
     async def __aexit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
