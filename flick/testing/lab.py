@@ -99,6 +99,11 @@ class Lab:
         return self
 
     async def stop(self) -> None:
+        # Flick first (SIGKILL, as a test may have done already): no process of it then sees
+        # its database or its Telegram go away; then the hub, then the data host.
+        for child in self.hosts.children:
+            if child is not self._data:
+                await child.kill()
         await self.hub.stop()
         if self._data is not None and self._data.proc.returncode is None:
             # PostgreSQL stopped, not killed: a killed one leaves its shared memory behind.
