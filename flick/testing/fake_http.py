@@ -80,7 +80,9 @@ class Route(NamedTuple):
 class SpecFake:
     """A local HTTP server speaking a provider's API, checking all traffic against its spec.
 
-    Use it as an async context manager; `fake.origin` is `http://127.0.0.1:<port>`.
+    Use it as an async context manager; `fake.origin` is `http://127.0.0.1:<port>`. Set `bind`
+    before entering to serve other hosts too (flick.testing.lab: the test's own address on the
+    multi-host test network).
     """
 
     spec_name: ClassVar[str]
@@ -96,6 +98,7 @@ class SpecFake:
         self.max_in_flight_by_op: dict[str, int] = {}
         self._in_flight_by_op: dict[str, int] = {}
         self.origin = ""
+        self.bind = "127.0.0.1"
         self._scripts: dict[str, deque[Fault]] = {}
         self._every: dict[str, Fault] = {}  # op -> the fault answering all its requests
         self._every_used: set[str] = set()
@@ -129,9 +132,9 @@ class SpecFake:
             app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None
         )
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        await web.TCPSite(self._runner, self.bind, 0).start()
         port = self._runner.addresses[0][1]
-        self.origin = f"http://127.0.0.1:{port}"
+        self.origin = f"http://{self.bind}:{port}"
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

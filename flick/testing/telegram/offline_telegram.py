@@ -29,7 +29,15 @@ from flick.telegram.client import CLIENT_OPTIONS, session_name
 from flick.testing.faults import assert_all_used
 from flick.testing.telegram.builders import Incoming, UpdateBuilders
 from flick.testing.telegram.server import TelegramServer
-from flick.testing.telegram.wire import Exchange, Fault, OfflineSession, SentMedia, raw, roundtrip
+from flick.testing.telegram.wire import (
+    Exchange,
+    Fault,
+    OfflineSession,
+    RawUser,
+    SentMedia,
+    raw,
+    roundtrip,
+)
 
 # Re-exported so tests build requests and errors without importing pyrogram themselves.
 __all__ = [
@@ -44,6 +52,35 @@ __all__ = [
 ]
 
 BOT_ID = 7_000_000_001
+
+
+def bot_user(username: str = "flick_test_bot") -> RawUser:
+    """The bot as Telegram describes it to itself."""
+    return raw.types.User(
+        id=BOT_ID,
+        is_self=True,
+        bot=True,
+        bot_info_version=1,
+        access_hash=424242,
+        first_name="Flick",
+        username=username,
+    )
+
+
+def bundle(bot: RawUser, *incoming: Incoming | Iterable[Incoming]) -> Any:
+    """Updates in one raw `Updates`, with every user and chat they name, as Telegram sends them."""
+    items: list[Incoming] = []
+    for item in incoming:
+        items.extend([item] if isinstance(item, Incoming) else item)
+    users = {u.id: u for i in items for u in (bot, *i.users)}
+    chats = {c.id: c for i in items for c in i.chats}
+    return raw.types.Updates(
+        updates=[i.update for i in items],
+        users=list(users.values()),
+        chats=list(chats.values()),
+        date=max((getattr(i.message, "date", 0) or 0 for i in items), default=0),
+        seq=0,
+    )
 
 
 class _DrainableQueue(asyncio.Queue[Any]):
@@ -81,15 +118,7 @@ class OfflineTelegram(UpdateBuilders):
         push_timeout: float = 10.0,
         session: Storage | None = None,
     ):
-        self.bot = raw.types.User(
-            id=BOT_ID,
-            is_self=True,
-            bot=True,
-            bot_info_version=1,
-            access_hash=424242,
-            first_name="Flick",
-            username=bot_username,
-        )
+        self.bot = bot_user(bot_username)
         self.server = TelegramServer(self.bot)
         self.push_timeout = push_timeout
         self._init_builders()
@@ -155,18 +184,7 @@ class OfflineTelegram(UpdateBuilders):
     # ---- updates in ------------------------------------------------------------------------
     async def push(self, *incoming: Incoming | Iterable[Incoming]) -> None:
         """Deliver updates in one `Updates` and wait until the bot's handlers have run."""
-        items: list[Incoming] = []
-        for item in incoming:
-            items.extend([item] if isinstance(item, Incoming) else item)
-        users = {u.id: u for i in items for u in (self.bot, *i.users)}
-        chats = {c.id: c for i in items for c in i.chats}
-        updates = raw.types.Updates(
-            updates=[i.update for i in items],
-            users=list(users.values()),
-            chats=list(chats.values()),
-            date=max((getattr(i.message, "date", 0) or 0 for i in items), default=0),
-            seq=0,
-        )
+        updates = bundle(self.bot, *incoming)
         self.server.redelivery.record(updates)
         await self.push_raw(updates)
 

@@ -1,0 +1,188 @@
+"""The machines of a multi-host test, on one machine (tests/hosts).
+
+    async with Lab(tmp_path, gateways=["gw1", "gw2"], workers=["w1", "w2", "w3"]) as lab:
+        first = await lab.start_gateway("gw1")
+        worker = await lab.start_worker("w1")
+
+Each role is a host of its own (flick.testing.netns): "data" runs PostgreSQL and S3
+(flick.testing.data_host), gateways run `flick run` on the shared offline Telegram
+(flick.testing.telegram.hub, flick.testing.hosted_gateway), workers run `flick worker`. The test
+process is a host on the same network: the Telegram hub and the fake providers listen on its
+address there (`lab.address`), so every host reaches them and the test still reads what they
+recorded; the test reads the database through `lab.database_url` as the hosts do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from flick.models import db, migrations
+from flick.testing.children import Child
+from flick.testing.data_host import read_services
+from flick.testing.engine import make_jpeg
+from flick.testing.fake_openai import FakeOpenAI
+from flick.testing.fake_replicate import FakeReplicate
+from flick.testing.netns import Hosts
+from flick.testing.providers import (
+    OPENAI_KEY,
+    REPLICATE_TOKEN,
+    checked,
+    fake_openai,
+    fake_replicate,
+)
+from flick.testing.telegram.hub import TelegramHub
+from flick.testing.telegram.wire import RawUser
+
+DATA = "data"
+STOP_SECONDS = 30.0
+
+
+class Lab:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        gateways: Sequence[str] = ("gw1", "gw2"),
+        workers: Sequence[str] = (),
+        bot_token: str | None = None,
+    ) -> None:
+        self.tmp = tmp
+        self.hosts = Hosts([DATA, *gateways, *workers])
+        self.hub = TelegramHub()
+        # A bot of this lab's own: its gateway lock key is nobody else's.
+        self.bot_token = bot_token or f"70{secrets.randbelow(10**8):08d}:lab-token"
+        self.bucket = f"lab-{secrets.token_hex(6)}"
+        self.services: dict[str, str] = {}
+        self.hub_address = ""
+        self.provider_env: dict[str, str] = {}  # set by `providers()` once the fakes listen
+        self._data: Child | None = None
+        self._data_root: Path | None = None
+
+    @property
+    def address(self) -> str:
+        """The test process's own address on the test network: where fakes must listen."""
+        return self.hosts.own_address
+
+    @property
+    def database_url(self) -> str:
+        return self.services["DATABASE_URL"]
+
+    async def __aenter__(self) -> Self:
+        # PostgreSQL runs as another user when we are root: a directory outside pytest's 0700
+        # tree (flick.testing.services.postgres_dir says why).
+        self._data_root = Path(tempfile.mkdtemp(prefix="flick-lab-"))
+        try:
+            await self.hosts.__aenter__()
+            root, address = str(self._data_root), self.hosts.address(DATA)
+            self._data = data = await self.hosts.spawn(
+                DATA, "flick.testing.data_host", "serve", root, address,
+                env={**os.environ, "TMPDIR": root},  # weed's unix sockets: a directory of its own
+            )  # fmt: skip
+            await data.said("ready")
+            self.services = read_services(self._data_root)
+            async with db.connection_pool(self.database_url, 1, 2):
+                await migrations.apply()
+            self.hub_address = await self.hub.start(self.address)
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def stop(self) -> None:
+        # Flick first (SIGKILL, as a test may have done already): no process of it then sees
+        # its database or its Telegram go away; then the hub, then the data host.
+        for child in self.hosts.children:
+            if child is not self._data:
+                await child.kill()
+        await self.hub.stop()
+        if self._data is not None and self._data.proc.returncode is None:
+            # PostgreSQL stopped, not killed: a killed one leaves its shared memory behind.
+            self._data.proc.terminate()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._data.proc.wait(), STOP_SECONDS)
+        await self.hosts.stop()  # SIGKILLs whatever still runs on every host
+        if self._data_root is not None:
+            shutil.rmtree(self._data_root, ignore_errors=True)
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    @asynccontextmanager
+    async def providers(
+        self, openai: FakeOpenAI | None = None, replicate: FakeReplicate | None = None
+    ) -> AsyncIterator[tuple[FakeOpenAI, FakeReplicate]]:
+        """The fake providers on the test network, checked against their specs as
+        `flick.testing.providers.checked` does; every Flick started meanwhile uses them."""
+        openai = openai or fake_openai()
+        replicate = replicate or fake_replicate()
+        openai.bind = replicate.bind = self.address
+        async with checked(openai), checked(replicate):
+            self.provider_env = {
+                "IMAGE_PROVIDER": "openai",
+                "OPENAI_API_KEY": OPENAI_KEY,
+                "OPENAI_BASE_URL": openai.base_url,
+                "VIDEO_PROVIDER": "replicate",
+                "REPLICATE_API_TOKEN": REPLICATE_TOKEN,
+                "REPLICATE_BASE_URL": replicate.base_url,
+            }
+            try:
+                yield openai, replicate
+            finally:
+                self.provider_env = {}
+
+    def env(self, role: str, **extra: str) -> dict[str, str]:
+        """The settings every Flick process of the lab shares, as `flick run` reads them."""
+        return {
+            **os.environ,
+            **self.services,
+            "S3_BUCKET": self.bucket,
+            "DATA_DIR": str(self.tmp / role),
+            "API_ID": "12345",
+            "API_HASH": "c0ffee5eed0123456789abcdefabcdef",
+            "BOT_TOKEN": self.bot_token,
+            "IMAGE_PROVIDER": "local",
+            "VIDEO_PROVIDER": "local",
+            "FACE_CHECK": "false",
+            "SESSION_STORE": "database",
+            "HEALTH_ADDRESS": "127.0.0.1:0",
+            **self.provider_env,
+            **extra,
+        }
+
+    async def start_gateway(self, role: str, env: Mapping[str, str] | None = None) -> Child:
+        """`flick run` on host `role`, its Telegram the lab's hub."""
+        return await self.hosts.spawn(
+            role,
+            "flick.testing.hosted_gateway",
+            env={**self.env(role, TELEGRAM_HUB=self.hub_address), **(env or {})},
+        )
+
+    async def start_worker(self, role: str, env: Mapping[str, str] | None = None) -> Child:
+        """`flick worker` on host `role`, with the gateways' settings (the workers' half of the
+        multi-host test: tests/hosts/test_multi_host.py)."""
+        return await self.hosts.spawn(
+            role, "flick", "worker", env={**self.env(role), **(env or {})}
+        )
+
+
+async def ask_for_a_video(hub: TelegramHub, user: RawUser, style: str = "romantic") -> None:
+    """/create, consent (when asked), a style and two photos, as `user` would, through the
+    hub; each step answered before the next. The generation itself is not waited for."""
+    (asked,) = await hub.exchange(user, hub.command(user, "create"))
+    if any(data == "consent" for _, data in hub.buttons(asked)):
+        await hub.exchange(user, hub.callback(user, "consent"))
+    await hub.exchange(user, hub.callback(user, f"style:{style}"))
+    await hub.exchange(user, hub.photo(user, make_jpeg("red")))
+    await hub.push(hub.photo(user, make_jpeg("blue")))
