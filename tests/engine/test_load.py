@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from flick.fsm.conversation import State
 from flick.i18n import t
+from flick.models import generation_jobs
 from flick.models.db import pool
 from flick.pipeline.local import LocalImageProvider
 from flick.testing.engine import EngineHarness
@@ -109,13 +110,14 @@ async def test_the_ai_limiter_bounds_calls_in_flight(
         await h.photo(uid, small)
     await h.settle(generations=False)
 
-    # The crowd fills the limiter: LIMIT calls are in the provider and everyone else waits.
+    # The crowd fills the AI seats: LIMIT calls are in the provider and everyone else waits in
+    # the queue (pgqueuer's limit on the generate entrypoint).
     await meter.reached(LIMIT)
 
     async def all_queued() -> bool:
-        return bool(h.app.limiter.waiting == CROWD - LIMIT)
+        return len(await generation_jobs.queued_in_order()) == CROWD - LIMIT
 
-    await tools.wait_for(all_queued, "every other generation waits for a slot")
+    await tools.wait_for(all_queued, "every other generation waits for a seat")
     assert meter.now == LIMIT and h.app.limiter.running == LIMIT  # the bound, with 192 waiting
     gate.set()
     await h.settle(timeout=120)

@@ -131,7 +131,11 @@ async def test_generation_interrupted_mid_animate_is_resumed_and_charged_once(
 
     async with engine(video=video, image=image, fresh=False) as second:
         await tools.quiet(second)
-        assert second.app.supervisor.generations_running == 1  # resumed on start
+
+        async def resumed() -> bool:  # its job, handed back at the stop, is taken at the start
+            return second.app.supervisor.generations_running == 1
+
+        await tools.wait_for(resumed, "the generation resumed on start")
         second.app.supervisor.post(UID, ResumeGeneration(gen_id))  # a second resume is a no-op
         await tools.quiet(second)
         assert (await tools.saved(UID))[0] == State.PROCESSING.value

@@ -15,6 +15,7 @@ from flick.models.db import pool
 from flick.testing.engine import EngineHarness
 from flick.testing.harnesses import HarnessFactory
 from flick.testing.shop import Shop
+from flick.testing.waits import until
 
 UID = 901
 OTHER = 902
@@ -211,7 +212,11 @@ async def test_pre_checkout_is_answered_while_a_video_renders(
     await h.photo(UID)
     await h.photo(UID)
     await h.settle(generations=False)
-    assert h.app.supervisor.generations_running == 1
+
+    async def rendering() -> bool:  # taken from the queue
+        return h.app.supervisor.generations_running == 1
+
+    await until(rendering, "the generation is rendering")
     answer = await shop.pre_checkout(h, UID, invoice.extra["payload"], 50)
     assert answer.extra["ok"] is True
     assert h.app.supervisor.generations_running == 1  # still rendering
