@@ -18,14 +18,6 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 
 from loguru import logger
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_delay,
-    stop_never,
-    wait_random_exponential,
-)
 
 from flick import events as ev
 from flick.actors import messages as msg
@@ -41,6 +33,7 @@ from flick.fsm.generation import Status
 from flick.i18n import pick_language, t
 from flick.models import generations, money, sessions
 from flick.ports import Keyboard, RecipientGone, RecipientUnreachable
+from flick.retries import retry_transient
 
 #: Never given up while Flick runs: money, and what the actor's own tasks report.
 _NEVER_DROPPED = (
@@ -243,19 +236,10 @@ class UserActor:
     async def _retrying(
         self, call: Callable[[], Awaitable[None]], *, budget: float | None, what: str
     ) -> None:
-        def log(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            self.log.warning("{} failed ({}); retry {}", what, exc, state.attempt_number)
+        def log(exc: BaseException, attempt: int) -> None:
+            self.log.warning("{} failed ({}); retry {}", what, exc, attempt)
 
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(is_transient),
-            wait=wait_random_exponential(multiplier=0.2, max=5.0),
-            stop=stop_never if budget is None else stop_after_delay(budget),
-            before_sleep=log,
-            reraise=True,
-        ):
-            with attempt:
-                await call()
+        await retry_transient(call, budget=budget, on_retry=log)
 
     def handled(self, event_id: str) -> None:
         self.journal.record(self.uid, event_id)
