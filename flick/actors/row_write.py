@@ -12,7 +12,7 @@ handler retry, or the next actor) writes the row again, and until then nothing n
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from flick import events as ev
@@ -31,33 +31,45 @@ def answers_from_memory(message: object) -> bool:
 
 
 class RowWrite:
-    def __init__(self) -> None:
+    def __init__(self, write: Callable[[], Coroutine[Any, Any, money.Account]]) -> None:
+        self._write = write  # open_account for this user
         self._task: asyncio.Task[money.Account] | None = None
         self._new = False  # the row did not exist at the first load, and may not yet
 
-    def start(self, write: Coroutine[Any, Any, money.Account], *, new: bool) -> None:
-        self._task = asyncio.create_task(write)
+    def start(self, *, new: bool) -> None:
+        """Write the row beside the reply; `new`: the first load found no row."""
+        self._task = asyncio.create_task(self._write())
         self._new = new
 
+    @property
+    def pending(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     async def landed(self) -> money.Account | None:
-        """Wait for a new user's row; the account written when it was stored meanwhile after
-        all (a predecessor's write: the truth, to load), else None. Raises what the write
-        raised: the handler's retry loads the user, and so writes the row, again."""
-        task = self._task
-        if task is None or not self._new:
+        """Wait for a new user's row (writing it again if the write beside the reply failed);
+        the account written when it was stored meanwhile after all (the truth, to load), else
+        None. Raises what the write raised: the handler's retry loads the user again, which
+        writes the row on its path."""
+        if not self._new:
             return None  # a known user's update needs nothing of it
-        self._task = None
-        account = await task
+        task, self._task = self._task, None
+        account = await (task if task is not None else self._write())
         self._new = False
         return None if account.created else account
 
-    async def settle(self, log: Logger) -> None:
-        """Let a running write end (before a reload writes the row itself, or the actor ends)."""
-        task, self._task = self._task, None
+    def written(self) -> None:
+        """A load wrote the row on its own path."""
         self._new = False
+
+    async def settle(self, log: Logger) -> None:
+        """Let a running write end (before a reload writes the row itself, or the actor ends).
+        One that fails is logged: a new user's next message that needs the row writes it."""
+        task, self._task = self._task, None
         if task is None:
             return
         try:
             await task
-        except Exception as exc:  # noqa: BLE001 - the next load writes the row again
+        except Exception as exc:  # noqa: BLE001 - written again when it is needed
             log.warning("user's row not written yet: {}", exc)
+        else:
+            self._new = False

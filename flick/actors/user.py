@@ -73,7 +73,7 @@ class UserActor:
         self.handled_ok = 0  # messages handled since this actor started (the supervisor reads)
         self.loaded = False
         self.log = logger.bind(user_id=user.user_id)
-        self.row_write = RowWrite()  # the user's row, written beside the first reply
+        self.row_write = RowWrite(self._open_account)  # written beside the first reply
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def first_load(self) -> None:
@@ -85,12 +85,14 @@ class UserActor:
         if account is None:
             account = money.new_account(u.language_code, self.ctx.settings.free_credits)
         await self._apply(account)
-        self.row_write.start(self._open_account(), new=new)
+        self.row_write.start(new=new)
 
     async def load(self) -> None:
         """(Re)load this user from the database: the balance, the saved conversation."""
         await self.row_write.settle(self.log)  # one write of the row at a time
-        await self._apply(await self._open_account())
+        account = await self._open_account()
+        self.row_write.written()
+        await self._apply(account)
 
     async def _open_account(self) -> money.Account:
         u = self.user
@@ -275,6 +277,7 @@ class UserActor:
         if not self.blocked:
             self.blocked = True
             self.log.info("user blocked the bot; no more messages to them")
+            await self.row_write.landed()  # a new user's row, to hold the flag
             await sessions.set_blocked(self.uid)
 
     async def _unblocked(self) -> None:
