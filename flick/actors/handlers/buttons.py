@@ -40,16 +40,11 @@ async def btn_style(actor: Scope, e: ev.ButtonPress, arg: str) -> None:
         await show_tiers(actor, style)
         await actor.save()
         return
+    await actor.save()
     if len(actor.conv.photos) == 2:  # "Another style" under a video: its photos are in already
-        await actor.save()
         await start_generation(actor)
         return
-    # Said, then saved (as the consent is): the reply does not wait for the commit (#19). The
-    # actor saves before it takes the user's next message; a save that fails is retried with
-    # the handler (the press again, from the saved state), and a crash before it leaves the
-    # press unhandled, so Telegram's redelivery of it is taken again.
     await actor.say("send_photos", style=style.label(actor.lang))
-    await actor.save()
 
 
 async def btn_consent(actor: Scope, e: ev.ButtonPress, arg: str) -> None:
