@@ -382,13 +382,16 @@ class GcClock:
         self.longest = 0.0
         self.longest_what = ""
         self.collections = Counter[int]()
+        self.pauses: list[tuple[float, float]] = []  # (start, end) of each collection, perf_counter
         self._started = 0.0
 
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._started = time.perf_counter()
             return
-        spent = time.perf_counter() - self._started
+        ended = time.perf_counter()
+        spent = ended - self._started
+        self.pauses.append((self._started, ended))
         self.seconds += spent
         generation = int(info.get("generation", -1))
         if spent > self.longest:

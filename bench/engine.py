@@ -15,6 +15,7 @@ from answers; payers (a pre-checkout, then its payment) run beside Flick's load 
     .venv/bin/python -m bench.engine                 # ~5 minutes
     .venv/bin/python -m bench.engine --seconds 60    # longer phases
     .venv/bin/python -m bench.engine --profile /tmp/prof
+    .venv/bin/python -m bench.engine --phases everyday --no-bare   # the 300/s phase only
 
 Targets (issue #19): at 2× its saturation Flick answers ≥ 0.9 of its saturation (or bare
 kurigram's fraction at that rate, if lower) with a p99 under 1 s and no payment lost or late;
@@ -67,6 +68,7 @@ TARGET_OVERLOAD = 0.9  # at 2× its saturation, of its saturation (or bare's fra
 TARGET_BARE = 0.9  # Flick ÷ bare kurigram at saturation
 TARGET_P99_RATIO = 2.0  # Flick's p99 ÷ the baseline's at the everyday rate
 DEFAULT_GC = gc.get_threshold()  # Python's, before Flick's settle_heap() changes them
+PHASES = ("everyday", "saturation", "overload")
 NOTICES = frozenset(t(lang, "busy_now") for lang in ("en", "ru"))
 
 
@@ -120,6 +122,7 @@ class Phase:
     sent: int = 0
     unanswered: int = 0
     late_sends: float = 0.0  # how far the generator itself fell behind its schedule (s, max)
+    gc_pauses: list[tuple[float, float]] = field(default_factory=list)  # (start, end), the GC's
     offered: float = 0.0  # updates/s (a fixed-rate phase)
 
     def measured(self) -> list[tuple[float, float, str, bool]]:
@@ -406,9 +409,11 @@ async def backlog_gone(name: str, app: Flick | None, limit: float = 90.0) -> Non
 # ---- one bot under load ------------------------------------------------------------------------
 @dataclass
 class Result:
-    everyday: Phase
-    saturation: Phase
-    overload: Phase
+    """A phase left out with --phases is None."""
+
+    everyday: Phase | None
+    saturation: Phase | None
+    overload: Phase | None
     unexpected: int
     payments: dict[str, PaymentFigures] = field(default_factory=dict)
     samples: dict[str, Sample] = field(default_factory=dict)
@@ -426,7 +431,8 @@ async def measure(
     app: Flick | None = None,
 ) -> Result:
     """Three phases: `args.rate` (everyday), saturation, then `overload_rate` (default: twice
-    this bot's own saturation). Payers, when given, pay alongside every phase."""
+    this bot's own saturation); only those in `args.phases`. Payers, when given, pay alongside
+    every phase."""
     use_lean_lookups(tg)
     tap = ReplyTap(tg, last_only=True)
     tap.notice_texts = NOTICES
@@ -447,28 +453,35 @@ async def measure(
         await backlog_gone(name, app)
         return result
 
-    print(f"-- {name}: {args.rate:g} updates/s for {args.seconds:g} s (+{args.warmup:g} s warm-up)")
-    with GcClock() as clock:
-        everyday = await paying(
-            "everyday", driver.fixed_rate(f"{name} fixed", args.rate, args.warmup, args.seconds)
-        )
-    print(f"  {name}: {args.rate:g}/s: {clock}")
-    gc.collect()
-    print(f"-- {name}: saturation, {args.window} updates in flight, {args.seconds:g} s")
-    with profiled(args.profile, f"engine-{name}-saturation"), GcClock() as clock:
-        saturation = await paying(
-            "saturation",
-            driver.saturate(f"{name} saturation", args.window, args.warmup, args.seconds),
-        )
-    print(f"  {name}: saturation: {clock}")
-    gc.collect()
-    rate = overload_rate or args.overload * saturation.throughput()
-    print(f"-- {name}: overload, {rate:,.0f} updates/s for {args.seconds:g} s")
-    with profiled(args.profile, f"engine-{name}-overload"), GcClock() as clock:
-        overload = await paying(
-            "overload", driver.fixed_rate(f"{name} overload", rate, args.warmup, args.seconds)
-        )
-    print(f"  {name}: overload: {clock}")
+    everyday = saturation = overload = None
+    if "everyday" in args.phases:
+        warm = f"(+{args.warmup:g} s warm-up)"
+        print(f"-- {name}: {args.rate:g} updates/s for {args.seconds:g} s {warm}")
+        with profiled(args.profile, f"engine-{name}-everyday"), GcClock() as clock:
+            everyday = await paying(
+                "everyday",
+                driver.fixed_rate(f"{name} fixed", args.rate, args.warmup, args.seconds),
+            )
+        everyday.gc_pauses = clock.pauses
+        print(f"  {name}: {args.rate:g}/s: {clock}")
+        gc.collect()
+    if "saturation" in args.phases:
+        print(f"-- {name}: saturation, {args.window} updates in flight, {args.seconds:g} s")
+        with profiled(args.profile, f"engine-{name}-saturation"), GcClock() as clock:
+            saturation = await paying(
+                "saturation",
+                driver.saturate(f"{name} saturation", args.window, args.warmup, args.seconds),
+            )
+        print(f"  {name}: saturation: {clock}")
+        gc.collect()
+    if "overload" in args.phases:
+        rate = overload_rate or args.overload * (saturation.throughput() if saturation else 0.0)
+        print(f"-- {name}: overload, {rate:,.0f} updates/s for {args.seconds:g} s")
+        with profiled(args.profile, f"engine-{name}-overload"), GcClock() as clock:
+            overload = await paying(
+                "overload", driver.fixed_rate(f"{name} overload", rate, args.warmup, args.seconds)
+            )
+        print(f"  {name}: overload: {clock}")
     return Result(everyday, saturation, overload, driver.unexpected, payments, samples)
 
 
@@ -504,19 +517,40 @@ def describe_phase(
     )
 
 
-def describe(report: Report, name: str, result: Result, rate: float) -> None:
-    fixed = result.everyday
-    describe_phase(report, name, f"{rate:g}/s", fixed, result.samples.get("everyday"))
+def by_step(phase: Phase) -> str:
+    """p50/p99 (ms) of each step of the script, and which step the phase's slowest 1 % were."""
     parts = []
     for kind in dict.fromkeys(SCRIPT):
-        k = summarize(fixed.latencies(kind))
+        k = summarize(phase.latencies(kind))
         parts.append(f"{kind} {k.p50_ms:.1f}/{k.p99_ms:.1f}")
-    print(f"  {name}: p50/p99 ms by step at {rate:g}/s: " + ", ".join(parts))
-    print(f"  {name}: generator fell behind by up to {fixed.late_sends * 1000:.1f} ms")
-    describe_phase(report, name, "saturation", result.saturation, result.samples.get("saturation"))
+    slowest = sorted(phase.measured(), key=lambda r: r[1] - r[0])[
+        -max(1, len(phase.measured()) // 100) :
+    ]
+    tail = Counter(kind for _, _, kind, _ in slowest).most_common()
+    # A collection stops every update in flight: which of the slowest waited through one.
+    long = [(a, b) for a, b in phase.gc_pauses if b - a >= 0.005]
+    in_gc = sum(any(a < d and b > s for a, b in long) for s, d, _, _ in slowest)
+    return (
+        ", ".join(parts)
+        + "; slowest 1 %: "
+        + ", ".join(f"{k} {n}" for k, n in tail)
+        + f" ({in_gc} of {len(slowest)} waited through a collection of 5 ms or more)"
+    )
+
+
+def describe(report: Report, name: str, result: Result, rate: float) -> None:
+    fixed = result.everyday
+    if fixed is not None:
+        describe_phase(report, name, f"{rate:g}/s", fixed, result.samples.get("everyday"))
+        print(f"  {name}: p50/p99 ms by step at {rate:g}/s: {by_step(fixed)}")
+        print(f"  {name}: generator fell behind by up to {fixed.late_sends * 1000:.1f} ms")
+    if result.saturation is not None:
+        sample = result.samples.get("saturation")
+        describe_phase(report, name, "saturation", result.saturation, sample)
     over = result.overload
-    label = f"overload ({over.offered:,.0f}/s offered)"
-    describe_phase(report, name, label, over, result.samples.get("overload"))
+    if over is not None:
+        label = f"overload ({over.offered:,.0f}/s offered)"
+        describe_phase(report, name, label, over, result.samples.get("overload"))
     for phase, figures in result.payments.items():
         print(
             f"  {name}: payments at {phase}: pre-checkouts {figures.pre_checkouts}, answered "
@@ -529,10 +563,22 @@ def describe(report: Report, name: str, result: Result, rate: float) -> None:
 
 
 def ratios(report: Report, flick: Result, base: Result, bare: Result | None) -> None:
+    if flick.everyday is not None and base.everyday is not None:
+        mine = summarize(flick.everyday.window_latencies()).p99_ms
+        theirs = summarize(base.everyday.window_latencies()).p99_ms
+        r = mine / max(1e-9, theirs)
+        report.add(
+            "flick p99 ÷ baseline p99 at the everyday rate",
+            f"{r:.2f} ({mine:.1f} / {theirs:.1f} ms)",
+            f"≤ {TARGET_P99_RATIO:g}",
+            r <= TARGET_P99_RATIO,
+        )
+    if flick.saturation is None or flick.overload is None or base.saturation is None:
+        return  # the other targets need every phase
     sat = flick.saturation.throughput()
     over = flick.overload.throughput() / max(1e-9, sat)
     floor = TARGET_OVERLOAD
-    if bare is not None:
+    if bare is not None and bare.saturation is not None and bare.overload is not None:
         # What bare kurigram answers at the same offered rate, of what it could: all it is
         # offered when that is below its saturation (then the floor stays 0.9).
         bare_sat = bare.saturation.throughput()
@@ -560,18 +606,9 @@ def ratios(report: Report, flick: Result, base: Result, bare: Result | None) -> 
             "0 / 0",
             pay.lost == 0 and pay.late == 0,
         )
-    if bare is not None:
+    if bare is not None and bare.saturation is not None:
         r = sat / max(1e-9, bare.saturation.throughput())
         report.add("flick ÷ bare at saturation", f"{r:.2f}", f"≥ {TARGET_BARE}", r >= TARGET_BARE)
-    mine = summarize(flick.everyday.window_latencies()).p99_ms
-    theirs = summarize(base.everyday.window_latencies()).p99_ms
-    r = mine / max(1e-9, theirs)
-    report.add(
-        "flick p99 ÷ baseline p99 at the everyday rate",
-        f"{r:.2f} ({mine:.1f} / {theirs:.1f} ms)",
-        f"≤ {TARGET_P99_RATIO:g}",
-        r <= TARGET_P99_RATIO,
-    )
     r = sat / max(1e-9, base.saturation.throughput())
     report.add("flick ÷ baseline at saturation", f"{r:.2f}")
 
@@ -612,7 +649,7 @@ async def main(args: argparse.Namespace) -> None:
                 f"{stats.waited:,} waited, {stats.deferred:,} deferred, {stats.told:,} told, "
                 f"{stats.promoted} promoted, longest wait {stats.longest_wait:.1f} s"
             )
-        over_rate = flick.overload.offered
+        over_rate = flick.overload.offered if flick.overload is not None else None
         # The baselines are plain bots: Python's own collector settings, not Flick's.
         gc.unfreeze()
         gc.set_threshold(*DEFAULT_GC)
@@ -674,9 +711,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         metavar=("G0", "G1", "G2"),
         help="gc.set_threshold() for the whole run, after start-up (to compare)",
     )
+    parser.add_argument(
+        "--phases",
+        nargs="+",
+        choices=PHASES,
+        default=list(PHASES),
+        help="which phases to run, for every bot (all three); overload needs saturation",
+    )
     parser.add_argument("--limit", type=float, default=900.0, help="hard stop, seconds")
     add_common_args(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if "overload" in args.phases and "saturation" not in args.phases:
+        parser.error("--phases overload needs saturation (it offers a multiple of it)")
+    return args
 
 
 if __name__ == "__main__":

@@ -18,14 +18,6 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 
 from loguru import logger
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_delay,
-    stop_never,
-    wait_random_exponential,
-)
 
 from flick import events as ev
 from flick.actors import messages as msg
@@ -34,12 +26,14 @@ from flick.actors.context import Context
 from flick.actors.handlers.routes import EVENTS
 from flick.actors.journal import UpdateJournal
 from flick.actors.mailbox import Mailbox
+from flick.actors.row_write import RowWrite, answers_from_memory
 from flick.errors import TelegramRefused, is_transient
 from flick.fsm.conversation import Conversation, State
 from flick.fsm.generation import Status
 from flick.i18n import pick_language, t
 from flick.models import generations, money, sessions
 from flick.ports import Keyboard, RecipientGone, RecipientUnreachable
+from flick.retries import retry_transient
 
 #: Never given up while Flick runs: money, and what the actor's own tasks report.
 _NEVER_DROPPED = (
@@ -79,19 +73,40 @@ class UserActor:
         self.handled_ok = 0  # messages handled since this actor started (the supervisor reads)
         self.loaded = False
         self.log = logger.bind(user_id=user.user_id)
+        self.row_write = RowWrite(self._open_account)  # written beside the first reply
 
     # ---- lifecycle -------------------------------------------------------------------------
+    async def first_load(self) -> None:
+        """Load this user for the message that woke the actor: one read, the row's write beside
+        the reply (flick/actors/row_write.py). A user not stored yet is a new account."""
+        u = self.user
+        account = await money.find_account(u.user_id)
+        new = account is None
+        if account is None:
+            account = money.new_account(u.language_code, self.ctx.settings.free_credits)
+        await self._apply(account)
+        self.row_write.start(new=new)
+
     async def load(self) -> None:
         """(Re)load this user from the database: the balance, the saved conversation."""
+        await self.row_write.settle(self.log)  # one write of the row at a time
+        account = await self._open_account()
+        self.row_write.written()
+        await self._apply(account)
+
+    async def _open_account(self) -> money.Account:
         u = self.user
-        account = await money.open_account(
+        return await money.open_account(
             u.user_id, u.username, u.first_name, u.language_code, self.ctx.settings.free_credits
         )
+
+    async def _apply(self, account: money.Account) -> None:
+        u = self.user
         self.conv = Conversation(styles=self.ctx.styles)
         self.conv.balance = account.balance
         self.conv.consented = account.consent
         self.blocked = account.blocked
-        self.lang = pick_language(account.language, account.language_code)
+        self.lang = pick_language(account.language, u.language_code or account.language_code)
         self.mailbox.remember(account.handled)
         if account.plan_lapsed:  # a plan period ended unrenewed while they were away
             lapsed = await money.expire_lapsed_plan(u.user_id)
@@ -119,8 +134,18 @@ class UserActor:
 
     async def run(self) -> None:
         """Handle messages until idle; an exception escapes to the supervisor (crash → restart)."""
+        try:
+            await self._run()
+        finally:  # idle, crashed or stopped: the row's write is not left behind
+            self.busy = True  # (so the supervisor's drain, and a test's settle, wait for it)
+            try:
+                await self.row_write.settle(self.log)
+            finally:
+                self.busy = False
+
+    async def _run(self) -> None:
         async with self._admitted(None):
-            await self._retrying(self.load, budget=None, what="loading the user")
+            await self._retrying(self.first_load, budget=None, what="loading the user")
             self.loaded = True
             # The update that woke this actor is handled in the same slot: one wait, not two.
             if len(self.mailbox):
@@ -186,6 +211,10 @@ class UserActor:
             if not first:
                 await self.load()  # start again from the truth: memory may be half-changed
             first = False
+            if self.blocked or not answers_from_memory(message):
+                stored = await self.row_write.landed()  # a new user's row, before it is needed
+                if stored is not None:
+                    await self._apply(stored)
             if self.blocked and isinstance(message, ev.Event) and _from_user(message):
                 await self._unblocked()
             await handler(self, message)
@@ -209,19 +238,10 @@ class UserActor:
     async def _retrying(
         self, call: Callable[[], Awaitable[None]], *, budget: float | None, what: str
     ) -> None:
-        def log(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            self.log.warning("{} failed ({}); retry {}", what, exc, state.attempt_number)
+        def log(exc: BaseException, attempt: int) -> None:
+            self.log.warning("{} failed ({}); retry {}", what, exc, attempt)
 
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(is_transient),
-            wait=wait_random_exponential(multiplier=0.2, max=5.0),
-            stop=stop_never if budget is None else stop_after_delay(budget),
-            before_sleep=log,
-            reraise=True,
-        ):
-            with attempt:
-                await call()
+        await retry_transient(call, budget=budget, on_retry=log)
 
     def handled(self, event_id: str) -> None:
         self.journal.record(self.uid, event_id)
@@ -257,6 +277,7 @@ class UserActor:
         if not self.blocked:
             self.blocked = True
             self.log.info("user blocked the bot; no more messages to them")
+            await self.row_write.landed()  # a new user's row, to hold the flag
             await sessions.set_blocked(self.uid)
 
     async def _unblocked(self) -> None:

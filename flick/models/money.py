@@ -144,6 +144,42 @@ async def open_account(
         max(free_credits, 0),
         remember,
     )
+    return _account(row)
+
+
+# What open_account returns, read only: no commit (so no wait for the WAL) on a reply's path.
+_FIND_ACCOUNT = """
+SELECT u.balance, u.language, u.language_code, u.consent_at IS NOT NULL AS consent, u.blocked,
+    false AS created,
+    (u.plan_credits > 0 AND u.plan_until IS NOT NULL AND u.plan_until <= now()) AS plan_lapsed,
+    s.state AS session_state, s.data AS session_data,
+    ARRAY(SELECT event_id FROM handled_updates h WHERE h."user" = $1
+          ORDER BY h.handled_at DESC LIMIT $2) AS handled
+FROM users u LEFT JOIN user_sessions s ON s."user" = u.telegram_id
+WHERE u.telegram_id = $1
+"""
+
+
+async def find_account(user_id: int, remember: int = 64) -> Account | None:
+    """A user as open_account would return them, without writing; None for a user not yet
+    stored (open_account creates them)."""
+    row = await pool().fetchrow(_FIND_ACCOUNT, user_id, remember)
+    return None if row is None else _account(row)
+
+
+def new_account(language_code: str | None, free_credits: int) -> Account:
+    """The account open_account creates for a user it does not know."""
+    return Account(
+        balance=max(free_credits, 0),
+        language=None,
+        language_code=fit(language_code, 16),
+        consent=False,
+        blocked=False,
+        created=True,
+    )
+
+
+def _account(row: asyncpg.Record) -> Account:
     state = row["session_state"]
     return Account(
         balance=row["balance"],

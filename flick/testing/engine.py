@@ -180,7 +180,8 @@ class EngineHarness:
         await self.press(uid, f"style:{style}", picker.message_id)
 
     async def settle(self, timeout: float = 30.0, generations: bool = True) -> None:  # noqa: ASYNC109
-        """Wait until every mailbox is empty, no actor is busy and (optionally) no video runs."""
+        """Wait until every mailbox is empty, no actor is busy or writing its user's row, and
+        (optionally) no video runs."""
         sup = self.app.supervisor
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -188,7 +189,10 @@ class EngineHarness:
             busy = (
                 sup.mailbox_depth()
                 or sup.intakes_running()
-                or any(a.busy or a.pending_photos or not a.loaded for a in sup.actors.values())
+                or any(
+                    a.busy or a.pending_photos or not a.loaded or a.row_write.pending
+                    for a in sup.actors.values()
+                )
             )
             if generations:
                 busy = busy or sup.generations_running

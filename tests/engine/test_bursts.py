@@ -169,7 +169,8 @@ async def test_album_of_ten(harness: Harness, tools: EngineTools) -> None:
 
 
 async def test_burst_of_three_single_photos(harness: Harness, tools: EngineTools) -> None:
-    """Single photos sent while the first is still being fetched are one burst, like an album."""
+    """Single photos sent while the first is still being fetched are one burst, like an album.
+    The first, sent on its own, was acknowledged at once ("send the second one", #19)."""
     h = await start(harness, tools)
     outbox = h.outbox
     assert isinstance(outbox, WatchedOutbox)
@@ -181,7 +182,10 @@ async def test_burst_of_three_single_photos(harness: Harness, tools: EngineTools
         await tools.quiet(h)
     gate.set()
     await h.settle()
-    assert replies(h, tools, before) == [t("en", "photos_used_two", first=1, second=2, n=3)]
+    assert replies(h, tools, before) == [
+        t("en", "photo_one_more"),
+        t("en", "photos_used_two", first=1, second=2, n=3),
+    ]
     assert await used(h) == ["red", "blue"]
     assert downloaded(h, photos) == [1, 2]
 

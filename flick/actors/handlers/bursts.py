@@ -11,6 +11,12 @@ single photos faster than Flick fetches them. The rules:
 - Photos are used in the order they were sent. Flick fetches only as many as it still needs (two,
   less any it already holds); the rest wait as spares, unfetched. A photo refused for its content
   (too small, not an image, ...) or one we failed to store is replaced by the next spare, in order.
+- A single photo (not part of an album) that will leave the conversation one photo short is
+  acknowledged at once ("now send the second one") at the end of the mailbox drain it came in,
+  while it is still being fetched, checked and stored: the reply does not wait for the download,
+  the normalisation, the storage write or the session save (#19). It is still counted only once
+  stored and saved; if it is refused or we fail to store it, its reason (or "send it again")
+  follows, and "send the second one" is said again when the conversation still needs it.
 - A burst resolves when none of its photos is being fetched. Then, once and in this order: each
   refused photo's own reason (numbered, "Photo 2: ...", when the burst had several); if Flick now
   has two photos and left some out, which ones it used ("I'm using photos 1 and 2 of the 3 you
@@ -84,6 +90,7 @@ class Burst:
     epoch: int  # the conversation it belongs to (see Conversation.epoch)
     had: int  # photos the conversation held when it opened
     entries: list[Entry] = field(default_factory=list)
+    acknowledged: bool = False  # "now send the second one" said while its photo was fetched
 
     def find(self, event_id: str) -> Entry | None:
         # The latest: a photo we failed to store may be taken again when Telegram redelivers it.
@@ -153,6 +160,7 @@ async def on_drain_mark(actor: Scope, m: msg.DrainMark) -> None:
     mem.drain_keys.clear()
     mem.mark_posted = False
     if mem.burst is not None:
+        await _acknowledge(actor, mem.burst)
         await _resolve(actor, mem.burst)  # a burst of photos all refused unseen (too big)
 
 
@@ -173,10 +181,27 @@ async def take(actor: Scope, photo: ev.Photo, fetch: Fetch) -> None:
         entry.stage, entry.reason = Stage.REFUSED, "photo_too_big"
         actor.handled(entry.event_id)
     _fill(actor, burst, fetch)
-    if not burst.fetching():
-        # Nothing to wait for, but the rest of an album may be right behind it in the mailbox:
-        # the burst resolves when the actor reaches the end of this drain.
-        _mark_drain(actor)
+    # At the end of this drain (the rest of an album may be right behind it in the mailbox):
+    # a burst with nothing to wait for resolves, a single photo is acknowledged.
+    _mark_drain(actor)
+
+
+async def _acknowledge(actor: Scope, burst: Burst) -> None:
+    """Say "now send the second one" before its single photo is stored, when that is what
+    storing it will leave the conversation needing. Not for an album (its other photos are on
+    their way), nor after a refusal (the burst's reasons come first, when it resolves)."""
+    conv = actor.conv
+    if (
+        burst.acknowledged
+        or burst.epoch != conv.epoch
+        or conv.state is not State.WAITING_FOR_PHOTOS
+        or not burst.fetching()
+        or burst.had + burst.counted() != 1
+        or any(e.stage is Stage.REFUSED or e.photo.media_group_id for e in burst.entries)
+    ):
+        return
+    await actor.say("photo_one_more")
+    burst.acknowledged = True  # after the send: a retried handler says it, not skips it
 
 
 async def stored(actor: Scope, m: msg.PhotoStored) -> bool:
@@ -292,7 +317,9 @@ async def _reply(actor: Scope, burst: Burst, taken: list[Entry]) -> None:
             await actor.say("photos_used_one", first=taken[0].number, n=n)
         await start_generation(actor)
     elif waiting and len(conv.photos) == 1 and taken:
-        await actor.say("photo_one_more")
+        refused = any(entry.stage is Stage.REFUSED for entry in burst.entries)
+        if refused or not burst.acknowledged:
+            await actor.say("photo_one_more")  # (acknowledged and nothing refused: said already)
 
 
 def reason_text(actor: Scope, reason: str, values: Mapping[str, str | int]) -> str:

@@ -11,17 +11,15 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_random_exponential
-
 from flick import events as ev
 from flick.actors import messages as msg
 from flick.actors.handlers import bursts
 from flick.actors.handlers.generations import start_generation
 from flick.actors.handlers.replies import offer_packages
 from flick.actors.scope import Scope
-from flick.errors import is_transient
 from flick.fsm.conversation import State
 from flick.pipeline import faces, imaging
+from flick.retries import retry_transient
 from flick.storage import photo_key
 
 T = TypeVar("T")
@@ -83,15 +81,7 @@ async def _intake(actor: Scope, e: ev.Photo, epoch: int) -> None:
     limits = actor.ctx.photo_limits
 
     async def retried(call: Callable[[], Awaitable[T]]) -> T:
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(is_transient),
-            wait=wait_random_exponential(multiplier=0.2, max=5.0),
-            stop=stop_after_delay(actor.ctx.settings.retry_seconds),
-            reraise=True,
-        ):
-            with attempt:
-                return await call()
-        raise AssertionError("unreachable: tenacity returns or raises")
+        return await retry_transient(call, budget=actor.ctx.settings.retry_seconds)
 
     report: object
     try:
