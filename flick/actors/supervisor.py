@@ -251,7 +251,8 @@ class Supervisor:
         delay = 0.5
         while True:
             try:
-                await generation_jobs.hand_over(None, generation_id)
+                if not await generation_jobs.pending(generation_id):  # e.g. a video to send
+                    await generation_jobs.hand_over(None, generation_id)
                 return
             except Exception as exc:
                 if not is_transient(exc):

@@ -93,6 +93,15 @@ async def hand_over(conn: asyncpg.Connection | None, generation_id: int) -> bool
     return ids[0] is not None
 
 
+async def withdraw(conn: asyncpg.Connection, generation_id: int) -> None:
+    """Inside a refund's transaction: a job still waiting for a seat goes, so it neither holds a
+    place in the queue nor is told one (a running job finds its generation ended)."""
+    await conn.execute(
+        "DELETE FROM pgqueuer WHERE dedupe_key = $1 AND status = 'queued'",
+        f"{GENERATE}:{generation_id}",
+    )
+
+
 async def hand_back(outcome: Outcome) -> None:
     """Queue a worker's outcome for the gateway (`settle`); once per generation at a time."""
     async with pool().acquire() as conn:

@@ -294,6 +294,7 @@ async def refund_generation(
         record = await generations.end(conn, gen_id, trigger, error_class, error_message)
         if record is None:
             return None
+        await generation_jobs.withdraw(conn, gen_id)
         uid = record.user_id
         # Back where it came from: to the plan's credits while that period lasts.
         plan_back = await conn.fetchval(

@@ -34,7 +34,11 @@ from flick.settings import Settings
 from flick.testing.faces import OneFace
 from flick.testing.memory import RecordingOutbox, Sent
 
-TABLES = ", ".join(t._meta.tablename for t in tables.TABLES)
+#: Flick's tables, and the queue's (pgqueuer's, made by a raw migration): a test starts empty.
+TABLES = ", ".join(
+    [t._meta.tablename for t in tables.TABLES]
+    + ["pgqueuer", "pgqueuer_log", "pgqueuer_statistics", "pgqueuer_schedules", "work_config"]
+)
 
 
 def make_jpeg(color: str = "red", size: tuple[int, int] = (320, 400)) -> bytes:

@@ -68,18 +68,20 @@ def engines_on_fakes(
     replicate: FakeReplicate,
 ) -> EngineFactory:
     """Engines whose providers talk to the fakes (each engine gets its own providers, since an
-    engine closes its providers when it stops); `openai_timeout=` sets the image client's."""
+    engine closes its providers when it stops); `openai_timeout=` sets the image client's,
+    `database_url=` another way to the database (e.g. through a DbProxy)."""
     numbers = itertools.count()
 
     def make(**options: Any) -> EngineHarness:
         data_dir = options.pop("data_dir", None) or tmp_path / f"engine{next(numbers)}"
+        url = options.pop("database_url", database_url)
         openai_timeout = options.pop("openai_timeout", 10.0)
         options.setdefault("pipeline", FAST)
         if "image" not in options:
             options["image"] = openai_images(openai, timeout=openai_timeout)
         if "video" not in options:
             options["video"] = replicate_videos(replicate, timeout=10.0)
-        return EngineHarness(database_url, storage, data_dir, **options)
+        return EngineHarness(url, storage, data_dir, **options)
 
     return make
 

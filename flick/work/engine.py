@@ -1,11 +1,14 @@
 """pgqueuer's queue manager inside this process: takes generation jobs and runs their handlers.
 
-On a connection of its own (pgqueuer LISTENs on it), reconnecting with a backoff when
-PostgreSQL goes away: jobs picked before are finished by their handlers meanwhile (they use the
-pool), and a job whose end could not be written is taken again once its heartbeat is old, which
-the generation's record turns into a no-op. A stop first stops taking jobs; the owner then stops
-its generations at a resumable point, and their handlers hand the jobs back (`RetryRequested`),
-so the next process takes them at once instead of after a heartbeat timeout.
+On a small pool of its own. When PostgreSQL goes away (restarted, failed over), every query the
+queue makes waits it out instead of failing: a failing queue manager would wait for every
+generation running here before it took a job again. Running generations go on meanwhile (they
+use Flick's pool), their heartbeats and ends are written once the database is back, and jobs are
+then found by polling every second even if the LISTEN connection was lost.
+
+A stop first stops taking jobs; the owner then stops its generations at a resumable point, and
+their handlers hand the jobs back (`RetryRequested`), so the next process takes them at once
+instead of after a heartbeat timeout.
 """
 
 from __future__ import annotations
@@ -16,17 +19,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
+from typing import TypeVar
 
 import asyncpg
 from loguru import logger
-from pgqueuer import AsyncpgDriver, Queries, QueueManager
+from pgqueuer import AsyncpgPoolDriver, Queries, QueueManager
 from pgqueuer.errors import RetryRequested
 from pgqueuer.models import Job as QueueJob
 
+from flick.errors import is_transient
 from flick.models.generation_jobs import version, version_in_force
 from flick.work.tasks import Parked
 
 Handler = Callable[[QueueJob], Awaitable[None]]
+T = TypeVar("T")
 #: How long a job refused for its configuration version waits before it is offered again.
 OTHER_VERSION_DELAY = timedelta(seconds=10)
 
@@ -66,6 +72,32 @@ def _guarded(entry: Entrypoint) -> Handler:
     return handle
 
 
+class _PatientDriver(AsyncpgPoolDriver):
+    """pgqueuer's pool driver, retrying a query while the database is out of reach."""
+
+    def __init__(self, pool: asyncpg.Pool, stopping: asyncio.Event) -> None:
+        super().__init__(pool)
+        self._stopping = stopping
+
+    async def fetch(self, query: str, *args: object) -> list[dict[str, object]]:
+        return await self._patient(lambda: AsyncpgPoolDriver.fetch(self, query, *args))
+
+    async def execute(self, query: str, *args: object) -> str:
+        return await self._patient(lambda: AsyncpgPoolDriver.execute(self, query, *args))
+
+    async def _patient(self, call: Callable[[], Awaitable[T]]) -> T:
+        delay = 0.5
+        while True:
+            try:
+                return await call()
+            except Exception as exc:
+                if not is_transient(exc) or self._stopping.is_set():
+                    raise
+                logger.warning("generation queue: {}; trying again in {:.1f}s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 class WorkEngine:
     def __init__(
         self,
@@ -73,7 +105,7 @@ class WorkEngine:
         entrypoints: list[Entrypoint],
         *,
         heartbeat: timedelta = timedelta(seconds=10),
-        dequeue_timeout: timedelta = timedelta(seconds=2),
+        dequeue_timeout: timedelta = timedelta(seconds=1),
     ) -> None:
         self._url = url
         self._entrypoints = entrypoints
@@ -109,16 +141,17 @@ class WorkEngine:
                 await self._run_once()
                 delay = 0.5
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                logger.warning("generation queue: {}; reconnecting in {:.1f}s", exc, delay)
+                logger.warning("generation queue: {}; starting again in {:.1f}s", exc, delay)
             self.ready.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
             delay = min(delay * 2, 10.0)
 
     async def _run_once(self) -> None:
-        conn = await asyncpg.connect(self._url, timeout=10)
+        # Two connections at least: pgqueuer keeps one for LISTEN, queries use the others.
+        pool = await asyncpg.create_pool(self._url, min_size=2, max_size=4, timeout=10)
         try:
-            qm = QueueManager(Queries(AsyncpgDriver(conn)))
+            qm = QueueManager(Queries(_PatientDriver(pool, self._stopping)))
             for entry in self._entrypoints:
                 qm.entrypoint(entry.name, concurrency_limit=entry.limit)(_guarded(entry))
             self._qm = qm
@@ -128,9 +161,10 @@ class WorkEngine:
             await qm.run(
                 dequeue_timeout=self._dequeue_timeout,
                 heartbeat_timeout=self._heartbeat,
-                shutdown_on_listener_failure=True,
+                # A lost LISTEN connection leaves polling, not a stop (see the module's doc).
+                shutdown_on_listener_failure=False,
             )
         finally:
             self._qm = None
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 5)
+                await asyncio.wait_for(pool.close(), 5)
