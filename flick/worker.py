@@ -27,6 +27,8 @@ from flick.embedded import prepare_data_dir
 from flick.errors import ConfigError, is_transient
 from flick.models import db, generation_jobs, migrations
 from flick.models.generation_jobs import Outcome
+from flick.ops.health import Check, HealthServer
+from flick.ops.metrics import METRICS
 from flick.pipeline.limiter import AILimiter
 from flick.pipeline.model_choice import ModelChooser
 from flick.pipeline.runner import GenerationRunner, PipelineConfig
@@ -35,7 +37,7 @@ from flick.settings import Settings
 from flick.storage import S3Storage
 from flick.styles import load_styles
 from flick.work import signals
-from flick.work.engine import Entrypoint, WorkEngine
+from flick.work.engine import Entrypoint, VersionMismatch, WorkEngine
 from flick.work.job_records import job_for
 from flick.work.progress_board import RelayedProgress
 from flick.work.tasks import Ended, GenerationTasks
@@ -43,6 +45,28 @@ from flick.work.version import config_version
 
 #: How long a stopping worker lets a paid step (a compose) finish before parking the rest.
 STOP_SECONDS = 30.0
+
+
+def _health_checks(storage: Storage, engine: WorkEngine, version: str) -> dict[str, Check]:
+    """What a worker needs to take and finish a generation. `configuration` fails while the
+    active gateway's version differs: such a worker takes no job (`flick.work.engine`)."""
+
+    async def database() -> None:
+        await db.pool().fetchval("SELECT 1")
+
+    async def queue() -> None:
+        if not engine.ready.is_set():
+            raise ConnectionError("not listening for generation jobs")
+
+    async def configuration() -> None:
+        in_force = await generation_jobs.version_in_force()
+        if in_force is not None and in_force != version:
+            raise VersionMismatch(f"this worker has {version}, the gateway {in_force}")
+
+    checks: dict[str, Check] = {"database": database}
+    if (storage_check := getattr(storage, "check", None)) is not None:
+        checks["storage"] = storage_check  # S3Storage's; a test's in-memory storage has none
+    return {**checks, "queue": queue, "configuration": configuration}
 
 
 async def _hand_back(ended: Ended) -> None:
@@ -167,6 +191,10 @@ async def worker(
             await tasks.stop(asyncio.get_running_loop().time() + STOP_SECONDS)
 
         stack.push_async_callback(stop_generations)  # before the engine waits for its handlers
+        # 200 {"worker": "ok", …} while it can take generations; off unless HEALTH_ADDRESS is set.
+        checks = _health_checks(storage, engine, version)
+        health = HealthServer(s.health_address, checks, METRICS, notes={"worker": "ok"})
+        await stack.enter_async_context(health)
         logger.info(
             "worker ready: image={} video={} ai_concurrency={} configuration {}",
             image.name,

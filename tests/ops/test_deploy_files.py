@@ -146,10 +146,11 @@ def test_compose_standby_is_a_second_bot_with_data_and_port_of_its_own() -> None
     assert standby["ports"][0].startswith("127.0.0.1:")
 
 
-def test_compose_external_runs_only_the_bot_against_shared_services() -> None:
+def test_compose_external_runs_only_flick_against_shared_services() -> None:
     data = compose("docker-compose.external.yml")
     services = data["services"]
-    assert set(services) == {"flick", "migrate"}
+    # The bot, its migrations, its workers (tests/ops/test_deploy_workers.py): no database or S3.
+    assert set(services) == {"flick", "migrate", "worker"}
     flick, migrate = services["flick"], services["migrate"]
     assert set(flick["environment"]) <= FIELDS
     assert set(migrate["environment"]) == {"DATABASE_URL"}
