@@ -29,6 +29,7 @@ from flick.models import db, generation_jobs, migrations
 from flick.models.generation_jobs import Outcome
 from flick.ops.health import Check, HealthServer
 from flick.ops.metrics import METRICS
+from flick.ops.sentry import setup_sentry
 from flick.pipeline.limiter import AILimiter
 from flick.pipeline.model_choice import ModelChooser
 from flick.pipeline.runner import GenerationRunner, PipelineConfig
@@ -206,6 +207,7 @@ async def worker(
 
 
 async def serve_worker(settings: Settings, stop: asyncio.Event) -> None:
+    setup_sentry(settings)  # a worker's failed generations reach Sentry as the gateway's do
     async with worker(settings):
         await stop.wait()
         logger.info("stopping: no new generations; parking the running ones")
