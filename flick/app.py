@@ -245,7 +245,7 @@ class Flick:
         ctx.broadcaster = self.broadcaster
         stack.push_async_callback(self.broadcaster.stop)
         self.supervisor = await stack.enter_async_context(Supervisor(ctx))
-        await self._start_work(url, styles)
+        await self._start_work(url, styles, embedded=embedded)
         self.sweeper = await stack.enter_async_context(
             PhotoSweeper(storage, timedelta(hours=s.photo_keep_hours), s.photo_sweep_seconds)
         )
@@ -272,13 +272,16 @@ class Flick:
         if owed:
             logger.info("crediting {} inviter bonus(es) left over from before", len(owed))
 
-    async def _start_work(self, url: str, styles: dict[str, Style]) -> None:
+    async def _start_work(self, url: str, styles: dict[str, Style], *, embedded: bool) -> None:
         """Generation work from the queue: this process takes `generate` jobs (within the AI
         bound every process shares) and `settle` jobs (workers' videos to send, their failures
         to refund); progress of generations run elsewhere or waiting is shown from here."""
         s, stack, supervisor = self.settings, self._stack, self.supervisor
         generation_jobs.set_version(config_version(styles, s))
         await generation_jobs.publish_version()  # this gateway's configuration is in force
+        if embedded and (orphans := await generation_jobs.reclaim_orphans()):
+            # Ours alone, so whoever picked these is dead: no heartbeat timeout to wait out.
+            logger.info("{} generation job(s) of a killed run back in the queue", orphans)
         board = await stack.enter_async_context(
             ProgressBoard(self.outbox, styles, is_local=supervisor.generations.running)
         )

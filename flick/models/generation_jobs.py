@@ -128,6 +128,16 @@ async def version_in_force() -> str | None:
     return str(found) if found is not None else None
 
 
+async def reclaim_orphans() -> int:
+    """On a database no other process can reach (the embedded one): the jobs a killed
+    predecessor had picked go back to the queue now, not after their heartbeat timeout."""
+    done = await pool().execute(
+        "UPDATE pgqueuer SET status = 'queued', slot = NULL, queue_manager_id = NULL, "
+        "execute_after = now(), updated = now() WHERE status = 'picked'"
+    )
+    return int(done.split()[-1])
+
+
 async def queued_in_order(limit: int = 1000) -> list[int]:
     """The generations waiting for an AI seat, in the order pgqueuer serves them."""
     rows = await pool().fetch(

@@ -118,3 +118,22 @@ async def test_the_queue_takes_new_generations_after_a_database_restart_while_on
     for uid in (UID, OTHER):
         gen_id = await gen.generation_id(uid)
         assert [e[0] for e in await gen.ledger(uid)] == ["free", "generation"], gen_id
+
+
+async def test_on_the_embedded_database_a_killed_runs_picked_jobs_go_back_to_the_queue(
+    harness: HarnessFactory, gen: GenerationTools
+) -> None:
+    """No other process can reach the embedded database, so a job still picked at start was
+    picked by a run that was killed: it is queued again at once (`reclaim_orphans`, called by
+    `flick run` on the embedded database), not after its heartbeat timeout."""
+    h = await harness(gateway_generates=False)  # nothing here takes a generate job
+    first = await gen.start_generation(h, UID)
+    second = await gen.start_generation(h, OTHER)
+    await pool().execute(  # as a SIGKILLed queue manager leaves its job
+        "UPDATE pgqueuer SET status = 'picked', slot = 0, "
+        "queue_manager_id = '00000000-0000-0000-0000-000000000001' WHERE dedupe_key = $1",
+        f"generate:{first}",
+    )
+    assert await generation_jobs.queued_in_order() == [second]
+    assert await generation_jobs.reclaim_orphans() == 1
+    assert await generation_jobs.queued_in_order() == [first, second]  # in its old place
