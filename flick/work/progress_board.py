@@ -88,17 +88,24 @@ class ProgressBoard:
             self._shown.pop(generation_id, None)
 
     async def _tell_places(self) -> None:
+        """Everyone's place every `every` seconds (an edit only where it changed, as Telegram
+        allows); a newcomer's first place as soon as the queue changes."""
+        loop = asyncio.get_running_loop()
+        next_round = loop.time()
         while True:
             self._changed.clear()
+            everyone = loop.time() >= next_round
+            if everyone:
+                next_round = loop.time() + self.every
             try:
-                await self.tell_places()
+                await self.tell_places(newcomers_only=not everyone)
             except Exception as exc:  # noqa: BLE001 - the next round tells them
                 logger.opt(exception=exc).warning("telling queue places failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), self.every)
+                await asyncio.wait_for(self._changed.wait(), max(0.0, next_round - loop.time()))
             await asyncio.sleep(0.1)  # a burst of changes is told once
 
-    async def tell_places(self) -> None:
+    async def tell_places(self, newcomers_only: bool = False) -> None:
         """Tell each waiting generation its place (1: next to get an AI seat)."""
         try:
             waiting = await generation_jobs.queued_in_order()
@@ -109,7 +116,9 @@ class ProgressBoard:
             if self._is_local(generation_id):
                 continue  # taken by this process since: it shows its own progress
             shown = self._shown.get(generation_id)
-            if shown is not None and shown.run.record.status is not Status.QUEUED:
+            if shown is not None and (
+                newcomers_only or shown.run.record.status is not Status.QUEUED
+            ):
                 continue
             await self.show(generation_id, "status_queued", {"place": place})
         for generation_id in set(self._shown) - set(waiting):
