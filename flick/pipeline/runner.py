@@ -276,6 +276,8 @@ class GenerationRunner:
         # The point of no return: from here on /cancel no longer refunds. If a /cancel got
         # here first, this is refused and the video is never sent.
         await generations.advance(record, "deliver", predict_seconds=predict_time, cost_usd=cost)
+        if self.deliver:  # a worker's job lasts until its video is stored and handed back
+            job.ai_done.set()
 
     async def _describe(self, run: Run) -> VideoMeta:
         """Probe the downloaded video and make its thumbnail from the composed picture."""

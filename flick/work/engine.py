@@ -159,6 +159,9 @@ class WorkEngine:
                 return
             self.ready.set()
             await qm.run(
+                # One job per dequeue: jobs handed over at once spread over the processes that
+                # wake, instead of the first one taking ten (bench.workers, BENCHMARKS.md).
+                batch_size=1,
                 dequeue_timeout=self._dequeue_timeout,
                 heartbeat_timeout=self._heartbeat,
                 # A lost LISTEN connection leaves polling, not a stop (see the module's doc).

@@ -49,7 +49,9 @@ class GenerationTasks:
         return generation_id in self._running
 
     async def run(self, job: Job) -> None:
-        """Run the generation to its end here; raises Parked when a stop interrupted it."""
+        """Run the generation here until its end, or until its AI work is done and this process
+        sends the video (the sending goes on, tracked here). Raises Parked when a stop
+        interrupted it."""
         if self._stopping:
             raise Parked(f"generation {job.generation_id}: this process is stopping")
         if job.generation_id in self._running:
@@ -59,10 +61,15 @@ class GenerationTasks:
             return
         task = asyncio.create_task(self._generate(job), name=f"generation-{job.generation_id}")
         self._running[job.generation_id] = (job, task)
+        task.add_done_callback(lambda _: self._running.pop(job.generation_id, None))
+        ai_done = asyncio.ensure_future(job.ai_done.wait())
         try:
-            await asyncio.wait({task})  # a cancel of the handler is not a cancel of the task
+            # A cancel of the handler is not a cancel of the task.
+            await asyncio.wait({task, ai_done}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            self._running.pop(job.generation_id, None)
+            ai_done.cancel()
+        if not task.done():
+            return  # being delivered from here: its AI seat goes to the next generation
         if task.cancelled() and not job.user_canceled:
             raise Parked(f"generation {job.generation_id} parked")
         if not task.cancelled() and (exc := task.exception()) is not None:

@@ -40,7 +40,7 @@ async def test_200_users_never_exceed_the_ai_limit(
     await _all(h, lambda uid: h.pick_style(uid, "dance"))
     await asyncio.gather(*(h.photo(uid, red) for uid in USERS))
     await asyncio.gather(*(h.photo(uid, blue) for uid in USERS))
-    await h.settle(timeout=60)
+    await h.settle(timeout=240)  # a liveness bound: a loaded machine is slow, not wrong
 
     # Everyone got exactly one video, for one credit.
     assert all(len(gen.videos(h, uid)) == 1 for uid in USERS)
