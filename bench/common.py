@@ -453,6 +453,7 @@ async def flick_on_offline_telegram(
             lock=False, resume=False, **engine,
         ) as app:  # fmt: skip
             gateway.adapter.dispatch = app.dispatch
+            gateway.adapter.hold_new_users(app.supervisor)
             await storage.put("warm-up", b"warm", "text/plain")  # SeaweedFS makes volumes lazily
             await gateway.start()
             try:

@@ -356,11 +356,14 @@ class Sample:
     actors: int = 0  # live actors
     admission_waiting: int = 0
     admission_busy: int = 0  # actors at work (money may exceed the slots)
+    updates_queued: int = 0  # updates in kurigram's queue, not yet parsed (ahead of admission)
+    lags: list[float] = field(default_factory=list)  # event loop lag, each sample (s)
+    busy: list[int] = field(default_factory=list)  # actors admitted, each sample
     cpu: float = 0.0
 
 
 @asynccontextmanager
-async def sampled(app: Flick | None) -> AsyncIterator[Sample]:
+async def sampled(app: Flick | None, tg: OfflineTelegram) -> AsyncIterator[Sample]:
     sample = Sample()
     cpu = time.process_time()
 
@@ -374,7 +377,12 @@ async def sampled(app: Flick | None) -> AsyncIterator[Sample]:
             admission = app.supervisor.admission
             sample.admission_waiting = max(sample.admission_waiting, admission.waiting)
             sample.admission_busy = max(sample.admission_busy, admission.busy)
+            queued = tg.client.dispatcher.updates_queue.qsize()
+            sample.updates_queued = max(sample.updates_queued, queued)
+            sample.busy.append(admission.busy)
+            before = time.perf_counter()
             await asyncio.sleep(0.05)
+            sample.lags.append(time.perf_counter() - before - 0.05)
 
     task = asyncio.create_task(watch())
     try:
@@ -441,7 +449,7 @@ async def measure(
     samples: dict[str, Sample] = {}
 
     async def paying(phase: str, run: Any) -> Phase:
-        async with sampled(app) as samples[phase]:
+        async with sampled(app, tg) as samples[phase]:
             if payers is None:
                 result: Phase = await run
             else:
@@ -500,7 +508,13 @@ def describe_phase(
             f"  {name}: {label}: CPU {sample.cpu:.1f} s = {sample.cpu / answered * 1000:.2f} ms "
             f"per answer; peaks: {sample.pool_waiters} waiting for a database connection, "
             f"{sample.actors} live actors, {sample.admission_waiting} waiting for admission, "
-            f"{sample.admission_busy} admitted"
+            f"{sample.admission_busy} admitted, {sample.updates_queued} queued in kurigram"
+        )
+        lags = summarize(sample.lags)
+        busy = sum(sample.busy) / max(1, len(sample.busy))
+        print(
+            f"  {name}: {label}: event loop lag p50 {lags.p50_ms:.1f} p99 {lags.p99_ms:.1f} ms; "
+            f"admitted on average {busy:.1f}"
         )
     report.add(f"{name}: {label}: latency", _ms(phase.window_latencies()))
     told = [d - s for s, d in phase.notices if s >= phase.measured_from]
@@ -551,6 +565,17 @@ def describe(report: Report, name: str, result: Result, rate: float) -> None:
     if over is not None:
         label = f"overload ({over.offered:,.0f}/s offered)"
         describe_phase(report, name, label, over, result.samples.get("overload"))
+        print(f"  {name}: p50/p99 ms by step at overload: {by_step(over)}")
+        # Answers in each second from the phase's start, the drain after it included: the
+        # load stops at the window's end, so a rate that jumps there was taken by the intake.
+        per_second = Counter(int(d - over.started) for _, d, _, _ in over.records)
+        seconds = range(int(over.ended - over.started) + 16)
+        print(
+            f"  {name}: answers per second of the overload phase: "
+            + " ".join(str(per_second.get(i, 0)) for i in seconds)
+        )
+        slow = Counter(k for s, d, k, _ in over.in_window() if d - s > 1.0)
+        print(f"  {name}: answered in the window after more than 1 s, by step: {dict(slow)}")
     for phase, figures in result.payments.items():
         print(
             f"  {name}: payments at {phase}: pre-checkouts {figures.pre_checkouts}, answered "

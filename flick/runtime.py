@@ -232,6 +232,7 @@ async def serve_engine(
         assert app.storage is not None
         gateway.outbox.storage = app.storage
         engine.append(app)
+        gateway.adapter.hold_new_users(app.supervisor)
 
         async def database() -> None:
             await pool().fetchval("SELECT 1")

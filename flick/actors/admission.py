@@ -94,6 +94,9 @@ class Admission:
         self._untold: deque[_Waiter] = deque()  # in arrival order, for the sweep
         self._sweeper: asyncio.Task[None] | None = None
         self._told_at: dict[int, float] = {}  # when each user was last told to wait
+        self._expected = 0  # actors spawned that have not asked for their first slot yet
+        #: Called when a slot is free and nobody waits: updates held before parsing may come.
+        self.on_room: Callable[[], None] = lambda: None
 
     # ---- what the engine reads ----------------------------------------------------------
     @property
@@ -106,6 +109,14 @@ class Admission:
 
     def is_waiting(self, uid: int) -> bool:
         return uid in self._by_uid
+
+    def has_room(self) -> bool:
+        """A new user's update would be let in at once (counting actors about to ask)."""
+        return self._busy + self._expected < self.slots and not self._by_uid
+
+    def expect(self) -> None:
+        """An actor was spawned: it asks for a slot as soon as it runs."""
+        self._expected += 1
 
     # ---- entering and leaving ----------------------------------------------------------------
     @asynccontextmanager
@@ -123,6 +134,7 @@ class Admission:
 
     async def enter(self, uid: int, priority: Priority) -> None:
         self.stats.admitted += 1
+        self._expected = max(0, self._expected - 1)
         self.stats.by_priority[priority] = self.stats.by_priority.get(priority, 0) + 1
         if priority is Priority.MONEY or (self._busy < self.slots and not self._by_uid):
             self._busy += 1
@@ -151,6 +163,7 @@ class Admission:
         while self._busy < self.slots:
             waiter = self._next()
             if waiter is None:
+                self.on_room()
                 return
             self._admit(waiter)
 

@@ -152,6 +152,18 @@ class Supervisor:
         self.admission.promote(user_id)
         self._ensure_running(user_id)
 
+    # ---- what kurigram's queue asks (flick/telegram/urgent.py) ------------------------------
+    def has_room(self) -> bool:
+        """A new user's update would be admitted at once."""
+        return self.admission.has_room()
+
+    def knows(self, user_id: int) -> bool:
+        """This user's actor runs (or waits out a backoff): they are mid-conversation."""
+        return user_id in self._mailboxes
+
+    def watch_room(self, wake: Callable[[], None]) -> None:
+        self.admission.on_room = wake
+
     def _mailbox(self, uid: int) -> Mailbox:
         mailbox = self._mailboxes.get(uid)
         if mailbox is None:
@@ -163,6 +175,7 @@ class Supervisor:
             return  # running, or waiting out a crash backoff (its mailbox keeps the messages)
         user = self._users.get(uid) or ev.UserInfo(uid, uid)
         actor = UserActor(user, self.ctx, self._mailbox(uid), self.journal, self.admission)
+        self.admission.expect()  # its first step asks for a slot (kurigram's queue counts it)
         self.actors[uid] = actor
         task = asyncio.create_task(actor.run(), name=f"actor-{uid}")
         self._tasks[uid] = task

@@ -29,7 +29,7 @@ from flick.telegram.translate import (
     pre_checkout_event,
     subscription_event,
 )
-from flick.telegram.urgent import urgent_first
+from flick.telegram.urgent import Gate, urgent_first
 
 # The generated `raw` package's `import *` re-exports are invisible to strict mypy.
 _raw: Any = pyrogram.raw
@@ -65,6 +65,12 @@ class TelegramAdapter:
             self.client.add_handler(handler, self.group)
         # Past capacity, money must not wait behind the backlog of other updates.
         urgent_first(self.client.dispatcher.updates_queue)
+
+    def hold_new_users(self, gate: Gate) -> None:
+        """New users' updates wait unparsed in kurigram's queue until the engine (`gate`) has
+        room for them (flick/telegram/urgent.py): past capacity, no work goes into an update
+        that would only wait."""
+        urgent_first(self.client.dispatcher.updates_queue, gate)
 
     def uninstall(self) -> None:
         # Stopping the client already cleared its handlers; removing one that is gone would

@@ -98,3 +98,21 @@ async def test_a_waiter_cancelled_at_shutdown_leaves_no_slot_taken() -> None:
     admission.leave()
     assert admission.busy == 0
     assert admission.waiting == 0
+
+
+async def test_room_for_a_new_user_counts_actors_spawned_and_is_announced_when_a_slot_frees() -> (
+    None
+):
+    admission = Admission(2, clock=Clock())
+    announced: list[int] = []
+    admission.on_room = lambda: announced.append(admission.busy)
+    assert admission.has_room()
+    admission.expect()  # an actor spawned, not yet asking
+    await admission.enter(1, Priority.NEW)  # it asks: one slot taken, none expected
+    admission.expect()
+    assert not admission.has_room()  # one busy, one about to ask: both slots spoken for
+    await admission.enter(2, Priority.NEW)
+    assert not admission.has_room()
+    admission.leave()
+    assert announced == [1]
+    assert admission.has_room()
