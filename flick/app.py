@@ -283,7 +283,9 @@ class Flick:
             # Ours alone, so whoever picked these is dead: no heartbeat timeout to wait out.
             logger.info("{} generation job(s) of a killed run back in the queue", orphans)
         board = await stack.enter_async_context(
-            ProgressBoard(self.outbox, styles, is_local=supervisor.generations.running)
+            ProgressBoard(
+                self.outbox, styles, seats=s.ai_concurrency, is_local=supervisor.generations.running
+            )
         )
         await stack.enter_async_context(
             signals.Listener(

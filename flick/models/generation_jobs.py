@@ -149,6 +149,22 @@ async def queued_in_order(limit: int = 1000) -> list[int]:
     return [generation_of(r["payload"]) for r in rows]
 
 
+async def waiting_for_a_seat(min_wait: float, seats: int) -> list[int]:
+    """The generations that have waited `min_wait` seconds or more while all `seats` AI seats
+    were taken, in service order: those worth telling their place (a job with a seat free is
+    taken within moments, and "number 1 in the queue" would be news from nowhere)."""
+    rows = await pool().fetch(
+        "SELECT payload FROM pgqueuer WHERE entrypoint = $1 AND status = 'queued' "
+        "AND created <= now() - make_interval(secs => $2) "
+        "AND (SELECT count(*) FROM pgqueuer WHERE entrypoint = $1 AND status = 'picked') >= $3 "
+        "ORDER BY priority DESC, id LIMIT 1000",
+        GENERATE,
+        min_wait,
+        seats,
+    )
+    return [generation_of(r["payload"]) for r in rows]
+
+
 async def pending(generation_id: int) -> bool:
     """Has this generation a job queued or running (for a resume deciding to hand it over)?"""
     found = await pool().fetchval(

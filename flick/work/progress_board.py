@@ -22,6 +22,8 @@ from flick.work import signals
 from flick.work.job_records import job_for
 
 _ENDS = frozenset({"status_done", "status_failed", "status_canceled"})
+#: How long a generation waits for a seat before it is told its place.
+NEWCOMER_WAIT = 1.0
 
 
 class RelayedProgress:
@@ -48,9 +50,11 @@ class ProgressBoard:
         outbox: Outbox,
         styles: dict[str, Style],
         *,
+        seats: int,
         every: float = 5.0,
         is_local: Any = lambda generation_id: False,
     ) -> None:
+        self.seats = seats
         self.outbox = outbox
         self.styles = styles
         self.every = every
@@ -89,7 +93,7 @@ class ProgressBoard:
 
     async def _tell_places(self) -> None:
         """Everyone's place every `every` seconds (an edit only where it changed, as Telegram
-        allows); a newcomer's first place as soon as the queue changes."""
+        allows); a newcomer's first place once it has waited a second for a seat."""
         loop = asyncio.get_running_loop()
         next_round = loop.time()
         while True:
@@ -102,13 +106,14 @@ class ProgressBoard:
             except Exception as exc:  # noqa: BLE001 - the next round tells them
                 logger.opt(exception=exc).warning("telling queue places failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), max(0.0, next_round - loop.time()))
+                wait = min(NEWCOMER_WAIT, max(0.0, next_round - loop.time()))
+                await asyncio.wait_for(self._changed.wait(), wait)
             await asyncio.sleep(0.1)  # a burst of changes is told once
 
     async def tell_places(self, newcomers_only: bool = False) -> None:
-        """Tell each waiting generation its place (1: next to get an AI seat)."""
+        """Tell each generation waiting for a seat its place (1: next to get one)."""
         try:
-            waiting = await generation_jobs.queued_in_order()
+            waiting = await generation_jobs.waiting_for_a_seat(NEWCOMER_WAIT, self.seats)
         except Exception as exc:  # noqa: BLE001 - the next round tells them
             logger.debug("queue places: {}", exc)
             return

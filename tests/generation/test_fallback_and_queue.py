@@ -84,8 +84,8 @@ async def test_without_fallback_a_provider_down_refunds(
 async def test_a_waiting_user_sees_their_place_in_the_queue(
     harness: Harness, gen: GenerationTools, fake_replicate: FakeReplicate
 ) -> None:
-    fake_replicate.run_time = 1.0  # the first user's prediction holds the only slot a while
-    h = await harness(ai_concurrency=1)
+    fake_replicate.run_time = 60.0  # the first user's prediction holds the only seat a while
+    h = await harness(ai_concurrency=1, pipeline=replace(gen.FAST, animate_budget=120.0))
     first = await gen.start_generation(h, UID)
     await gen.wait_for_prediction(first)  # UID is animating: the slot is taken
 
@@ -99,6 +99,9 @@ async def test_a_waiting_user_sees_their_place_in_the_queue(
     await gen.wait_for(told, "the second user was told their place")
     # It waits in the queue for the one AI seat (pgqueuer's limit), not inside a runner.
     assert await generation_jobs.queued_in_order() == [second]
+    for prediction in fake_replicate.predictions.values():
+        prediction.run_time = 0.1
+    fake_replicate.run_time = 0.1
     await h.settle()
 
     # The queued text was the status message itself, later edited as the video moved along.
