@@ -33,13 +33,7 @@ from flick.testing.engine import make_jpeg
 from flick.testing.fake_openai import FakeOpenAI
 from flick.testing.fake_replicate import FakeReplicate
 from flick.testing.netns import Hosts
-from flick.testing.providers import (
-    OPENAI_KEY,
-    REPLICATE_TOKEN,
-    checked,
-    fake_openai,
-    fake_replicate,
-)
+from flick.testing.providers import checked, fake_openai, fake_replicate, provider_env
 from flick.testing.telegram.hub import TelegramHub
 from flick.testing.telegram.wire import RawUser
 
@@ -129,14 +123,7 @@ class Lab:
         replicate = replicate or fake_replicate()
         openai.bind = replicate.bind = self.address
         async with checked(openai), checked(replicate):
-            self.provider_env = {
-                "IMAGE_PROVIDER": "openai",
-                "OPENAI_API_KEY": OPENAI_KEY,
-                "OPENAI_BASE_URL": openai.base_url,
-                "VIDEO_PROVIDER": "replicate",
-                "REPLICATE_API_TOKEN": REPLICATE_TOKEN,
-                "REPLICATE_BASE_URL": replicate.base_url,
-            }
+            self.provider_env = provider_env(openai.base_url, replicate.base_url)
             try:
                 yield openai, replicate
             finally:
@@ -173,7 +160,7 @@ class Lab:
         """`flick worker` on host `role`, with the gateways' settings (the workers' half of the
         multi-host test: tests/hosts/test_multi_host.py)."""
         return await self.hosts.spawn(
-            role, "flick", "worker", env={**self.env(role), **(env or {})}
+            role, "flick", "worker", env={**self.env(role), **(env or {})}, with_stderr=True
         )
 
 
