@@ -164,12 +164,15 @@ class Lab:
         )
 
 
-async def ask_for_a_video(hub: TelegramHub, user: RawUser, style: str = "romantic") -> None:
+async def ask_for_a_video(hub: TelegramHub, user: RawUser, style: str = "romantic") -> int:
     """/create, consent (when asked), a style and two photos, as `user` would, through the
-    hub; each step answered before the next. The generation itself is not waited for."""
+    hub; each step answered before the next. The generation itself is not waited for.
+    Returns how many updates the user sent (what the journal of handled updates will hold)."""
     (asked,) = await hub.exchange(user, hub.command(user, "create"))
-    if any(data == "consent" for _, data in hub.buttons(asked)):
+    consent = any(data == "consent" for _, data in hub.buttons(asked))
+    if consent:
         await hub.exchange(user, hub.callback(user, "consent"))
     await hub.exchange(user, hub.callback(user, f"style:{style}"))
     await hub.exchange(user, hub.photo(user, make_jpeg("red")))
     await hub.push(hub.photo(user, make_jpeg("blue")))
+    return 5 if consent else 4
