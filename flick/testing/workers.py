@@ -53,8 +53,8 @@ class Workers:
         self.env = env
         self.children: dict[str, Child] = {}
 
-    async def start(self, name: str, *, ready: bool = True, **env: str) -> Child:
-        """Worker `name` with `env` on top of the base's; returns once it is ready (`ready`)."""
+    async def start(self, name: str, **env: str) -> Child:
+        """Worker `name` with `env` on top of the base's; returns once it is ready."""
         data_dir = Path(self.base.data_dir) / name
         data_dir.mkdir(parents=True, exist_ok=True)
         cfg = replace(self.base, data_dir=str(data_dir))
@@ -62,8 +62,7 @@ class Workers:
             "flick", "worker", env=worker_env(cfg, **(self.env | env)), with_stderr=True
         )
         self.children[name] = child
-        if ready:
-            await child.said(READY)
+        await child.said(READY)
         return child
 
     def taken_by(self, generation_id: int) -> list[str]:

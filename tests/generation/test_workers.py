@@ -124,6 +124,17 @@ async def test_a_worker_makes_the_video_and_the_gateway_delivers_it(
     await assert_paid_once_and_delivered_once(h, gen, gen_id, fake_replicate)
     assert [c.status for c in fake_openai.calls("images.edit")] == [200]
     assert gen.actor_state(h, UID) in (State.IDLE, None)
+    # The worker's progress reached the user through the gateway (NOTIFY): one status message,
+    # sent once and edited as the generation moved, as when the gateway runs it itself.
+    texts = gen.status_texts(h)
+    status = gen.status_messages(h, UID)
+    assert [(s.method, s.text) for s in status] == [
+        ("send_text", texts["status_composing"]),
+        ("edit_text", texts["status_animating"]),
+        ("edit_text", texts["status_sending"]),
+        ("edit_text", texts["status_done"]),
+    ]
+    assert {s.extra["edits"] for s in status[1:]} == {status[0].message_id}
 
 
 async def test_a_worker_killed_mid_prediction_is_taken_over_by_another(
@@ -163,6 +174,41 @@ async def test_a_worker_killed_mid_prediction_is_taken_over_by_another(
     await assert_paid_once_and_delivered_once(h, gen, gen_id, fake_replicate)
     assert [c.status for c in fake_openai.calls("images.edit")] == [200]
     assert workers.children[second].find(f"generation {gen_id}: handed back") is not None
+
+
+async def test_a_worker_stopped_mid_prediction_hands_its_job_over_at_once(
+    harness: HarnessFactory,
+    workers: Workers,
+    gen: GenerationTools,
+    fake_openai: FakeOpenAI,
+    fake_replicate: FakeReplicate,
+) -> None:
+    """SIGTERM (a deploy): the worker parks the generation and hands its job back, so the other
+    takes it without waiting for a heartbeat to go stale (a minute here)."""
+    fake_replicate.run_time = 3600
+    h = await harness(**GATEWAY)
+    leaving = await workers.start("leaving", WORK_HEARTBEAT_SECONDS="60")
+    gen_id = await gen.start_generation(h, UID)
+    pid = await gen.wait_for_prediction(gen_id, GENERATION_LIMIT)
+    await workers.start("staying", WORK_HEARTBEAT_SECONDS="60")
+    leaving.proc.terminate()
+    assert await leaving.proc.wait() == 0
+    stopped = time.monotonic()
+    for prediction in fake_replicate.predictions.values():
+        prediction.run_time = 0
+
+    await until(
+        lambda: workers.taken_by(gen_id) == ["leaving", "staying"],
+        f"the staying worker took generation {gen_id}",
+        30.0,  # half the heartbeat: handed over, not found stale
+    )
+    print(f"taken over {time.monotonic() - stopped:.2f} s after the stop (heartbeat 60 s)")
+    await delivered(h, gen, gen_id)
+    assert leaving.find(f"generation {gen_id}: handed back") is None  # parked, not ended
+    assert (await gen.generation(gen_id))["prediction_id"] == pid
+    await assert_paid_once_and_delivered_once(h, gen, gen_id, fake_replicate)
+    assert [c.status for c in fake_openai.calls("images.edit")] == [200]
+    assert fake_replicate.calls("predictions.cancel") == []  # parked, not canceled
 
 
 async def test_a_worker_of_another_configuration_takes_no_job(
