@@ -340,3 +340,35 @@ async def jobs_logged(gen: GenerationTools, entrypoint: str) -> int:
             entrypoint,
         )
     )
+
+
+async def test_cancel_while_no_worker_runs_refunds_once_and_a_later_worker_pays_nothing(
+    harness: HarnessFactory,
+    workers: Workers,
+    gen: GenerationTools,
+    fake_openai: FakeOpenAI,
+    fake_replicate: FakeReplicate,
+) -> None:
+    """The job waits in the queue (the gateway takes none); /cancel refunds; the worker that
+    comes later finds the generation ended and calls no provider."""
+    h = await harness(**GATEWAY)
+    gen_id = await gen.start_generation(h, UID)
+    await h.command(UID, "cancel")
+    await h.settle()
+    row = await gen.generation(gen_id)
+    assert (row["status"], row["refunded"]) == ("canceled", True)
+    assert await h.balance(UID) == 1
+
+    queued = await gen.pool().fetch("SELECT entrypoint, status FROM pgqueuer")
+    assert [(j["entrypoint"], j["status"]) for j in queued] == [("generate", "queued")]
+    worker = await workers.start("late")
+    await until(lambda: queue_empty(gen), "the late worker took the job and ended it", 30)
+    assert worker.find(f"generation {gen_id}: taken") is None  # nothing left to take
+    assert fake_openai.requests == [] and fake_replicate.requests == []
+    assert await gen.ledger(UID) == [
+        ("free", 1, 1, None),
+        ("generation", -1, 0, gen_id),
+        ("refund", 1, 1, gen_id),
+    ]
+    assert await jobs_logged(gen, "settle") == 0
+    assert gen.videos(h, UID) == []
