@@ -372,3 +372,43 @@ async def test_cancel_while_no_worker_runs_refunds_once_and_a_later_worker_pays_
     ]
     assert await jobs_logged(gen, "settle") == 0
     assert gen.videos(h, UID) == []
+
+
+async def test_a_worker_of_another_configuration_delayed_the_jobs_it_refused(
+    harness: HarnessFactory,
+    workers: Workers,
+    gen: GenerationTools,
+    fake_replicate: FakeReplicate,
+    tmp_path: Path,
+) -> None:
+    """The bug: a refused job was put back 10 s in the future, and the stale worker, still
+    taking every job it could, kept refusing (and delaying) them beside the matching workers
+    (a rolling deploy: 0 to 40 s more per video, measured with two stale workers). Now the job
+    goes back at once and the stale worker takes no more until its configuration is in force."""
+    h = await harness(**GATEWAY, free_credits=3)
+    other = await workers.start("other", STYLES_FILE=str(styles_file(tmp_path / "other.toml")))
+    first = await gen.start_generation(h, UID)
+    await other.said(REFUSED)
+
+    async def back_in_queue() -> bool:
+        found = await gen.pool().fetchval(
+            "SELECT count(*) FROM pgqueuer WHERE status = 'queued' AND attempts > 0"
+        )
+        return bool(found)
+
+    await until(back_in_queue, "the refused job is queued again")
+    due = await gen.pool().fetchval("SELECT execute_after <= now() FROM pgqueuer")
+    assert due is True  # offered again at once, not 10 s later
+    await workers.start("matching")
+    await delivered(h, gen, first)
+
+    # Two more while the stale worker runs beside the matching one: it takes neither.
+    made = [first]
+    for _ in range(2):
+        made.append(gen_id := await gen.start_generation(h, UID))
+        await delivered(h, gen, gen_id)
+        assert workers.taken_by(gen_id) == ["matching"]
+    assert made == [1, 2, 3]
+    assert sum(REFUSED in line for line in other.lines) == 1
+    assert fake_replicate.predictions_created == 3
+    assert await h.balance(UID) == 0
