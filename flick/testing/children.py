@@ -11,6 +11,11 @@ from collections.abc import Mapping
 GUARD = 60.0  # seconds: a line awaited longer than this is a failure
 
 
+def merged(with_stderr: bool) -> int | None:
+    """What a child's stderr is: its stdout's pipe, or (None) the test's stderr."""
+    return asyncio.subprocess.STDOUT if with_stderr else None
+
+
 class Child:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
@@ -19,11 +24,19 @@ class Child:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def module(cls, name: str, *args: str, env: Mapping[str, str] | None = None) -> Child:
-        """`python -m name args…`, its stdout read here, its stderr the test's."""
+    async def module(
+        cls,
+        name: str,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        with_stderr: bool = False,
+    ) -> Child:
+        """`python -m name args…`, its stdout read here, its stderr the test's (or read here
+        too, `with_stderr`: `flick run` and `flick worker` log there)."""
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", name, *args, stdout=asyncio.subprocess.PIPE, env=env
-        )
+            sys.executable, "-m", name, *args,
+            stdout=asyncio.subprocess.PIPE, stderr=merged(with_stderr), env=env,
+        )  # fmt: skip
         return cls(proc)
 
     async def _read(self) -> None:

@@ -33,13 +33,7 @@ from flick.testing.engine import make_jpeg
 from flick.testing.fake_openai import FakeOpenAI
 from flick.testing.fake_replicate import FakeReplicate
 from flick.testing.netns import Hosts
-from flick.testing.providers import (
-    OPENAI_KEY,
-    REPLICATE_TOKEN,
-    checked,
-    fake_openai,
-    fake_replicate,
-)
+from flick.testing.providers import checked, fake_openai, fake_replicate, provider_env
 from flick.testing.telegram.hub import TelegramHub
 from flick.testing.telegram.wire import RawUser
 
@@ -129,14 +123,7 @@ class Lab:
         replicate = replicate or fake_replicate()
         openai.bind = replicate.bind = self.address
         async with checked(openai), checked(replicate):
-            self.provider_env = {
-                "IMAGE_PROVIDER": "openai",
-                "OPENAI_API_KEY": OPENAI_KEY,
-                "OPENAI_BASE_URL": openai.base_url,
-                "VIDEO_PROVIDER": "replicate",
-                "REPLICATE_API_TOKEN": REPLICATE_TOKEN,
-                "REPLICATE_BASE_URL": replicate.base_url,
-            }
+            self.provider_env = provider_env(openai.base_url, replicate.base_url)
             try:
                 yield openai, replicate
             finally:
@@ -173,16 +160,19 @@ class Lab:
         """`flick worker` on host `role`, with the gateways' settings (the workers' half of the
         multi-host test: tests/hosts/test_multi_host.py)."""
         return await self.hosts.spawn(
-            role, "flick", "worker", env={**self.env(role), **(env or {})}
+            role, "flick", "worker", env={**self.env(role), **(env or {})}, with_stderr=True
         )
 
 
-async def ask_for_a_video(hub: TelegramHub, user: RawUser, style: str = "romantic") -> None:
+async def ask_for_a_video(hub: TelegramHub, user: RawUser, style: str = "romantic") -> int:
     """/create, consent (when asked), a style and two photos, as `user` would, through the
-    hub; each step answered before the next. The generation itself is not waited for."""
+    hub; each step answered before the next. The generation itself is not waited for.
+    Returns how many updates the user sent (what the journal of handled updates will hold)."""
     (asked,) = await hub.exchange(user, hub.command(user, "create"))
-    if any(data == "consent" for _, data in hub.buttons(asked)):
+    consent = any(data == "consent" for _, data in hub.buttons(asked))
+    if consent:
         await hub.exchange(user, hub.callback(user, "consent"))
     await hub.exchange(user, hub.callback(user, f"style:{style}"))
     await hub.exchange(user, hub.photo(user, make_jpeg("red")))
     await hub.push(hub.photo(user, make_jpeg("blue")))
+    return 5 if consent else 4

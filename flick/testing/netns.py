@@ -39,7 +39,7 @@ from typing import Self
 
 import psutil
 
-from flick.testing.children import Child
+from flick.testing.children import Child, merged
 
 SUPERNET = ipaddress.ip_network("198.18.0.0/15")  # RFC 2544: for network tests
 PREFIX = "flick-"
@@ -238,13 +238,20 @@ class Hosts:
 
     # ---- processes inside ------------------------------------------------------------------
     async def spawn(
-        self, role: str, module: str, *args: str, env: Mapping[str, str] | None = None
+        self,
+        role: str,
+        module: str,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        with_stderr: bool = False,
     ) -> Child:
         """`python -m module args…` on host `role` (`ip netns exec` execs it: the child's pid is
-        Python's own, so `Child.kill` SIGKILLs Flick itself). Killed when the hosts stop."""
+        Python's own, so `Child.kill` SIGKILLs Flick itself). Killed when the hosts stop.
+        `with_stderr`: its stderr is read as its stdout is (where `flick worker` logs)."""
         proc = await asyncio.create_subprocess_exec(
             "ip", "netns", "exec", self.netns(role), sys.executable, "-m", module, *args,
-            stdout=asyncio.subprocess.PIPE, env=dict(env) if env is not None else None,
+            stdout=asyncio.subprocess.PIPE, stderr=merged(with_stderr),
+            env=dict(env) if env is not None else None,
         )  # fmt: skip
         child = Child(proc)
         self._children.append(child)

@@ -33,6 +33,21 @@ async def checked(fake: Fake) -> AsyncIterator[Fake]:
         fake.assert_faults_used()
 
 
+def provider_env(openai_url: str, replicate_url: str) -> dict[str, str]:
+    """The settings of a Flick process (`flick run`, `flick worker`) whose providers are the
+    fakes at these addresses, as it reads them from its environment."""
+    return {
+        "IMAGE_PROVIDER": "openai",
+        "IMAGE_MODEL": IMAGE_MODEL,
+        "OPENAI_API_KEY": OPENAI_KEY,
+        "OPENAI_BASE_URL": openai_url,
+        "VIDEO_PROVIDER": "replicate",
+        "VIDEO_MODEL": VIDEO_MODEL,
+        "REPLICATE_API_TOKEN": REPLICATE_TOKEN,
+        "REPLICATE_BASE_URL": replicate_url,
+    }
+
+
 def fake_openai() -> FakeOpenAI:
     return FakeOpenAI(api_key=OPENAI_KEY, models={IMAGE_MODEL})
 

@@ -33,7 +33,7 @@ from flick.work.tasks import Parked
 
 Handler = Callable[[QueueJob], Awaitable[None]]
 T = TypeVar("T")
-#: How long a job refused for its configuration version waits before it is offered again.
+#: How often a process whose configuration is not the one in force looks at it again.
 OTHER_VERSION_DELAY = timedelta(seconds=10)
 
 
@@ -49,12 +49,19 @@ class VersionMismatch(Exception):  # noqa: N818 - a refusal, reported
     pass
 
 
-def _guarded(entry: Entrypoint) -> Handler:
+async def other_version_in_force() -> str | None:
+    """The version in force when it is not this process's (None: this one, or none yet)."""
+    in_force = await version_in_force()
+    return in_force if in_force is not None and in_force != version() else None
+
+
+def _guarded(entry: Entrypoint, pause: Callable[[], None]) -> Handler:
     async def handle(job: QueueJob) -> None:
-        in_force = await version_in_force()
-        if in_force is not None and in_force != version():
-            # Reported, never run with another configuration: the job waits for a process of
-            # the version in force (or for this one, once it is updated).
+        if (in_force := await other_version_in_force()) is not None:
+            # Reported, never run with another configuration. The job goes back at once, for a
+            # process of the version in force, and this one takes no more until its version is
+            # in force: a job delayed instead would make its user wait whenever the stale
+            # process (still picking every job it can) got it first.
             logger.error(
                 "configuration {} is in force (the active gateway's), this process has {}: "
                 "leaving job {} ({}); start it with the gateway's styles and model settings",
@@ -63,7 +70,8 @@ def _guarded(entry: Entrypoint) -> Handler:
                 job.id,
                 job.entrypoint,
             )
-            raise RetryRequested(OTHER_VERSION_DELAY, reason="configuration version differs")
+            pause()
+            raise RetryRequested(timedelta(0), reason="configuration version differs")
         try:
             await entry.handler(job)
         except Parked as exc:
@@ -113,6 +121,7 @@ class WorkEngine:
         self._dequeue_timeout = dequeue_timeout
         self._stopping = asyncio.Event()
         self._qm: QueueManager | None = None
+        self._other_version = False  # a job was refused: take none until our version is in force
         self._task: asyncio.Task[None] | None = None
         #: Set once a queue manager listens (tests and health checks wait for it).
         self.ready = asyncio.Event()
@@ -134,9 +143,30 @@ class WorkEngine:
         if self._qm is not None:
             self._qm.shutdown.set()
 
+    def _pause(self) -> None:
+        self._other_version = True
+        if self._qm is not None:
+            self._qm.shutdown.set()  # no more dequeues; the running jobs end as they do
+
+    async def _until_version_in_force(self) -> None:
+        """Wait (taking no job) until this process's configuration is the one in force."""
+        while not self._stopping.is_set():
+            try:
+                if await other_version_in_force() is None:
+                    logger.info("configuration {} is in force: taking jobs again", version())
+                    self._other_version = False
+                    return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                logger.warning("generation queue: reading the configuration in force: {}", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), OTHER_VERSION_DELAY.total_seconds())
+
     async def _serve(self) -> None:
         delay = 0.5
         while not self._stopping.is_set():
+            if self._other_version:
+                await self._until_version_in_force()
+                continue
             try:
                 await self._run_once()
                 delay = 0.5
@@ -153,7 +183,9 @@ class WorkEngine:
         try:
             qm = QueueManager(Queries(_PatientDriver(pool, self._stopping)))
             for entry in self._entrypoints:
-                qm.entrypoint(entry.name, concurrency_limit=entry.limit)(_guarded(entry))
+                qm.entrypoint(entry.name, concurrency_limit=entry.limit)(
+                    _guarded(entry, self._pause)
+                )
             self._qm = qm
             if self._stopping.is_set():
                 return
