@@ -100,8 +100,13 @@ async def _serve(args: argparse.Namespace) -> None:
         while line := await reader.readline():
             if line.split()[:1] == [b"stats"]:
                 violations = [str(v) for f in (oa, *replicates) for v in f.violations][:5]
-                outputs = [sum(1 for q in r.requests if q.op == "output") for r in replicates]
-                print(json.dumps({"violations": violations, "outputs": outputs}), flush=True)
+                # Each host's video downloads: (started, finished), on the shared monotonic clock.
+                outputs = [
+                    [(q.started, q.finished) for q in r.requests if q.op == "output"]
+                    for r in replicates
+                ]
+                answer = {"violations": violations, "outputs": outputs, "cpu": time.process_time()}
+                print(json.dumps(answer), flush=True)
 
 
 class CappedProviders:
@@ -157,13 +162,13 @@ class CappedProviders:
         answer: dict[str, Any] = json.loads(line)
         return answer
 
-    async def stats(self) -> tuple[list[str], list[int]]:
-        """Spec violations seen (a few), and videos served per host."""
+    async def stats(self) -> dict[str, Any]:
+        """violations: a few spec violations; outputs: per host, each video download's
+        (started, finished) on time.monotonic(); cpu: the process's CPU seconds so far."""
         assert self.proc is not None and self.proc.stdin is not None
         self.proc.stdin.write(b"stats\n")
         await self.proc.stdin.drain()
-        answer = await self._answer()
-        return [str(v) for v in answer["violations"]], [int(n) for n in answer["outputs"]]
+        return await self._answer()
 
 
 def main() -> None:

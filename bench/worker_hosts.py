@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -16,6 +18,7 @@ import psutil
 from bench.fakes import OPENAI_KEY, REPLICATE_TOKEN
 
 READY = "worker ready"
+HANDED_BACK = re.compile(r"generation (\d+): handed back")
 REPOSITORY = str(Path(__file__).resolve().parent.parent)
 
 
@@ -77,6 +80,17 @@ class WorkerChild:
 
     def taken(self) -> int:
         return sum(1 for ln in self.lines if ": taken at " in ln)
+
+    def handed_back(self) -> dict[int, float]:
+        """Generation id → when this worker handed it back (Unix time, from its log line's
+        local-time stamp, to the millisecond)."""
+        out: dict[int, float] = {}
+        for line in self.lines:
+            found = HANDED_BACK.search(line)
+            if found is not None:
+                stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").astimezone()
+                out[int(found.group(1))] = stamp.timestamp()
+        return out
 
     def cpu(self) -> float:
         """CPU seconds the process used so far."""

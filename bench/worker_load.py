@@ -27,6 +27,8 @@ class S3ReadingOutbox(CountingOutbox):
         super().__init__(photo)
         self.storage = storage
         self.video_bytes = 0
+        self.read_seconds: list[float] = []  # each video's read back from S3
+        self.sending: dict[int, float] = {}  # chat → when its video's sending began (Unix time)
 
     async def send_video(
         self,
@@ -39,11 +41,14 @@ class S3ReadingOutbox(CountingOutbox):
         local_path: Path | None = None,
         meta: VideoMeta | None = None,
     ) -> str:
+        self.sending.setdefault(chat_id, time.time())
         # The single process hands over the file it downloaded (and uploads it to S3 alongside);
         # a worker's video is only in S3.
         if local_path is None:
+            started = time.monotonic()
             async for chunk in self.storage.stream(storage_key):
                 self.video_bytes += len(chunk)
+            self.read_seconds.append(time.monotonic() - started)
         return await super().send_video(
             chat_id, storage_key, caption, keyboard, file_id, local_path=local_path, meta=meta
         )
@@ -83,7 +88,7 @@ class Load:
         while True:
             rows = list(
                 await db.fetch(
-                    "SELECT id, status, refunded, created_at, finished_at FROM generations "
+                    'SELECT id, "user", status, refunded, created_at, finished_at FROM generations '
                     'WHERE "user" = ANY($1::bigint[])',
                     uids,
                 )

@@ -16,7 +16,7 @@ AI_CONCURRENCY far above the load; one more run with N=4 and a small AI_CONCURRE
 plateau of the global AI bound; one run of the single-process default (`flick run` generating
 itself, no worker) on the 1-worker load, with the same cap on its host.
 
-    .venv/bin/python -m bench.workers                            # ~3 minutes
+    .venv/bin/python -m bench.workers                            # ~4 minutes
     .venv/bin/python -m bench.workers --workers 1 2 --per-worker 6 --skip-bound --skip-single
 
 Target (issue #18): efficiency ≥ 0.85 at 4 workers while the AI bound does not bind.
@@ -28,12 +28,15 @@ import argparse
 import asyncio
 import math
 import os
+import statistics
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+import psutil
 
 from bench.capped_fakes import CappedProviders
 from bench.common import (
@@ -69,6 +72,13 @@ class Measured:
     done: int
     seconds: float
     spread: float  # first hand-over → last hand-over
+    gateway_cpu: float  # CPU seconds of this process (the gateway and the load) in the run
+    reads: list[float]  # the gateway's read of each video back from S3, seconds
+    fakes_cpu: float  # CPU seconds of the fake providers' process in the run
+    downloads: list[list[tuple[float, float]]]  # per host: (start, end) s after the load began
+    # Per generation a worker ran: hand-over → handed back (the worker's part), handed back →
+    # the gateway sending (the settle job's wait and pickup), sending → done (the gateway).
+    parts: list[tuple[float, float, float]]
     load: tuple[float, float]  # 1-minute load average before, after
     worker_cpu: list[float]  # CPU seconds each worker used in the run
     taken: list[int]  # generations each worker took
@@ -112,6 +122,7 @@ async def gateway(
 async def measure(
     label: str,
     load: Load,
+    fakes: CappedProviders,
     db: asyncpg.Pool,
     children: list[WorkerChild],
     g: int,
@@ -121,6 +132,13 @@ async def measure(
     before = os.getloadavg()[0]
     cpu0 = [c.cpu() for c in children]
     taken0 = [c.taken() for c in children]
+    me = psutil.Process()
+    own0 = sum(me.cpu_times()[:2])
+    outbox = load.driver.outbox
+    assert isinstance(outbox, S3ReadingOutbox)
+    outbox.read_seconds.clear()
+    fakes_cpu0 = (await fakes.stats())["cpu"]
+    began = time.monotonic()
     async with asyncio.timeout(within):
         uids = await load.hand_over(g)
     rows = await load.ended(db, uids, within)
@@ -130,15 +148,29 @@ async def measure(
         first = min(r["created_at"] for r in rows)
         seconds = (max(r["finished_at"] for r in done) - first).total_seconds()
         spread = (max(r["created_at"] for r in rows) - first).total_seconds()
+    after = await fakes.stats()
+    back: dict[int, float] = {}
+    for child in children:
+        back.update(child.handed_back())
+    parts = [
+        (b - r["created_at"].timestamp(), s - b, r["finished_at"].timestamp() - s)
+        for r in done
+        if (b := back.get(r["id"])) is not None and (s := outbox.sending.get(r["user"]))
+    ]
+    downloads = [
+        [(a - began, b - began) for a, b in host if a >= began] for host in after["outputs"]
+    ]
     return Measured(
         label, len(children), k, len(rows), len(done), seconds, spread,
+        sum(me.cpu_times()[:2]) - own0, list(outbox.read_seconds),
+        after["cpu"] - fakes_cpu0, downloads, parts,
         (before, os.getloadavg()[0]),
         [c.cpu() - c0 for c, c0 in zip(children, cpu0, strict=True)],
         [c.taken() - t0 for c, t0 in zip(children, taken0, strict=True)],
     )  # fmt: skip
 
 
-def show(m: Measured, report: Report, ideal: float) -> None:
+def show(m: Measured, report: Report, ideal: float, video_seconds: float) -> None:
     cpu = "/".join(f"{c:.1f}" for c in m.worker_cpu) or "-"
     taken = "/".join(str(t) for t in m.taken) or "-"
     report.add(
@@ -146,8 +178,27 @@ def show(m: Measured, report: Report, ideal: float) -> None:
         f"{m.rate:.2f} gen/s ({m.done}/{m.handed} in {m.seconds:.1f} s)",
         f"ideal {ideal:.2f}",
     )
-    print(f"    hand-overs over {m.spread:.1f} s; load {m.load[0]:.1f} → {m.load[1]:.1f}; "
-          f"worker CPU s {cpu}; generations taken {taken}")  # fmt: skip
+    reads = (f"; S3 read-back per video p50 {statistics.median(m.reads) * 1000:.0f} ms, "
+             f"max {max(m.reads) * 1000:.0f}" if m.reads else "")  # fmt: skip
+    print(f"    hand-overs within {m.spread:.2f} s; load {m.load[0]:.1f} → {m.load[1]:.1f}; "
+          f"generations taken {taken}; CPU s: workers {cpu}, gateway+load "
+          f"{m.gateway_cpu:.1f}, fakes {m.fakes_cpu:.1f}{reads}")  # fmt: skip
+    used = [h for h in m.downloads if h]
+    if used and m.seconds:
+        # A host's link is busy video_seconds per video; the rest of the run it waited.
+        busy = "/".join(f"{len(h) * video_seconds / m.seconds * 100:.0f}" for h in used)
+        first = min(a for h in used for a, _ in h)
+        last = max(b for h in used for _, b in h)
+        print(f"    links busy % of the run {busy}; downloads from {first:.1f} s to {last:.1f} s "
+              "after the load began")  # fmt: skip
+    if m.parts:
+
+        def p50_max(i: int) -> str:
+            values = [p[i] for p in m.parts]
+            return f"{statistics.median(values):.2f}/{max(values):.2f}"
+
+        print(f"    per generation, p50/max s: hand-over → worker handed back {p50_max(0)}; "
+              f"→ gateway sending {p50_max(1)}; → done {p50_max(2)}")  # fmt: skip
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -195,18 +246,19 @@ async def main(args: argparse.Namespace) -> None:
                 g = args.per_worker * n
                 within = 3 * max(args.per_worker * size / cap, g * job / k) + 60
                 async with workers(n, shared, k, args.worker_jobs) as children:
-                    m = await measure(label, load, db, children, g, k, within)
+                    m = await measure(label, load, fakes, db, children, g, k, within)
                 results[label] = m
-                show(m, report, min(n * per_host, k / job))
+                show(m, report, min(n * per_host, k / job), size / cap)
         if not args.skip_single:
             async with gateway(shared, storage, args.k, generates=True) as load:
                 m = await measure(
                     f"single process (no worker), AI_CONCURRENCY={args.k}",
-                    load, db, [], args.per_worker, args.k, 3 * args.per_worker * size / cap + 60,
+                    load, fakes, db, [], args.per_worker, args.k,
+                    3 * args.per_worker * size / cap + 60,
                 )  # fmt: skip
-            show(m, report, per_host)
+            show(m, report, per_host, size / cap)
             results["single"] = m
-        violations, _ = await fakes.stats()
+        violations = (await fakes.stats())["violations"]
         if violations:
             report.note(f"provider spec violations: {violations}")
     one = next((m for m in results.values() if m.workers == 1 and m.k == args.k), None)
