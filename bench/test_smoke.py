@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from pathlib import Path
 
 import pytest
 
 from bench.common import percentile, summarize
 
-BENCHES = ("engine", "scale", "pipeline", "faults")
+BENCHES = ("engine", "scale", "pipeline", "faults", "workers")
 
 
 @pytest.mark.parametrize("name", BENCHES)
@@ -94,3 +95,41 @@ def test_fault_photos_are_all_different() -> None:
     from bench.fault_child import photo
 
     assert len({photo(k) for k in range(1, 400)}) == 399
+
+
+def test_workers_run_with_the_gateways_configuration_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker of another version takes no job: bench.workers would measure nothing."""
+    from bench.worker_hosts import Shared, worker_env
+    from bench.workers import gateway_settings
+    from flick.settings import Settings
+    from flick.styles import load_styles
+    from flick.work.version import config_version
+
+    shared = Shared(
+        "postgresql://bench@127.0.0.1:5/bench", "127.0.0.1:6", "key", "secret", "bucket",
+        "http://127.0.0.1:7", ["http://127.0.0.1:8", "http://127.0.0.1:9"], tmp_path,
+    )  # fmt: skip
+    for name, value in worker_env(shared, 1, 3).items():
+        monkeypatch.setenv(name, value)
+    worker = Settings(_env_file=None)  # type: ignore[call-arg]
+    gateway = gateway_settings(tmp_path, 3, generates=False)
+    styles = load_styles(None)
+    assert config_version(styles, worker) == config_version(styles, gateway)
+    assert worker.replicate_base_url == "http://127.0.0.1:9" and worker.ai_concurrency == 3
+    assert not gateway.gateway_generates
+
+
+async def test_capped_link_is_shared_by_concurrent_downloads() -> None:
+    """Two downloads through one host's link take their slots one after the other: the cap is
+    the host's, not each connection's."""
+    import time
+
+    from bench.capped_fakes import CappedReplicate
+
+    link = CappedReplicate()
+    link.cap = 100e6  # bytes/s: slots of 10 µs, so the test waits for nothing
+    started = time.monotonic()
+    await asyncio.gather(link._through_link(500), link._through_link(500))
+    assert link._free_at >= started + 1000 / link.cap
