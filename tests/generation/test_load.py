@@ -68,5 +68,7 @@ async def test_200_users_never_exceed_the_ai_limit(
     assert fake_openai.max_in_flight <= LIMIT
     assert fake_replicate.max_in_flight <= LIMIT
     assert fake_replicate.max_running <= LIMIT
-    assert h.app.limiter.peak == LIMIT  # reached, never passed
+    # Never passed. Not necessarily reached: the queue's seats bound whole generations to LIMIT,
+    # and between its two AI calls a generation holds a seat but no call (CI under load saw 7).
+    assert 1 < h.app.limiter.peak <= LIMIT
     assert h.app.limiter.running == 0 and h.app.limiter.waiting == 0
