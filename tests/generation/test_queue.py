@@ -39,7 +39,7 @@ async def test_a_charge_and_its_job_are_written_together_and_a_refund_withdraws_
     harness: HarnessFactory, gen: GenerationTools, fake_replicate: FakeReplicate
 ) -> None:
     fake_replicate.run_time = 3600  # the first user's prediction holds the only AI seat
-    h = await harness(ai_concurrency=1)
+    h = await harness(ai_concurrency=1, pipeline=replace(gen.FAST, animate_budget=300.0))
     first = await gen.start_generation(h, UID)
     await gen.wait_for_prediction(first)
     second = await gen.start_generation(h, OTHER)

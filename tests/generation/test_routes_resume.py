@@ -8,6 +8,7 @@ test_lost_prediction.py (a create whose answer was lost), test_delivery.py (deli
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +185,11 @@ async def test_a_direct_generation_stopped_before_its_prediction_creates_one_onc
     fake_replicate.run_time = 3600  # the other user's prediction holds the slot
     await storage.put("warm-up", b"warm", "text/plain")
     path = styles(tmp_path)
-    async with engine(styles_file=path, free_credits=5, ai_concurrency=1) as first:
+    # The other user's video holds the seat through the test, however slow the machine.
+    patient = replace(gen.FAST, animate_budget=300.0)
+    async with engine(
+        styles_file=path, free_credits=5, ai_concurrency=1, pipeline=patient
+    ) as first:
         other = await start(first, gen, OTHER)
         await gen.wait_for_prediction(other)
         gen_id = await start(first, gen)
