@@ -24,7 +24,7 @@ from pgqueuer.models import Job as QueueJob
 from flick import i18n
 from flick.app import build_image_provider, build_video_provider
 from flick.embedded import prepare_data_dir
-from flick.errors import ConfigError, is_transient
+from flick.errors import ConfigError
 from flick.models import db, generation_jobs, migrations
 from flick.models.generation_jobs import Outcome
 from flick.ops.health import Check, HealthServer
@@ -34,6 +34,7 @@ from flick.pipeline.limiter import AILimiter
 from flick.pipeline.model_choice import ModelChooser
 from flick.pipeline.runner import GenerationRunner, PipelineConfig
 from flick.ports import ImageProvider, Storage, VideoProvider
+from flick.retries import retry_transient
 from flick.settings import Settings
 from flick.storage import S3Storage
 from flick.styles import load_styles
@@ -77,17 +78,11 @@ async def _hand_back(ended: Ended) -> None:
         None if error is None else (error.kind, error.user_reason, str(error)),
         ended.job.recipient_gone,
     )
-    delay = 0.5
-    while True:
-        try:
-            await generation_jobs.hand_back(outcome)
-            return
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            logger.warning("handing generation {} back: {}", outcome.generation_id, exc)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 30.0)
+
+    def told(exc: BaseException, attempt: int) -> None:
+        logger.warning("handing generation {} back: {}", outcome.generation_id, exc)
+
+    await retry_transient(lambda: generation_jobs.hand_back(outcome), budget=None, on_retry=told)
 
 
 @asynccontextmanager

@@ -22,12 +22,13 @@ from flick.actors.incidents import Incidents
 from flick.actors.journal import UpdateJournal
 from flick.actors.mailbox import Mailbox
 from flick.actors.user import UserActor
-from flick.errors import FinalError, is_transient
+from flick.errors import FinalError
 from flick.i18n import pick_language, t
 from flick.models import generation_jobs, generations
 from flick.models.generation_jobs import Outcome
 from flick.pipeline.runner import Job
 from flick.ports import RecipientGone, RecipientUnreachable
+from flick.retries import retry_transient
 from flick.work import signals
 from flick.work.job_records import job_for
 from flick.work.tasks import Ended, GenerationTasks
@@ -261,18 +262,14 @@ class Supervisor:
         return True
 
     async def _hand_over(self, generation_id: int) -> None:
-        delay = 0.5
-        while True:
-            try:
-                if not await generation_jobs.pending(generation_id):  # e.g. a video to send
-                    await generation_jobs.hand_over(None, generation_id)
-                return
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                logger.warning("handing generation {} over: {}", generation_id, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+        async def once() -> None:
+            if not await generation_jobs.pending(generation_id):  # e.g. a video to send
+                await generation_jobs.hand_over(None, generation_id)
+
+        def told(exc: BaseException, attempt: int) -> None:
+            logger.warning("handing generation {} over: {}", generation_id, exc)
+
+        await retry_transient(once, budget=None, on_retry=told)
 
     async def run_generation(self, generation_id: int) -> None:
         """The queue's handler on the gateway: run (or deliver) the generation here."""
