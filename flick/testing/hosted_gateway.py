@@ -12,8 +12,10 @@ current pts (updates.getState); then it catches up from the saved pts (recover_g
 getDifference) and takes live updates. Each message it sends or edits goes back to the hub.
 
 Log lines go to stdout as "<unix time> <message>", among them "telegram: caught up on N
-updates", "telegram: sent to <chat id>;" for each text and "telegram: sent media to <chat id>;"
-for each video, document or invoice. SIGTERM stops it.
+updates", "telegram: sent to <chat id>; reply" for each text but a generation's progress message
+("...; progress": a gateway that takes over may start a fresh one, when the one before it died
+before it saved its message's id), and "telegram: sent media to <chat id>;" for each video,
+document or invoice. SIGTERM stops it.
 """
 
 from __future__ import annotations
@@ -22,15 +24,18 @@ import asyncio
 import contextlib
 import itertools
 import os
+import re
 import signal
 import sys
 import time
 from collections.abc import Coroutine
+from functools import cache
 from typing import Any
 
 from loguru import logger
 from pyrogram.storage import Storage, UpdateState
 
+from flick.i18n import LANGUAGES, catalog
 from flick.runtime import serve
 from flick.settings import Settings
 from flick.telegram.adapter import Dispatch
@@ -51,6 +56,30 @@ from flick.testing.telegram.server import TelegramServer
 from flick.testing.telegram.wire import chat_of
 
 
+@cache
+def _progress_lines() -> re.Pattern[str]:
+    """A generation's progress texts (the catalogs' `status_*`), in every language."""
+    texts = [
+        catalog(lang).texts[key]
+        for lang in LANGUAGES
+        for key in catalog(lang).texts
+        if key.startswith("status_")
+    ]
+    # Each `{placeholder}` stands for any text.
+    patterns = [
+        "".join(
+            re.escape(part) if i % 2 == 0 else ".*"
+            for i, part in enumerate(re.split(r"(\{\w+\})", text))
+        )
+        for text in texts
+    ]
+    return re.compile("|".join(f"(?:{p})" for p in patterns), re.DOTALL)
+
+
+def is_progress_line(text: str) -> bool:
+    return _progress_lines().fullmatch(text) is not None
+
+
 class ReportingServer(TelegramServer):
     """The offline Telegram's answers; each message the bot sends is logged for the test, and
     each one it sends or edits is queued for the hub (`outgoing`: M frames)."""
@@ -64,7 +93,8 @@ class ReportingServer(TelegramServer):
         result = await super().invoke(query)
         request = query.query if isinstance(query, raw.functions.InvokeWithoutUpdates) else query
         if isinstance(request, raw.functions.messages.SendMessage):
-            logger.info("telegram: sent to {};", chat_of(request))
+            kind = "progress" if is_progress_line(request.message) else "reply"
+            logger.info("telegram: sent to {}; {}", chat_of(request), kind)
         elif isinstance(request, raw.functions.messages.SendMedia):
             logger.info("telegram: sent media to {};", chat_of(request))
         changed = [i for i in self.messages if i not in before]
