@@ -40,6 +40,11 @@ from flick.testing.telegram.wire import RawUser
 DATA = "data"
 STOP_SECONDS = 30.0
 
+#: What a gateway logs (flick.runtime, flick.testing.hosted_gateway) as it becomes the standby,
+#: and once it has caught up on what Telegram kept for it.
+STANDBY = "standby, waiting for the active gateway"
+CAUGHT_UP = "telegram: caught up on "
+
 
 class Lab:
     def __init__(
@@ -176,3 +181,11 @@ async def ask_for_a_video(hub: TelegramHub, user: RawUser, style: str = "romanti
     await hub.exchange(user, hub.photo(user, make_jpeg("red")))
     await hub.push(hub.photo(user, make_jpeg("blue")))
     return 5 if consent else 4
+
+
+def replies(children: Sequence[Child], user: RawUser) -> int:
+    """Texts the bot sent `user` in answer to an update, from every gateway: not a generation's
+    progress message, which a gateway that takes over starts afresh when the killed one sent it
+    but died before it saved its id (flick.testing.hosted_gateway tells them apart)."""
+    sent = f"telegram: sent to {user.id}; reply"
+    return sum(1 for c in children for ln in c.lines if sent in ln)

@@ -1,0 +1,268 @@
+"""Stars payments across a takeover: the active gateway (gw1) is SIGKILLed while payments
+arrive, the standby (gw2) on another host takes over (flick.testing.lab, the hub's Telegram).
+
+Around the kill: payments gw1 handled and journaled; payments pushed just before it without
+waiting (handled or not, journaled or not); payments and pre-checkout queries pushed while no
+gateway is connected (the hub holds the queries for the next session, as Telegram does); and a
+payment Telegram delivers again after the takeover. Every price is the one the bot's own invoice
+states (the hub's copy of it), every payload the order the bot stored; nothing comes from a client.
+
+Not tested here: Stars refunds across the takeover. Each gateway's offline Telegram keeps a
+Stars ledger of its own (the hub does not share it), so a refund would be checked against a
+different history on each side.
+
+Slow: `pytest -m slow -n 0 tests/hosts/test_takeover_payments.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+
+from flick.i18n import t
+from flick.testing.children import Child
+from flick.testing.lab import CAUGHT_UP, STANDBY, Lab, replies
+from flick.testing.telegram.builders import Incoming
+from flick.testing.telegram.hub import TelegramHub
+from flick.testing.telegram.wire import RawUser, raw
+from flick.testing.waits import until
+
+pytestmark = pytest.mark.slow
+
+ANSWERED = "telegram: pre-checkout answered "
+
+
+@dataclass(frozen=True)
+class Invoice:
+    user: RawUser
+    payload: str
+    stars: int  # as the invoice Telegram shows states it
+    credits: int  # what the order the bot stored buys
+
+    @property
+    def charge(self) -> str:
+        return f"stx-{self.user.id}"
+
+
+async def buy(hub: TelegramHub, sql: asyncpg.Pool, user: RawUser) -> Invoice:
+    """/buy and the first package's button, as the user would; the invoice the bot sent."""
+    (offer,) = await hub.exchange(user, hub.command(user, "buy"))
+    data = next(d for _, d in hub.buttons(offer) if d.startswith("buy:"))
+    (sent,) = await hub.exchange(user, hub.callback(user, data, message_id=offer.id))
+    assert isinstance(sent.media, raw.types.MessageMediaInvoice)
+    assert sent.media.currency == "XTR"
+    # Telegram keeps the payload, not the chat: the bot's own order row names it.
+    order = await sql.fetchrow(
+        "SELECT id, stars, package_credits FROM orders WHERE \"user\" = $1 AND status = 'pending'",
+        user.id,
+    )
+    assert order["stars"] == sent.media.total_amount
+    return Invoice(user, f"order:{order['id']}", sent.media.total_amount, order["package_credits"])
+
+
+def pre_checkout(hub: TelegramHub, invoice: Invoice, *, stars: int | None = None) -> Incoming:
+    return hub.pre_checkout(
+        invoice.user,
+        payload=invoice.payload,
+        total_amount=invoice.stars if stars is None else stars,
+    )
+
+
+def query_id(incoming: Incoming) -> int:
+    return int(incoming.update.query_id)
+
+
+def paid(hub: TelegramHub, invoice: Invoice) -> Incoming:
+    """The payment's service message: Telegram charged what the invoice states."""
+    return hub.payment(
+        invoice.user, payload=invoice.payload, total_amount=invoice.stars, charge_id=invoice.charge
+    )
+
+
+def answers(gateways: list[Child], query: Incoming) -> list[str]:
+    """How each gateway that answered the query did ("ok" or "error"), as Telegram took it."""
+    said = f"{ANSWERED}{query_id(query)} "
+    return [ln.rsplit(" ", 1)[1] for c in gateways for ln in c.lines if said in ln]
+
+
+async def test_payments_around_a_killed_gateway_are_each_credited_once_and_every_pre_checkout_answered(  # noqa: E501
+    lab: Lab,
+) -> None:
+    hub = lab.hub
+    async with asyncpg.create_pool(lab.database_url, min_size=1, max_size=2) as sql:
+
+        async def journaled(invoices: list[Invoice]) -> bool:
+            found = await sql.fetchval(
+                "SELECT count(*) FROM handled_updates WHERE event_id = ANY($1)",
+                [f"pay:{i.charge}" for i in invoices],
+            )
+            return bool(found == len(invoices))
+
+        async def credited(invoices: list[Invoice]) -> bool:
+            found = await sql.fetchval(
+                "SELECT count(*) FROM payments WHERE telegram_payment_charge_id = ANY($1)",
+                [i.charge for i in invoices],
+            )
+            return bool(found == len(invoices))
+
+        first = await lab.start_gateway("gw1")
+        await first.said(CAUGHT_UP)
+        second = await lab.start_gateway("gw2")
+        await second.said(STANDBY)
+        gateways = [first, second]
+
+        def user(n: int) -> RawUser:
+            return hub.user(70_000 + n, f"Payer{n}")
+
+        # Everyone orders from gw1: the invoices (and their prices) are the bot's own.
+        invoices = [await buy(hub, sql, user(n)) for n in range(13)]
+        early, journaled_now, unjournaled, unseen, paid_in_outage, asked_in_outage = (
+            invoices[0:2], invoices[2:4], invoices[4:6], invoices[6:8], invoices[8:10],
+            invoices[10:12],
+        )  # fmt: skip
+        haggler = invoices[12]  # offers fewer Stars than the invoice asks, while gw1 is down
+
+        # 1. Before the kill: pre-checkouts answered by gw1 for all who pay before the outage
+        #    or during it; the early ones pay and are credited.
+        before = [
+            pre_checkout(hub, i)
+            for i in early + journaled_now + unjournaled + unseen + paid_in_outage
+        ]
+        await hub.push(*before)
+        for query in before:
+            await first.said(f"{ANSWERED}{query_id(query)} ok")
+        await hub.push(*(paid(hub, i) for i in early))
+        await until(lambda: journaled(early), "the early payments handled and journaled")
+
+        # 2. Just before the kill: a batch handled and journaled; a batch handled (credited,
+        #    thanked) whose journal batch is not written yet (held back by a lock, so the kill
+        #    lands in that window every time); a batch pushed with no wait at all.
+        await hub.push(*(paid(hub, i) for i in journaled_now))
+        await until(lambda: journaled(journaled_now), "the second batch journaled")
+        async with sql.acquire() as holder:
+            hold = holder.transaction()
+            await hold.start()
+            await holder.execute("LOCK TABLE handled_updates IN EXCLUSIVE MODE")
+            mark = len(first.lines)
+            await hub.push(*(paid(hub, i) for i in unjournaled))
+            for i in unjournaled:
+                await first.said(f"telegram: sent to {i.user.id}; reply", after=mark)
+            stuck = await until_value(lambda: journal_writes_waiting(sql), "the journal held")
+            await hub.push(*(paid(hub, i) for i in unseen))
+            await first.kill()
+            killed = time.monotonic()
+            # The dead host's statement waiting for the lock dies with its connection, as
+            # PostgreSQL finds out once it reads the closed socket; made certain here.
+            await sql.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) pid", stuck)
+            await hold.rollback()
+        assert not await journaled(unjournaled)
+        assert await credited(unjournaled)
+
+        # 3. No gateway: Telegram keeps the payments for getDifference and holds the queries.
+        await until(lambda: hub.connected == 0, "the hub saw the killed gateway go")
+        outage_queries = [pre_checkout(hub, i) for i in asked_in_outage]
+        mismatched = pre_checkout(hub, haggler, stars=haggler.stars - 1)
+        await hub.push(*(paid(hub, i) for i in paid_in_outage), *outage_queries, mismatched)
+        for query in [*outage_queries, mismatched]:
+            await second.said(f"{ANSWERED}{query_id(query)} ")
+        serving = time.monotonic() - killed
+        print(f"the standby answered the held pre-checkouts {serving:.2f} s after the SIGKILL")
+
+        # 4. After the takeover: those whose queries gw2 accepted pay; Telegram delivers one
+        #    payment gw1 had credited again (same charge, a new message).
+        await hub.push(*(paid(hub, i) for i in asked_in_outage))
+        # Money jumps its user's queue: once the /help after it is answered, it was handled.
+        again = early[0].user
+        await hub.push(paid(hub, early[0]), hub.command(again, "help"))
+        await second.said(f"telegram: sent to {again.id}; reply")
+        everyone = early + journaled_now + unjournaled + unseen + paid_in_outage + asked_in_outage
+        await until(lambda: credited(everyone), "every payment credited", 60)
+        await until(lambda: journaled(everyone), "every payment journaled", 60)
+
+        assert serving < 10.0
+        # Every query answered once, by the gateway connected when it came: gw1's before the
+        # kill, gw2's for those held during the outage; the haggler refused.
+        assert [answers(gateways, q) for q in before + outage_queries] == [["ok"]] * (
+            len(before) + len(outage_queries)
+        )
+        assert [answers([second], q) for q in before] == [[]] * len(before)
+        assert answers([second], mismatched) == ["error"]
+        assert second.find("pre-checkout refused: precheckout_mismatch") is not None
+
+        # Money: one payment row and one purchase ledger row per charge, balances to match.
+        rows = await sql.fetch(
+            "SELECT p.telegram_payment_charge_id AS charge, p.stars_amount, p.credits, p.status, "
+            "array_agg(l.reason ORDER BY l.id) AS reasons FROM payments p "
+            'JOIN ledger l ON l.payment = p.id WHERE p."user" = ANY($1) '
+            'GROUP BY p.id ORDER BY p."user"',
+            [i.user.id for i in invoices],
+        )
+        assert [
+            (r["charge"], r["stars_amount"], r["credits"], r["status"], r["reasons"]) for r in rows
+        ] == [(i.charge, i.stars, i.credits, "paid", ["purchase"]) for i in everyone]
+        balances = await sql.fetch(
+            "SELECT telegram_id, balance FROM users WHERE telegram_id = ANY($1) "
+            "ORDER BY telegram_id",
+            [i.user.id for i in invoices],
+        )
+        free = 1
+        assert [(b["telegram_id"], b["balance"]) for b in balances] == [
+            (i.user.id, free + (i.credits if i in everyone else 0)) for i in invoices
+        ]
+        ledger = await sql.fetch(
+            'SELECT "user", reason, delta FROM ledger WHERE "user" = ANY($1) ORDER BY id',
+            [i.user.id for i in invoices],
+        )
+        assert sorted((r["user"], r["reason"], r["delta"]) for r in ledger) == sorted(
+            [(i.user.id, "free", free) for i in invoices]
+            + [(i.user.id, "purchase", i.credits) for i in everyone]
+        )
+        orders = await sql.fetch(
+            'SELECT "user", status FROM orders WHERE "user" = ANY($1) ORDER BY "user"',
+            [i.user.id for i in invoices],
+        )
+        assert [(o["user"], o["status"]) for o in orders] == [
+            (i.user.id, "paid" if i in everyone else "pending") for i in invoices
+        ]
+        # Thanked once for each payment, by the gateway that credited it: gw1 for the batch
+        # it handled but had not journaled, not gw2 again when Telegram redelivered it.
+        for i in everyone:
+            await until(thanked(hub, i, free), f"{i.user.id} thanked")
+        await until(lambda: journaled(everyone), "every payment journaled")
+        assert [thanks_to(hub, i, free) for i in everyone] == [1] * len(everyone)
+        assert [replies([second], i.user) for i in unjournaled] == [0] * len(unjournaled)
+
+
+def thanks_to(hub: TelegramHub, invoice: Invoice, free: int) -> int:
+    thanks = t("en", "payment_thanks", n=invoice.credits, balance=free + invoice.credits)
+    return [m.message for m in hub.messages_to(invoice.user.id)].count(thanks)
+
+
+def thanked(hub: TelegramHub, invoice: Invoice, free: int) -> Callable[[], bool]:
+    return lambda: thanks_to(hub, invoice, free) >= 1
+
+
+async def journal_writes_waiting(sql: asyncpg.Pool) -> list[int] | None:
+    """The backends whose write to the journal of handled updates waits for a lock."""
+    pids: list[int] = await sql.fetchval(
+        "SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity "
+        "WHERE wait_event_type = 'Lock' AND query LIKE '%handled_updates%' "
+        "AND pid <> pg_backend_pid()"
+    )
+    return pids or None
+
+
+async def until_value(value: Callable[[], Awaitable[list[int] | None]], what: str) -> list[int]:
+    found: list[int] = []
+
+    async def present() -> bool:
+        nonlocal found
+        found = await value() or []
+        return bool(found)
+
+    await until(present, what)
+    return found
