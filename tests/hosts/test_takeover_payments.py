@@ -19,13 +19,14 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import pytest
 
 from flick.i18n import t
 from flick.testing.children import Child
-from flick.testing.lab import CAUGHT_UP, STANDBY, Lab, replies
+from flick.testing.lab import CAUGHT_UP, STANDBY, Lab, ask_for_a_video, replies
 from flick.testing.telegram.builders import Incoming
 from flick.testing.telegram.hub import TelegramHub
 from flick.testing.telegram.wire import RawUser, raw
@@ -93,7 +94,21 @@ async def test_payments_around_a_killed_gateway_are_each_credited_once_and_every
     lab: Lab,
 ) -> None:
     hub = lab.hub
-    async with asyncpg.create_pool(lab.database_url, min_size=1, max_size=2) as sql:
+    async with (
+        lab.providers() as (_, replicate),
+        asyncpg.create_pool(lab.database_url, min_size=1, max_size=2) as sql,
+    ):
+
+        async def generation_of(who: RawUser) -> Any:
+            return await sql.fetchrow('SELECT * FROM generations WHERE "user" = $1', who.id)
+
+        async def animating(who: RawUser) -> bool:
+            row = await generation_of(who)
+            return row is not None and row["prediction_id"] is not None
+
+        async def ended(who: RawUser) -> bool:
+            row = await generation_of(who)
+            return row is not None and row["status"] in ("done", "failed", "canceled")
 
         async def journaled(invoices: list[Invoice]) -> bool:
             found = await sql.fetchval(
@@ -137,6 +152,20 @@ async def test_payments_around_a_killed_gateway_are_each_credited_once_and_every
             await first.said(f"{ANSWERED}{query_id(query)} ok")
         await hub.push(*(paid(hub, i) for i in early))
         await until(lambda: journaled(early), "the early payments handled and journaled")
+        # A video gw1 makes itself (GATEWAY_GENERATES), its prediction held until after the kill.
+        replicate.run_time = 3600
+        maker = user(99)
+        updates = await ask_for_a_video(hub, maker)
+        await until(lambda: animating(maker), "the maker's video is animating", 60)
+
+        async def maker_journaled() -> bool:
+            found = await sql.fetchval(
+                'SELECT count(*) FROM handled_updates WHERE "user" = $1', maker.id
+            )
+            return bool(found == updates)
+
+        # Its requests are not the subject here: none is handled again after the kill.
+        await until(maker_journaled, "the maker's updates journaled")
 
         # 2. Just before the kill: a batch handled and journaled; a batch handled (credited,
         #    thanked) whose journal batch is not written yet (held back by a lock, so the kill
@@ -161,6 +190,8 @@ async def test_payments_around_a_killed_gateway_are_each_credited_once_and_every
             await hold.rollback()
         assert not await journaled(unjournaled)
         assert await credited(unjournaled)
+        for prediction in replicate.predictions.values():
+            prediction.run_time = 0  # it succeeds now: the standby finishes what gw1 began
 
         # 3. No gateway: Telegram keeps the payments for getDifference and holds the queries.
         await until(lambda: hub.connected == 0, "the hub saw the killed gateway go")
@@ -228,6 +259,20 @@ async def test_payments_around_a_killed_gateway_are_each_credited_once_and_every
         assert [(o["user"], o["status"]) for o in orders] == [
             (i.user.id, "paid" if i in everyone else "pending") for i in invoices
         ]
+        # The video gw1 was making when it died: delivered once, paid once; or refunded once.
+        await until(lambda: ended(maker), "the maker's generation ended", 60)
+        made = await generation_of(maker)
+        videos = sum(1 for m in hub.messages_to(maker.id) if m.media is not None)
+        reasons = await sql.fetchval(
+            'SELECT array_agg(reason ORDER BY id) FROM ledger WHERE "user" = $1', maker.id
+        )
+        print(f"the killed gateway's generation ended {made['status']}")
+        if made["status"] == "done":
+            assert (videos, made["charged"], made["refunded"]) == (1, 1, False)
+            assert reasons == ["free", "generation"]
+        else:
+            assert (videos, made["refunded"]) == (0, True)
+            assert reasons == ["free", "generation", "refund"]
         # Thanked once for each payment, by the gateway that credited it: gw1 for the batch
         # it handled but had not journaled, not gw2 again when Telegram redelivered it.
         for i in everyone:
