@@ -22,9 +22,12 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+import asyncpg
 
 from flick.models import db, migrations
 from flick.testing.children import Child
@@ -35,7 +38,7 @@ from flick.testing.fake_replicate import FakeReplicate
 from flick.testing.netns import Hosts
 from flick.testing.providers import checked, fake_openai, fake_replicate, provider_env
 from flick.testing.telegram.hub import TelegramHub
-from flick.testing.telegram.wire import RawUser
+from flick.testing.telegram.wire import RawUser, raw
 
 DATA = "data"
 STOP_SECONDS = 30.0
@@ -181,6 +184,38 @@ async def ask_for_a_video(hub: TelegramHub, user: RawUser, style: str = "romanti
     await hub.exchange(user, hub.photo(user, make_jpeg("red")))
     await hub.push(hub.photo(user, make_jpeg("blue")))
     return 5 if consent else 4
+
+
+@dataclass(frozen=True)
+class Invoice:
+    """An invoice the bot sent a user (`buy`)."""
+
+    user: RawUser
+    payload: str  # the order the bot stored
+    stars: int  # the price on the invoice, as Telegram shows it
+    credits: int  # what the order buys
+
+    @property
+    def charge(self) -> str:
+        """The Telegram charge id of the user's payment (one per user, in these tests)."""
+        return f"stx-{self.user.id}"
+
+
+async def buy(hub: TelegramHub, sql: asyncpg.Pool, user: RawUser) -> Invoice:
+    """/buy and the first package's button, as `user` would, through the hub; the invoice the
+    bot sent, its price as Telegram shows it and its payload the order the bot stored."""
+    (offer,) = await hub.exchange(user, hub.command(user, "buy"))
+    data = next(d for _, d in hub.buttons(offer) if d.startswith("buy:"))
+    (sent,) = await hub.exchange(user, hub.callback(user, data, message_id=offer.id))
+    assert isinstance(sent.media, raw.types.MessageMediaInvoice)
+    assert sent.media.currency == "XTR"
+    # Telegram keeps the payload, not the chat: the bot's own order row names it.
+    order = await sql.fetchrow(
+        "SELECT id, stars, package_credits FROM orders WHERE \"user\" = $1 AND status = 'pending'",
+        user.id,
+    )
+    assert order["stars"] == sent.media.total_amount
+    return Invoice(user, f"order:{order['id']}", sent.media.total_amount, order["package_credits"])
 
 
 def replies(children: Sequence[Child], user: RawUser) -> int:

@@ -1,11 +1,12 @@
 """Stars payments across a takeover: the active gateway (gw1) is SIGKILLed while payments
 arrive, the standby (gw2) on another host takes over (flick.testing.lab, the hub's Telegram).
 
-Around the kill: payments gw1 handled and journaled; payments pushed just before it without
-waiting (handled or not, journaled or not); payments and pre-checkout queries pushed while no
-gateway is connected (the hub holds the queries for the next session, as Telegram does); and a
-payment Telegram delivers again after the takeover. Every price is the one the bot's own invoice
-states (the hub's copy of it), every payload the order the bot stored; nothing comes from a client.
+Around the kill: payments gw1 handled and journaled; payments gw1 credited and thanked whose
+journal batch was not written yet (a lock holds it back, so the kill lands in that window every
+run); payments pushed just before the kill with no wait (handled or not); payments and
+pre-checkout queries pushed while no gateway is connected (the hub holds the queries for the
+next session); a payment Telegram delivers again after the takeover; and a video gw1 was making.
+Every price is the one on the bot's own invoice, every payload the order the bot stored.
 
 Not tested here: Stars refunds across the takeover. Each gateway's offline Telegram keeps a
 Stars ledger of its own (the hub does not share it), so a refund would be checked against a
@@ -17,8 +18,7 @@ Slow: `pytest -m slow -n 0 tests/hosts/test_takeover_payments.py`.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -26,43 +26,16 @@ import pytest
 
 from flick.i18n import t
 from flick.testing.children import Child
-from flick.testing.lab import CAUGHT_UP, STANDBY, Lab, ask_for_a_video, replies
+from flick.testing.lab import CAUGHT_UP, STANDBY, Invoice, Lab, ask_for_a_video, buy, replies
 from flick.testing.telegram.builders import Incoming
 from flick.testing.telegram.hub import TelegramHub
-from flick.testing.telegram.wire import RawUser, raw
+from flick.testing.telegram.wire import RawUser
 from flick.testing.waits import until
 
 pytestmark = pytest.mark.slow
 
 ANSWERED = "telegram: pre-checkout answered "
-
-
-@dataclass(frozen=True)
-class Invoice:
-    user: RawUser
-    payload: str
-    stars: int  # as the invoice Telegram shows states it
-    credits: int  # what the order the bot stored buys
-
-    @property
-    def charge(self) -> str:
-        return f"stx-{self.user.id}"
-
-
-async def buy(hub: TelegramHub, sql: asyncpg.Pool, user: RawUser) -> Invoice:
-    """/buy and the first package's button, as the user would; the invoice the bot sent."""
-    (offer,) = await hub.exchange(user, hub.command(user, "buy"))
-    data = next(d for _, d in hub.buttons(offer) if d.startswith("buy:"))
-    (sent,) = await hub.exchange(user, hub.callback(user, data, message_id=offer.id))
-    assert isinstance(sent.media, raw.types.MessageMediaInvoice)
-    assert sent.media.currency == "XTR"
-    # Telegram keeps the payload, not the chat: the bot's own order row names it.
-    order = await sql.fetchrow(
-        "SELECT id, stars, package_credits FROM orders WHERE \"user\" = $1 AND status = 'pending'",
-        user.id,
-    )
-    assert order["stars"] == sent.media.total_amount
-    return Invoice(user, f"order:{order['id']}", sent.media.total_amount, order["package_credits"])
+FREE = 1  # the welcome credits (Settings.free_credits)
 
 
 def pre_checkout(hub: TelegramHub, invoice: Invoice, *, stars: int | None = None) -> Incoming:
@@ -90,7 +63,7 @@ def answers(gateways: list[Child], query: Incoming) -> list[str]:
     return [ln.rsplit(" ", 1)[1] for c in gateways for ln in c.lines if said in ln]
 
 
-async def test_payments_around_a_killed_gateway_are_each_credited_once_and_every_pre_checkout_answered(  # noqa: E501
+async def test_payments_around_a_killed_gateway_are_credited_once_and_every_pre_checkout_answered(
     lab: Lab,
 ) -> None:
     hub = lab.hub
@@ -176,16 +149,21 @@ async def test_payments_around_a_killed_gateway_are_each_credited_once_and_every
             hold = holder.transaction()
             await hold.start()
             await holder.execute("LOCK TABLE handled_updates IN EXCLUSIVE MODE")
-            mark = len(first.lines)
             await hub.push(*(paid(hub, i) for i in unjournaled))
             for i in unjournaled:
-                await first.said(f"telegram: sent to {i.user.id}; reply", after=mark)
-            stuck = await until_value(lambda: journal_writes_waiting(sql), "the journal held")
+                await until(thanked(hub, i), f"{i.user.id} thanked by gw1")
+            stuck: list[int] = []
+
+            async def journal_held() -> bool:
+                stuck[:] = await journal_writes_waiting(sql)
+                return bool(stuck)
+
+            await until(journal_held, "gw1's journal write waits for the lock")
             await hub.push(*(paid(hub, i) for i in unseen))
             await first.kill()
             killed = time.monotonic()
-            # The dead host's statement waiting for the lock dies with its connection, as
-            # PostgreSQL finds out once it reads the closed socket; made certain here.
+            # A statement waiting for a lock reads no socket: PostgreSQL would run the dead
+            # gateway's journal write once the lock goes. Ended here, as the host's loss would.
             await sql.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) pid", stuck)
             await hold.rollback()
         assert not await journaled(unjournaled)
@@ -240,16 +218,15 @@ async def test_payments_around_a_killed_gateway_are_each_credited_once_and_every
             "ORDER BY telegram_id",
             [i.user.id for i in invoices],
         )
-        free = 1
         assert [(b["telegram_id"], b["balance"]) for b in balances] == [
-            (i.user.id, free + (i.credits if i in everyone else 0)) for i in invoices
+            (i.user.id, FREE + (i.credits if i in everyone else 0)) for i in invoices
         ]
         ledger = await sql.fetch(
             'SELECT "user", reason, delta FROM ledger WHERE "user" = ANY($1) ORDER BY id',
             [i.user.id for i in invoices],
         )
         assert sorted((r["user"], r["reason"], r["delta"]) for r in ledger) == sorted(
-            [(i.user.id, "free", free) for i in invoices]
+            [(i.user.id, "free", FREE) for i in invoices]
             + [(i.user.id, "purchase", i.credits) for i in everyone]
         )
         orders = await sql.fetch(
@@ -274,40 +251,34 @@ async def test_payments_around_a_killed_gateway_are_each_credited_once_and_every
             assert (videos, made["refunded"]) == (0, True)
             assert reasons == ["free", "generation", "refund"]
         # Thanked once for each payment, by the gateway that credited it: gw1 for the batch
-        # it handled but had not journaled, not gw2 again when Telegram redelivered it.
-        for i in everyone:
-            await until(thanked(hub, i, free), f"{i.user.id} thanked")
-        await until(lambda: journaled(everyone), "every payment journaled")
-        assert [thanks_to(hub, i, free) for i in everyone] == [1] * len(everyone)
+        # it handled but had not journaled, not gw2 again when Telegram redelivered it. Of the
+        # batch pushed just before the kill, gw1 may have credited one and died before its
+        # thanks: then nobody thanks them (the redelivery finds it credited), never twice.
+        told = early + journaled_now + unjournaled + paid_in_outage + asked_in_outage
+        for i in told:
+            await until(thanked(hub, i), f"{i.user.id} thanked")
+        assert [thanks_to(hub, i) for i in told] == [1] * len(told)
+        assert all(thanks_to(hub, i) <= 1 for i in unseen)
         assert [replies([second], i.user) for i in unjournaled] == [0] * len(unjournaled)
+        silent = [i.user.id for i in unseen if thanks_to(hub, i) == 0]
+        print(f"credited by gw1 but never thanked (killed in between): {silent}")
 
 
-def thanks_to(hub: TelegramHub, invoice: Invoice, free: int) -> int:
-    thanks = t("en", "payment_thanks", n=invoice.credits, balance=free + invoice.credits)
+def thanks_to(hub: TelegramHub, invoice: Invoice) -> int:
+    """How often the user was thanked for the payment (each had one free credit before)."""
+    thanks = t("en", "payment_thanks", n=invoice.credits, balance=FREE + invoice.credits)
     return [m.message for m in hub.messages_to(invoice.user.id)].count(thanks)
 
 
-def thanked(hub: TelegramHub, invoice: Invoice, free: int) -> Callable[[], bool]:
-    return lambda: thanks_to(hub, invoice, free) >= 1
+def thanked(hub: TelegramHub, invoice: Invoice) -> Callable[[], bool]:
+    return lambda: thanks_to(hub, invoice) >= 1
 
 
-async def journal_writes_waiting(sql: asyncpg.Pool) -> list[int] | None:
+async def journal_writes_waiting(sql: asyncpg.Pool) -> list[int]:
     """The backends whose write to the journal of handled updates waits for a lock."""
     pids: list[int] = await sql.fetchval(
         "SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity "
         "WHERE wait_event_type = 'Lock' AND query LIKE '%handled_updates%' "
         "AND pid <> pg_backend_pid()"
     )
-    return pids or None
-
-
-async def until_value(value: Callable[[], Awaitable[list[int] | None]], what: str) -> list[int]:
-    found: list[int] = []
-
-    async def present() -> bool:
-        nonlocal found
-        found = await value() or []
-        return bool(found)
-
-    await until(present, what)
-    return found
+    return pids
