@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import asyncpg
 
@@ -37,6 +37,7 @@ from flick.testing.fake_openai import FakeOpenAI
 from flick.testing.fake_replicate import FakeReplicate
 from flick.testing.netns import Hosts
 from flick.testing.providers import checked, fake_openai, fake_replicate, provider_env
+from flick.testing.telegram.builders import Incoming
 from flick.testing.telegram.hub import TelegramHub
 from flick.testing.telegram.wire import RawUser, raw
 
@@ -201,10 +202,14 @@ class Invoice:
         return f"stx-{self.user.id}"
 
 
-async def buy(hub: TelegramHub, sql: asyncpg.Pool, user: RawUser) -> Invoice:
-    """/buy and the first package's button, as `user` would, through the hub; the invoice the
-    bot sent, its price as Telegram shows it and its payload the order the bot stored."""
-    (offer,) = await hub.exchange(user, hub.command(user, "buy"))
+async def buy(
+    hub: TelegramHub, sql: asyncpg.Pool, user: RawUser, offer: Any | None = None
+) -> Invoice:
+    """A package's button (under `offer`, the bot's message offering them; by default the one
+    /buy brings), as `user` would, through the hub; the invoice the bot sent, its price as
+    Telegram shows it and its payload the order the bot stored."""
+    if offer is None:
+        (offer,) = await hub.exchange(user, hub.command(user, "buy"))
     data = next(d for _, d in hub.buttons(offer) if d.startswith("buy:"))
     (sent,) = await hub.exchange(user, hub.callback(user, data, message_id=offer.id))
     assert isinstance(sent.media, raw.types.MessageMediaInvoice)
@@ -216,6 +221,38 @@ async def buy(hub: TelegramHub, sql: asyncpg.Pool, user: RawUser) -> Invoice:
     )
     assert order["stars"] == sent.media.total_amount
     return Invoice(user, f"order:{order['id']}", sent.media.total_amount, order["package_credits"])
+
+
+def pre_checkout(hub: TelegramHub, invoice: Invoice, *, stars: int | None = None) -> Incoming:
+    """The user's pre-checkout query for the invoice (at its price unless `stars` says)."""
+    return hub.pre_checkout(
+        invoice.user,
+        payload=invoice.payload,
+        total_amount=invoice.stars if stars is None else stars,
+    )
+
+
+def paid(hub: TelegramHub, invoice: Invoice) -> Incoming:
+    """The payment's service message: Telegram charged what the invoice states."""
+    return hub.payment(
+        invoice.user, payload=invoice.payload, total_amount=invoice.stars, charge_id=invoice.charge
+    )
+
+
+def query_id(incoming: Incoming) -> int:
+    return int(incoming.update.query_id)
+
+
+async def writes_waiting(sql: asyncpg.Pool, table: str) -> list[int]:
+    """The backends whose statement on `table` waits for a lock (one a test holds, to stop a
+    gateway between two steps and SIGKILL it there)."""
+    pids: list[int] = await sql.fetchval(
+        "SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity "
+        "WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%' "
+        "AND pid <> pg_backend_pid()",
+        table,
+    )
+    return pids
 
 
 def replies(children: Sequence[Child], user: RawUser) -> int:

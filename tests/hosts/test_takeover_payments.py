@@ -26,7 +26,19 @@ import pytest
 
 from flick.i18n import t
 from flick.testing.children import Child
-from flick.testing.lab import CAUGHT_UP, STANDBY, Invoice, Lab, ask_for_a_video, buy, replies
+from flick.testing.lab import (
+    CAUGHT_UP,
+    STANDBY,
+    Invoice,
+    Lab,
+    ask_for_a_video,
+    buy,
+    paid,
+    pre_checkout,
+    query_id,
+    replies,
+    writes_waiting,
+)
 from flick.testing.telegram.builders import Incoming
 from flick.testing.telegram.hub import TelegramHub
 from flick.testing.telegram.wire import RawUser
@@ -36,25 +48,6 @@ pytestmark = pytest.mark.slow
 
 ANSWERED = "telegram: pre-checkout answered "
 FREE = 1  # the welcome credits (Settings.free_credits)
-
-
-def pre_checkout(hub: TelegramHub, invoice: Invoice, *, stars: int | None = None) -> Incoming:
-    return hub.pre_checkout(
-        invoice.user,
-        payload=invoice.payload,
-        total_amount=invoice.stars if stars is None else stars,
-    )
-
-
-def query_id(incoming: Incoming) -> int:
-    return int(incoming.update.query_id)
-
-
-def paid(hub: TelegramHub, invoice: Invoice) -> Incoming:
-    """The payment's service message: Telegram charged what the invoice states."""
-    return hub.payment(
-        invoice.user, payload=invoice.payload, total_amount=invoice.stars, charge_id=invoice.charge
-    )
 
 
 def answers(gateways: list[Child], query: Incoming) -> list[str]:
@@ -148,14 +141,14 @@ async def test_payments_around_a_killed_gateway_are_credited_once_and_every_pre_
         async with sql.acquire() as holder:
             hold = holder.transaction()
             await hold.start()
-            await holder.execute("LOCK TABLE handled_updates IN EXCLUSIVE MODE")
+            await holder.execute("LOCK TABLE handled_updates IN SHARE MODE")
             await hub.push(*(paid(hub, i) for i in unjournaled))
             for i in unjournaled:
                 await until(thanked(hub, i), f"{i.user.id} thanked by gw1")
             stuck: list[int] = []
 
             async def journal_held() -> bool:
-                stuck[:] = await journal_writes_waiting(sql)
+                stuck[:] = await writes_waiting(sql, "handled_updates")
                 return bool(stuck)
 
             await until(journal_held, "gw1's journal write waits for the lock")
@@ -272,13 +265,3 @@ def thanks_to(hub: TelegramHub, invoice: Invoice) -> int:
 
 def thanked(hub: TelegramHub, invoice: Invoice) -> Callable[[], bool]:
     return lambda: thanks_to(hub, invoice) >= 1
-
-
-async def journal_writes_waiting(sql: asyncpg.Pool) -> list[int]:
-    """The backends whose write to the journal of handled updates waits for a lock."""
-    pids: list[int] = await sql.fetchval(
-        "SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity "
-        "WHERE wait_event_type = 'Lock' AND query LIKE '%handled_updates%' "
-        "AND pid <> pg_backend_pid()"
-    )
-    return pids
