@@ -15,7 +15,8 @@ Log lines go to stdout as "<unix time> <message>", among them "telegram: caught 
 updates", "telegram: sent to <chat id>; reply" for each text but a generation's progress message
 ("...; progress": a gateway that takes over may start a fresh one, when the one before it died
 before it saved its message's id), and "telegram: sent media to <chat id>;" for each video,
-document or invoice. SIGTERM stops it.
+document or invoice, and "telegram: pre-checkout answered <query id> ok|error" for each answer
+Telegram took (an error: the bot refused the order, with its reason). SIGTERM stops it.
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ class ReportingServer(TelegramServer):
             logger.info("telegram: sent to {}; {}", chat_of(request), kind)
         elif isinstance(request, raw.functions.messages.SendMedia):
             logger.info("telegram: sent media to {};", chat_of(request))
+        elif isinstance(request, raw.functions.messages.SetBotPrecheckoutResults):
+            verdict = "ok" if request.success else "error"
+            logger.info("telegram: pre-checkout answered {} {}", request.query_id, verdict)
         changed = [i for i in self.messages if i not in before]
         if isinstance(request, raw.functions.messages.EditMessage):
             changed.append(request.id)

@@ -22,9 +22,12 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
+
+import asyncpg
 
 from flick.models import db, migrations
 from flick.testing.children import Child
@@ -34,11 +37,17 @@ from flick.testing.fake_openai import FakeOpenAI
 from flick.testing.fake_replicate import FakeReplicate
 from flick.testing.netns import Hosts
 from flick.testing.providers import checked, fake_openai, fake_replicate, provider_env
+from flick.testing.telegram.builders import Incoming
 from flick.testing.telegram.hub import TelegramHub
-from flick.testing.telegram.wire import RawUser
+from flick.testing.telegram.wire import RawUser, raw
 
 DATA = "data"
 STOP_SECONDS = 30.0
+
+#: What a gateway logs (flick.runtime, flick.testing.hosted_gateway) as it becomes the standby,
+#: and once it has caught up on what Telegram kept for it.
+STANDBY = "standby, waiting for the active gateway"
+CAUGHT_UP = "telegram: caught up on "
 
 
 class Lab:
@@ -176,3 +185,79 @@ async def ask_for_a_video(hub: TelegramHub, user: RawUser, style: str = "romanti
     await hub.exchange(user, hub.photo(user, make_jpeg("red")))
     await hub.push(hub.photo(user, make_jpeg("blue")))
     return 5 if consent else 4
+
+
+@dataclass(frozen=True)
+class Invoice:
+    """An invoice the bot sent a user (`buy`)."""
+
+    user: RawUser
+    payload: str  # the order the bot stored
+    stars: int  # the price on the invoice, as Telegram shows it
+    credits: int  # what the order buys
+
+    @property
+    def charge(self) -> str:
+        """The Telegram charge id of the user's payment (one per user, in these tests)."""
+        return f"stx-{self.user.id}"
+
+
+async def buy(
+    hub: TelegramHub, sql: asyncpg.Pool, user: RawUser, offer: Any | None = None
+) -> Invoice:
+    """A package's button (under `offer`, the bot's message offering them; by default the one
+    /buy brings), as `user` would, through the hub; the invoice the bot sent, its price as
+    Telegram shows it and its payload the order the bot stored."""
+    if offer is None:
+        (offer,) = await hub.exchange(user, hub.command(user, "buy"))
+    data = next(d for _, d in hub.buttons(offer) if d.startswith("buy:"))
+    (sent,) = await hub.exchange(user, hub.callback(user, data, message_id=offer.id))
+    assert isinstance(sent.media, raw.types.MessageMediaInvoice)
+    assert sent.media.currency == "XTR"
+    # Telegram keeps the payload, not the chat: the bot's own order row names it.
+    order = await sql.fetchrow(
+        "SELECT id, stars, package_credits FROM orders WHERE \"user\" = $1 AND status = 'pending'",
+        user.id,
+    )
+    assert order["stars"] == sent.media.total_amount
+    return Invoice(user, f"order:{order['id']}", sent.media.total_amount, order["package_credits"])
+
+
+def pre_checkout(hub: TelegramHub, invoice: Invoice, *, stars: int | None = None) -> Incoming:
+    """The user's pre-checkout query for the invoice (at its price unless `stars` says)."""
+    return hub.pre_checkout(
+        invoice.user,
+        payload=invoice.payload,
+        total_amount=invoice.stars if stars is None else stars,
+    )
+
+
+def paid(hub: TelegramHub, invoice: Invoice) -> Incoming:
+    """The payment's service message: Telegram charged what the invoice states."""
+    return hub.payment(
+        invoice.user, payload=invoice.payload, total_amount=invoice.stars, charge_id=invoice.charge
+    )
+
+
+def query_id(incoming: Incoming) -> int:
+    return int(incoming.update.query_id)
+
+
+async def writes_waiting(sql: asyncpg.Pool, table: str) -> list[int]:
+    """The backends whose statement on `table` waits for a lock (one a test holds, to stop a
+    gateway between two steps and SIGKILL it there)."""
+    pids: list[int] = await sql.fetchval(
+        "SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity "
+        "WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%' "
+        "AND pid <> pg_backend_pid()",
+        table,
+    )
+    return pids
+
+
+def replies(children: Sequence[Child], user: RawUser) -> int:
+    """Texts the bot sent `user` in answer to an update, from every gateway: not a generation's
+    progress message, which a gateway that takes over starts afresh when the killed one sent it
+    but died before it saved its id (flick.testing.hosted_gateway tells them apart)."""
+    sent = f"telegram: sent to {user.id}; reply"
+    return sum(1 for c in children for ln in c.lines if sent in ln)

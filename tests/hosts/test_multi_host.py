@@ -21,37 +21,13 @@ import asyncpg
 import pytest
 
 from flick.testing.children import Child
-from flick.testing.lab import Lab, ask_for_a_video
+from flick.testing.lab import CAUGHT_UP, STANDBY, Lab, ask_for_a_video, replies
 from flick.testing.netns import namespaces_unavailable
 from flick.testing.telegram.hub import TelegramHub
 from flick.testing.telegram.wire import RawUser
 from flick.testing.waits import until
 
 pytestmark = pytest.mark.slow
-
-RUNNING = "Flick is running"
-STANDBY = "standby, waiting for the active gateway"
-CAUGHT_UP = "telegram: caught up on "
-
-
-@pytest.fixture
-async def lab(tmp_path: Path) -> AsyncIterator[Lab]:
-    if reason := namespaces_unavailable():
-        pytest.skip(reason)
-    async with Lab(tmp_path, gateways=["gw1", "gw2"]) as running:
-        try:
-            yield running
-        finally:
-            for child in running.hosts.children:
-                print("\n".join(child.lines))  # shown when a test fails
-
-
-def replies(children: list[Child], user: RawUser) -> int:
-    """Texts the bot sent `user` in answer to an update, from every gateway: not a generation's
-    progress message, which a gateway that takes over starts afresh when the killed one sent it
-    but died before it saved its id (flick.testing.hosted_gateway tells them apart)."""
-    sent = f"telegram: sent to {user.id}; reply"
-    return sum(1 for c in children for ln in c.lines if sent in ln)
 
 
 async def journaled(url: str, users: list[RawUser]) -> bool:

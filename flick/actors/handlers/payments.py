@@ -146,6 +146,11 @@ async def _credit(
     )
     if credited is None:
         actor.log.info("payment {} was already credited", charge_id)
+        # Perhaps by a handling that never finished (a gateway killed after the credit's commit;
+        # Telegram delivers the update again): the video two kept photos wait for still starts.
+        # Nothing starts twice: it needs two waiting photos, and finds a generation its request
+        # already started.
+        await continue_after_top_up(actor)
         return
     actor.conv.balance = credited.balance
     actor.ctx.on_metric("payment", {}, stars)

@@ -245,6 +245,7 @@ async def credit(
     )
     if credited is None:
         actor.log.info("subscription payment {} was already credited", charge_id)
+        await continue_after_top_up(actor)  # as payments._credit: a handling cut short
         return
     actor.conv.balance = credited.balance
     actor.ctx.on_metric("payment", {}, stars)

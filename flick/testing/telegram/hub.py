@@ -7,8 +7,11 @@ The hub plays that over TCP for `flick.testing.hosted_gateway`: the test builds 
 Telegram's memory first (every update so far, for its getDifference, never pushed; the files
 users sent; the messages the bot sent through earlier gateways, which it may edit), then an
 end-of-history frame, then each new update live. Updates pushed while no gateway is connected
-are only kept: the next one catches up on them, as from Telegram. Each message a gateway sends
-comes back here (`messages`, and the callbacks the builders make under them).
+are only kept: the next one catches up on them, as from Telegram. Those without a pts (a button
+press, a pre-checkout query) are in no getDifference: Telegram holds them for the bot until a
+session of it connects, so the hub hands them to the next gateway live, after its history. Each
+message a gateway sends comes back here (`messages`, and the callbacks the builders make under
+them).
 
 A frame is one kind byte, a 4-byte big-endian length and its payload:
   H  an Updates (TL) of history      L  an Updates (TL), live
@@ -35,7 +38,7 @@ from flick.testing.telegram.builders import Incoming, UpdateBuilders
 from flick.testing.telegram.file_store import FileKey, FileStore
 from flick.testing.telegram.offline_telegram import bot_user, bundle
 from flick.testing.telegram.server import TelegramServer
-from flick.testing.telegram.wire import RawUser
+from flick.testing.telegram.wire import RawUser, raw
 
 HISTORY, LIVE, FILE, MESSAGE, END = b"H", b"L", b"F", b"M", b"E"
 ID_BLOCK = 10_000_000  # each gateway numbers the bot's messages in a block of its own
@@ -81,6 +84,7 @@ class TelegramHub(UpdateBuilders):
         self.caught_up_from: list[int] = []  # how many updates each gateway got as history
         self._shipped: set[FileKey] = set()
         self._gateways: set[asyncio.StreamWriter] = set()
+        self._held: list[bytes] = []  # L frames of pts-less updates that reached no gateway
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._arrived = asyncio.Condition()  # a message of the bot's came back
@@ -105,6 +109,8 @@ class TelegramHub(UpdateBuilders):
         first_id = ID_BLOCK * (len(self.caught_up_from) + 1)
         writer.write(b"".join(self.memory))
         writer.write(frame(END, f"{self.pts} {first_id}".encode()))
+        writer.write(b"".join(self._held))
+        self._held = []
         self.caught_up_from.append(sum(f[:1] == HISTORY for f in self.memory))
         self._gateways.add(writer)
         task = asyncio.current_task()
@@ -140,10 +146,23 @@ class TelegramHub(UpdateBuilders):
         self.pts = max(
             [self.pts, *(u.pts for u in updates.updates if getattr(u, "pts", None) is not None)]
         )
+        if not self._gateways:
+            unnumbered = [u for u in updates.updates if getattr(u, "pts", None) is None]
+            if unnumbered:
+                held = raw.types.Updates(
+                    updates=unnumbered, users=updates.users, chats=updates.chats,
+                    date=updates.date, seq=0,
+                )  # fmt: skip
+                self._held.append(frame(LIVE, held.write()))
         for writer in list(self._gateways):
             writer.write(b"".join(frames))
             with contextlib.suppress(OSError):  # a gateway just killed: it catches up later
                 await writer.drain()
+
+    @property
+    def connected(self) -> int:
+        """How many gateways the hub serves now (one killed counts until its socket closes)."""
+        return len(self._gateways)
 
     async def exchange(
         self, user: RawUser, *incoming: Incoming | Iterable[Incoming], replies: int = 1
