@@ -12,6 +12,9 @@ A compose killed mid-request is paid for again, and nothing can prevent it: Open
 takes no idempotency key and keeps no list of its answers, so the picture the killed request may
 have made can be neither found nor reused. The next worker composes once more: at most one
 picture more per kill. Every later step reuses what the row holds and pays nothing again.
+
+A worker frozen (SIGSTOP) mid-prediction is a zombie: its job is taken over like a dead one's;
+woken after the video was delivered, it must neither send nor hand back anything again.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from flick.testing.children import Child
 from flick.testing.fake_openai import FakeOpenAI
 from flick.testing.fake_replicate import FakeReplicate, Fault
 from flick.testing.generation_tools import GenerationTools
@@ -171,3 +175,66 @@ async def test_a_worker_killed_in_this_step_is_finished_by_another_once(
     assert heir.find(f"generation {gen_id}: handed back") is not None
     assert (await jobs_logged(gen, "generate"), await jobs_logged(gen, "settle")) == (1, 1)
     await until(lambda: queue_empty(gen), "every job ended", GENERATION_LIMIT)
+
+
+def _woken(zombie: Child, gen_id: int) -> str:
+    return "\n".join(line for line in zombie.lines if f"generation {gen_id}" in line)
+
+
+async def test_a_zombie_worker_woken_after_delivery_told_the_user_canceled_and_handed_back_again(
+    harness: HarnessFactory,
+    workers: Workers,
+    gen: GenerationTools,
+    fake_openai: FakeOpenAI,
+    fake_replicate: FakeReplicate,
+) -> None:
+    """The bug: a worker frozen mid-prediction (SIGSTOP) is taken over after its heartbeat; the
+    heir's video is delivered; woken, the zombie fetched the video, found the generation done
+    (its `deliver` refused) and took that for a /cancel: it relayed "cancelled (your credit is
+    back)", which the gateway edited into the user's status message under the delivered video
+    (no credit came back), and it handed the generation back a second time (a second `settle`
+    job). Now a run that finds its generation taken shows no line and hands nothing back."""
+    fake_replicate.run_time = FOREVER  # the prediction stays `processing` until released
+    h = await harness(**GATEWAY)
+    zombie = await workers.start("zombie")
+    gen_id = await gen.start_generation(h, UID)
+    pid = await gen.wait_for_prediction(gen_id, GENERATION_LIMIT)
+    await until(lambda: workers.taken_by(gen_id) == ["zombie"], "the zombie took the job")
+    heir = await workers.start("heir")
+    zombie.pause()  # SIGSTOP: no heartbeat, no poll, but alive, its connections open
+
+    await until(
+        lambda: workers.taken_by(gen_id) == ["zombie", "heir"],
+        f"the heir took generation {gen_id} over",
+        HEARTBEAT + MARGIN,
+    )
+    for prediction in fake_replicate.predictions.values():
+        prediction.run_time = 0  # it succeeds now
+    await delivered(h, gen, gen_id, UID)
+    await heir.said(f"generation {gen_id}: handed back")
+    await until(lambda: queue_empty(gen), "the heir's jobs ended", GENERATION_LIMIT)
+    before = await gen.generation(gen_id)
+    sent = list(h.outbox.to(UID))
+    downloads = len(fake_replicate.calls("output"))
+
+    zombie.resume()  # SIGCONT: it runs on from its poll, its timers long overdue
+    # Its run goes on to its end: the prediction succeeded, its video is fetched, and the step
+    # that follows finds the generation done by another.
+    await zombie.said(f"generation {gen_id}: ended elsewhere, nothing handed back")
+    await until(lambda: queue_empty(gen), "the zombie's jobs ended", GENERATION_LIMIT)
+    await h.settle()
+    assert len(fake_replicate.calls("output")) == downloads + 1, _woken(zombie, gen_id)
+
+    row = await gen.generation(gen_id)
+    assert row == before  # nothing overwritten
+    assert (row["status"], row["prediction_id"]) == ("done", pid)
+    await assert_paid_once_and_delivered_once(h, gen, gen_id, fake_replicate, UID)
+    assert h.outbox.to(UID) == sent  # no second video, no status edited after the end
+    assert gen.status_messages(h, UID)[-1].text == gen.status_texts(h)["status_done"]
+    assert zombie.find(f"generation {gen_id}: handed back") is None
+    assert [c.status for c in fake_openai.calls("images.edit")] == [200]
+    assert fake_replicate.calls("predictions.cancel") == []
+    # The zombie handed nothing back: one settle job in all, the heir's.
+    assert (await jobs_logged(gen, "generate"), await jobs_logged(gen, "settle")) == (1, 1), _woken(
+        zombie, gen_id
+    )
