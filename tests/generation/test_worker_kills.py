@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from flick.storage import S3Storage
 from flick.testing.children import Child
 from flick.testing.fake_openai import FakeOpenAI
 from flick.testing.fake_replicate import FakeReplicate, Fault
@@ -238,3 +239,50 @@ async def test_a_zombie_worker_woken_after_delivery_told_the_user_canceled_and_h
     assert (await jobs_logged(gen, "generate"), await jobs_logged(gen, "settle")) == (1, 1), _woken(
         zombie, gen_id
     )
+
+
+async def test_a_zombie_worker_woken_while_storing_overwrote_the_delivered_video_key(
+    storage: S3Storage,
+    harness: HarnessFactory,
+    workers: Workers,
+    gen: GenerationTools,
+    fake_openai: FakeOpenAI,
+    fake_replicate: FakeReplicate,
+) -> None:
+    """The bug: a worker frozen at its S3 copy (the generation `delivering`, its video fetched)
+    is taken over; the heir fetches the video again, stores it and the gateway delivers it.
+    Woken, the zombie stored its own copy and wrote its key over the delivered one's on the
+    `done` row (an unconditional save), then handed the generation back a second time. Now the
+    key is saved only on a `delivering` row without one: the zombie's copy is deleted, and its
+    run ends as taken over, handing nothing back."""
+    h = await harness(**GATEWAY)
+    zombie = await workers.start("zombie", hold="store_video", freeze=True)
+    gen_id = await gen.start_generation(h, UID)
+    await zombie.said(f"{HELD} store_video: generation {gen_id}")  # and it stopped itself
+    heir = await workers.start("heir")
+    await until(
+        lambda: workers.taken_by(gen_id) == ["zombie", "heir"],
+        f"the heir took generation {gen_id} over",
+        HEARTBEAT + MARGIN,
+    )
+    await delivered(h, gen, gen_id, UID)
+    await heir.said(f"generation {gen_id}: handed back")
+    await until(lambda: queue_empty(gen), "the heir's jobs ended", GENERATION_LIMIT)
+    before = await gen.generation(gen_id)
+    sent = list(h.outbox.to(UID))
+
+    zombie.resume()
+    await zombie.said(f"generation {gen_id}: ended elsewhere, nothing handed back")
+    await until(lambda: queue_empty(gen), "the zombie's jobs ended", GENERATION_LIMIT)
+    await h.settle()
+
+    row = await gen.generation(gen_id)
+    assert row == before, _woken(zombie, gen_id)  # the delivered video's key kept
+    await assert_paid_once_and_delivered_once(h, gen, gen_id, fake_replicate, UID)
+    assert h.outbox.to(UID) == sent
+    assert [c.status for c in fake_openai.calls("images.edit")] == [200]
+    assert [c.status for c in fake_replicate.calls("output")] == [200, 200]  # the heir's again
+    assert zombie.find(f"generation {gen_id}: handed back") is None
+    assert (await jobs_logged(gen, "generate"), await jobs_logged(gen, "settle")) == (1, 1)
+    # The zombie's copy went: the bucket holds the delivered video alone.
+    assert [key async for key in storage.keys("videos/")] == [row["video_key"]]
