@@ -32,13 +32,15 @@ GATEWAY: dict[str, Any] = {
 GENERATION_LIMIT = 60.0
 
 
-async def delivered(h: EngineHarness, gen: GenerationTools, gen_id: int, uid: int) -> None:
+async def delivered(
+    h: EngineHarness, gen: GenerationTools, gen_id: int, uid: int, limit: float = GENERATION_LIMIT
+) -> None:
     """Wait until the gateway sent the generation's video (its row `done`)."""
 
     async def done() -> bool:
         return bool((await gen.generation(gen_id))["status"] == "done" and gen.videos(h, uid))
 
-    await until(done, f"generation {gen_id} delivered", GENERATION_LIMIT)
+    await until(done, f"generation {gen_id} delivered", limit)
     await h.settle()
 
 

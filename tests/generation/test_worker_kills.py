@@ -48,6 +48,8 @@ from flick.testing.workers import HELD, Workers
 UID = 7802
 #: Longer than any test: a held request is answered only when its client is gone.
 FOREVER = 3600.0
+#: The issue's promise: a killed worker's generation is delivered within this of the kill.
+FINISHED_WITHIN = 60.0
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,10 @@ async def test_a_worker_killed_in_this_step_is_finished_by_another_once(
     fake_openai: FakeOpenAI,
     fake_replicate: FakeReplicate,
 ) -> None:
+    """Killed in the step, the worker's generation is taken over and delivered within a minute
+    of the kill, nobody acting. Killed while composing, the picture is composed once more, and
+    that one more is paid for: the killed request may have made (and billed) a picture, which no
+    one can find again (OpenAI's images API takes no idempotency key); never a third."""
     fakes = Fakes(fake_openai, fake_replicate)
     step.hold(fakes)
     h = await harness(**GATEWAY)
@@ -159,7 +165,7 @@ async def test_a_worker_killed_in_this_step_is_finished_by_another_once(
         f"the heir took generation {gen_id} over",
         HEARTBEAT + MARGIN,
     )
-    await delivered(h, gen, gen_id, UID)
+    await delivered(h, gen, gen_id, UID, limit=FINISHED_WITHIN - (time.monotonic() - at))
     print(f"{step.status}: delivered {time.monotonic() - at:.2f} s after the SIGKILL")
 
     await assert_paid_once_and_delivered_once(h, gen, gen_id, fake_replicate, UID)
