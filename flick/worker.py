@@ -72,6 +72,8 @@ def _health_checks(storage: Storage, engine: WorkEngine, version: str) -> dict[s
 
 
 async def _hand_back(ended: Ended) -> None:
+    if ended.job.ended_elsewhere:
+        return  # who ended it, or took it over, tells the gateway: a settle from here is a second
     error = ended.error
     outcome = Outcome(
         ended.job.generation_id,
@@ -171,7 +173,10 @@ async def worker(
                 return
             logger.info("generation {}: taken at {}", generation_id, found.record.status.value)
             await tasks.run(found.job)
-            logger.info("generation {}: handed back", generation_id)
+            if found.job.ended_elsewhere:
+                logger.info("generation {}: ended elsewhere, nothing handed back", generation_id)
+            else:
+                logger.info("generation {}: handed back", generation_id)
 
         await stack.enter_async_context(signals.Listener(url, on_cancel=tasks.cancel))
         engine = await stack.enter_async_context(

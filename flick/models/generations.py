@@ -160,6 +160,31 @@ async def save(record: GenerationRecord, **fields: Any) -> None:
             setattr(record, name, value)
 
 
+async def save_video_key(record: GenerationRecord, key: str) -> None:
+    """Save where the video is stored, once: on a `delivering` row that has no video yet.
+
+    Raises RefusedTransition (and writes nothing) when the row has moved on without this run:
+    another process took its job over (this one froze past its heartbeat) and stored, or sent,
+    a copy of its own, which the row keeps.
+    """
+    saved = await _retried(
+        lambda: pool().fetchval(
+            "UPDATE generations SET video_key = $2, updated_at = now() "
+            "WHERE id = $1 AND status = $3 AND video_key IS NULL RETURNING id",
+            record.id,
+            key,
+            Status.DELIVERING.value,
+        )
+    )
+    if saved is None:
+        current = await get(record.id)
+        if current is None or current.video_key != key:  # not our own write, retried
+            if current is not None:
+                record.status = current.status
+            raise RefusedTransition(f"generation {record.id}: its video is stored elsewhere")
+    record.video_key = key
+
+
 async def advance(
     record: GenerationRecord,
     trigger: str,

@@ -35,6 +35,10 @@ class Job:
     #: Set when the video could not be sent because the user blocked the bot: their actor
     #: marks them (every write about a user goes through its actor).
     recipient_gone: bool = False
+    #: Set when a step found the generation ended or moved on without this run (a /cancel, or
+    #: another process that took its job over while this one was frozen): nothing of this
+    #: run's is left to hand on.
+    ended_elsewhere: bool = False
     #: Set once the AI work is done and the video checked (the point of no return), when this
     #: process delivers it: the AI seat goes to the next generation while this one is sent.
     ai_done: asyncio.Event = field(default_factory=asyncio.Event)

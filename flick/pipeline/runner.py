@@ -119,8 +119,12 @@ class GenerationRunner:
                 await self._store_for_gateway(job, run, video)
                 return
             await self._deliver(job, run, progress, video)
-        except RefusedTransition:  # it ended elsewhere meanwhile (a /cancel won the race)
-            await progress.show("status_canceled")
+        except RefusedTransition:  # it ended, or moved on, elsewhere meanwhile
+            job.ended_elsewhere = True
+            if run.record.status is Status.CANCELED:  # a /cancel won the race
+                await progress.show("status_canceled")
+            # Else another process took the generation over (this one froze past its
+            # heartbeat) and shows its progress: a line from here would be a false one.
         except FinalError as exc:
             with contextlib.suppress(Exception):
                 await progress.show("status_failed")

@@ -7,6 +7,7 @@ Telegram upload then run side by side from that file. Disk work stays off the ev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tempfile
 from collections.abc import AsyncIterator, Awaitable
@@ -17,6 +18,7 @@ from loguru import logger
 from flick.errors import ServiceError, TransientError
 from flick.fsm.generation import GenerationRecord
 from flick.models import generations
+from flick.models.generations import RefusedTransition
 from flick.pipeline.retry import with_retries
 from flick.ports import Storage
 from flick.private_files import private_dir
@@ -87,7 +89,8 @@ async def store(
     storage: Storage, record: GenerationRecord, key: str, path: Path, budget: float
 ) -> Exception | None:
     """Copy the local video to storage under `key`, retrying while S3 is unreachable, then record
-    the key on the generation row (only once S3 holds the object).
+    the key on the generation row (only once S3 holds the object, and only if no other process
+    stored the generation's video first: then the copy is deleted, RefusedTransition returned).
 
     Returns the failure instead of raising it, so the Telegram upload beside it goes on; a
     cancellation is raised as usual.
@@ -108,7 +111,11 @@ async def store(
         size = await with_retries(
             put, budget=budget, what=f"store video (generation {generation_id})"
         )
-        await generations.save(record, video_key=key)
+        await generations.save_video_key(record, key)
+    except RefusedTransition as exc:  # another process's copy is the generation's: not ours
+        with contextlib.suppress(Exception):
+            await storage.delete(key)
+        return exc
     except Exception as exc:  # noqa: BLE001 - handed to the caller, who decides
         return exc
     logger.debug("generation {}: {} bytes stored as {}", generation_id, size, key)

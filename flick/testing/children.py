@@ -63,6 +63,14 @@ class Child:
         assert found is not None
         return found
 
+    def pause(self) -> None:
+        """SIGSTOP: the process stays, frozen (a zombie: no heartbeat, no work) until resumed."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: a paused process runs on from where it stopped, its timers long overdue."""
+        self.proc.send_signal(signal.SIGCONT)
+
     async def kill(self) -> None:
         if self.proc.returncode is None:
             self.proc.send_signal(signal.SIGKILL)

@@ -4,12 +4,16 @@
     first = await workers.start("w1")                     # returns once it says it is ready
     await first.said("generation 1: taken")
     await first.kill()                                    # SIGKILL
+    held = await workers.start("w2", hold="hand_back")    # held there (worker_faults)
+    await held.said(HELD)
     await workers.close()                                 # kills those still running
 
 Each is `python -m flick worker`, the command an operator runs, configured by its environment
 the way an operator's would be: the test's PostgreSQL and bucket, and the real OpenAI and
 Replicate SDKs pointed at the fakes in the test's process (the same `ChildConfig` the SIGKILL
-tests give their Flick children). Its log (stderr) is read as its lines (`Child.said`).
+tests give their Flick children). Its log (stderr) is read as its lines (`Child.said`). A worker
+given a `hold` is the same command held at that point of each generation's run, where a test
+SIGKILLs it (flick.testing.worker_faults: the points the fakes cannot hold).
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from pathlib import Path
 from flick.testing.children import Child
 from flick.testing.flick_child import ChildConfig
 from flick.testing.providers import provider_env
+from flick.testing.worker_faults import HELD, HOLD_AT, HOLD_HOW
+
+__all__ = ["HELD", "READY", "REFUSED", "Workers", "worker_env"]
 
 #: What `flick worker` logs once it takes jobs.
 READY = "worker ready:"
@@ -53,14 +60,22 @@ class Workers:
         self.env = env
         self.children: dict[str, Child] = {}
 
-    async def start(self, name: str, **env: str) -> Child:
-        """Worker `name` with `env` on top of the base's; returns once it is ready."""
+    async def start(
+        self, name: str, hold: str | None = None, freeze: bool = False, **env: str
+    ) -> Child:
+        """Worker `name` with `env` on top of the base's; returns once it is ready. `hold`: a
+        point of flick.testing.worker_faults where it holds each generation (`freeze`: stops
+        itself there, to run on when `Child.resume()` wakes it)."""
         data_dir = Path(self.base.data_dir) / name
         data_dir.mkdir(parents=True, exist_ok=True)
         cfg = replace(self.base, data_dir=str(data_dir))
-        child = await Child.module(
-            "flick", "worker", env=worker_env(cfg, **(self.env | env)), with_stderr=True
-        )
+        env = self.env | env
+        if hold is None:
+            args = ["flick", "worker"]
+        else:
+            how = "freeze" if freeze else "wait"
+            args, env = ["flick.testing.worker_faults"], env | {HOLD_AT: hold, HOLD_HOW: how}
+        child = await Child.module(*args, env=worker_env(cfg, **env), with_stderr=True)
         self.children[name] = child
         await child.said(READY)
         return child

@@ -6,6 +6,8 @@ replicate SDKs (inside our providers) talking to the spec-checking fakes.
 - `engine(**kw)`: an EngineHarness (not started) on the fakes; `harness(**kw)`: the same, started
   and stopped when the test ends (flick.testing.harnesses).
 - `gen`: reads through the test's own pool `sql` (flick.testing.generation_tools).
+- `workers`: `flick worker` children on the test's database, bucket and fakes, beating every
+  HEARTBEAT seconds (flick.testing.workers, flick.testing.worker_checks).
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from flick.embedded import EmbeddedSeaweed
 from flick.storage import S3Storage
 from flick.testing import providers
 from flick.testing.fake_openai import FakeOpenAI
 from flick.testing.fake_replicate import FakeReplicate
+from flick.testing.flick_child import ChildConfig
 from flick.testing.generation_tools import GenerationTools
 from flick.testing.harnesses import EngineFactory, HarnessFactory, engines_on_fakes, started
+from flick.testing.worker_checks import HEARTBEAT
+from flick.testing.workers import Workers
 
 
 @pytest.fixture
@@ -65,3 +71,31 @@ async def sql(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture
 def gen(sql: asyncpg.Pool) -> GenerationTools:
     return GenerationTools(sql)
+
+
+@pytest.fixture
+async def workers(
+    database_url: str,
+    seaweed: EmbeddedSeaweed,
+    storage: S3Storage,
+    fake_openai: FakeOpenAI,
+    fake_replicate: FakeReplicate,
+    tmp_path: Path,
+) -> AsyncIterator[Workers]:
+    base = ChildConfig(
+        socket="",
+        database_url=database_url,
+        s3_endpoint=storage.endpoint,
+        s3_access_key=seaweed.access_key,
+        s3_secret_key=seaweed.secret_key,
+        s3_bucket=storage.bucket,
+        openai_url=fake_openai.base_url,
+        replicate_url=fake_replicate.base_url,
+        data_dir=str(tmp_path / "workers"),
+    )
+    running = Workers(base, WORK_HEARTBEAT_SECONDS=str(HEARTBEAT))
+    try:
+        yield running
+    finally:
+        await running.close()
+        print(running.lines())  # shown when the test fails

@@ -5,102 +5,36 @@ Each worker is a real `python -m flick worker` child (flick.testing.workers) on 
 PostgreSQL and bucket, its real OpenAI and Replicate SDKs talking to the fakes in this process,
 so the test holds a prediction `processing` for as long as it likes and reads what each provider
 was asked. The workers and the gateway beat every HEARTBEAT seconds: a SIGKILLed worker's job is
-taken by another once its heartbeat is that old.
+taken by another once its heartbeat is that old (flick.testing.worker_checks). A worker killed
+in each other step, and one frozen and woken after its job was taken: test_worker_kills.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import pytest
-
-from flick.embedded import EmbeddedSeaweed
 from flick.fsm.conversation import State
-from flick.storage import S3Storage
 from flick.testing.direct_style import styles_file
-from flick.testing.engine import EngineHarness
 from flick.testing.fake_openai import FakeOpenAI
-from flick.testing.fake_replicate import FakeReplicate, Fault, sample_mp4
-from flick.testing.flick_child import ChildConfig
+from flick.testing.fake_replicate import FakeReplicate, Fault
 from flick.testing.generation_tools import GenerationTools
 from flick.testing.harnesses import HarnessFactory
 from flick.testing.waits import until
+from flick.testing.worker_checks import (
+    GATEWAY,
+    GENERATION_LIMIT,
+    HEARTBEAT,
+    MARGIN,
+    assert_paid_once_and_delivered_once,
+    delivered,
+    jobs_logged,
+    queue_empty,
+)
 from flick.testing.workers import REFUSED, Workers
 
 UID = 7801
-HEARTBEAT = 3
-#: A worker polls its prediction every 2 s (PipelineConfig's default) and looks for jobs every
-#: 2 s (pgqueuer's dequeue timeout): a takeover within HEARTBEAT + MARGIN is no fluke.
-MARGIN = 10.0
-#: The gateway takes no generation step; its configuration (providers, models, styles) is the
-#: workers' (their version must match the one it publishes).
-GATEWAY: dict[str, Any] = {
-    "gateway_generates": False,
-    "work_heartbeat_seconds": HEARTBEAT,
-    "image_provider": "openai",
-    "video_provider": "replicate",
-}
-#: A worker's whole generation, its prediction polled at the default 2 s, plus the settle job.
-GENERATION_LIMIT = 60.0
-
-
-@pytest.fixture
-async def workers(
-    database_url: str,
-    seaweed: EmbeddedSeaweed,
-    storage: S3Storage,
-    fake_openai: FakeOpenAI,
-    fake_replicate: FakeReplicate,
-    tmp_path: Path,
-) -> AsyncIterator[Workers]:
-    base = ChildConfig(
-        socket="",
-        database_url=database_url,
-        s3_endpoint=storage.endpoint,
-        s3_access_key=seaweed.access_key,
-        s3_secret_key=seaweed.secret_key,
-        s3_bucket=storage.bucket,
-        openai_url=fake_openai.base_url,
-        replicate_url=fake_replicate.base_url,
-        data_dir=str(tmp_path / "workers"),
-    )
-    running = Workers(base, WORK_HEARTBEAT_SECONDS=str(HEARTBEAT))
-    try:
-        yield running
-    finally:
-        await running.close()
-        print(running.lines())  # shown when the test fails
-
-
-async def delivered(h: EngineHarness, gen: GenerationTools, gen_id: int) -> None:
-    """Wait until the gateway sent the generation's video (its row `done`)."""
-
-    async def done() -> bool:
-        return bool((await gen.generation(gen_id))["status"] == "done" and gen.videos(h, UID))
-
-    await until(done, f"generation {gen_id} delivered", GENERATION_LIMIT)
-    await h.settle()
-
-
-async def assert_paid_once_and_delivered_once(
-    h: EngineHarness, gen: GenerationTools, gen_id: int, fake_replicate: FakeReplicate
-) -> None:
-    row = await gen.generation(gen_id)
-    assert (row["status"], row["refunded"], row["charged"]) == ("done", False, 1)
-    (video,) = gen.videos(h, UID)
-    # Stored by the worker (the fake's MP4, whole), sent by the gateway from there.
-    assert video.extra["key"] == row["video_key"]
-    assert await h.storage.get(row["video_key"]) == sample_mp4()
-    assert await gen.ledger(UID) == [("free", 1, 1, None), ("generation", -1, 0, gen_id)]
-    assert await h.balance(UID) == 0
-    # One prediction, created once, and the row's.
-    assert fake_replicate.predictions_created == 1
-    assert len(fake_replicate.calls("predictions.create")) == 1
-    assert list(fake_replicate.predictions) == [row["prediction_id"]]
 
 
 async def test_a_worker_makes_the_video_and_the_gateway_delivers_it(
@@ -114,14 +48,14 @@ async def test_a_worker_makes_the_video_and_the_gateway_delivers_it(
     worker = await workers.start("w1")
     started = time.monotonic()
     gen_id = await gen.start_generation(h, UID)
-    await delivered(h, gen, gen_id)
+    await delivered(h, gen, gen_id, UID)
     print(f"generation on a worker, delivered by the gateway: {time.monotonic() - started:.2f} s")
 
     assert workers.taken_by(gen_id) == ["w1"]
     assert (await jobs_logged(gen, "generate"), await jobs_logged(gen, "settle")) == (1, 1)
     assert worker.find(f"generation {gen_id}: handed back") is not None
     assert h.app.supervisor.generations_running == 0  # the gateway ran no step of it
-    await assert_paid_once_and_delivered_once(h, gen, gen_id, fake_replicate)
+    await assert_paid_once_and_delivered_once(h, gen, gen_id, fake_replicate, UID)
     assert [c.status for c in fake_openai.calls("images.edit")] == [200]
     assert gen.actor_state(h, UID) in (State.IDLE, None)
     # The worker's progress reached the user through the gateway (NOTIFY): one status message,
@@ -163,7 +97,7 @@ async def test_a_worker_killed_mid_prediction_is_taken_over_by_another(
         HEARTBEAT + MARGIN,
     )
     takeover = time.monotonic() - killed
-    await delivered(h, gen, gen_id)
+    await delivered(h, gen, gen_id, UID)
     print(
         f"taken over {takeover:.2f} s after the SIGKILL (heartbeat {HEARTBEAT} s), "
         f"delivered {time.monotonic() - killed:.2f} s after it"
@@ -171,7 +105,7 @@ async def test_a_worker_killed_mid_prediction_is_taken_over_by_another(
 
     # The running prediction was adopted, not paid for again; the picture was not made again.
     assert (await gen.generation(gen_id))["prediction_id"] == pid
-    await assert_paid_once_and_delivered_once(h, gen, gen_id, fake_replicate)
+    await assert_paid_once_and_delivered_once(h, gen, gen_id, fake_replicate, UID)
     assert [c.status for c in fake_openai.calls("images.edit")] == [200]
     assert workers.children[second].find(f"generation {gen_id}: handed back") is not None
 
@@ -203,10 +137,10 @@ async def test_a_worker_stopped_mid_prediction_hands_its_job_over_at_once(
         30.0,  # half the heartbeat: handed over, not found stale
     )
     print(f"taken over {time.monotonic() - stopped:.2f} s after the stop (heartbeat 60 s)")
-    await delivered(h, gen, gen_id)
+    await delivered(h, gen, gen_id, UID)
     assert leaving.find(f"generation {gen_id}: handed back") is None  # parked, not ended
     assert (await gen.generation(gen_id))["prediction_id"] == pid
-    await assert_paid_once_and_delivered_once(h, gen, gen_id, fake_replicate)
+    await assert_paid_once_and_delivered_once(h, gen, gen_id, fake_replicate, UID)
     assert [c.status for c in fake_openai.calls("images.edit")] == [200]
     assert fake_replicate.calls("predictions.cancel") == []  # parked, not canceled
 
@@ -235,10 +169,10 @@ async def test_a_worker_of_another_configuration_takes_no_job(
 
     started = time.monotonic()
     await workers.start("matching")
-    await delivered(h, gen, gen_id)
+    await delivered(h, gen, gen_id, UID)
     print(f"the matching worker delivered {time.monotonic() - started:.2f} s after its start")
     assert workers.taken_by(gen_id) == ["matching"]
-    await assert_paid_once_and_delivered_once(h, gen, gen_id, fake_replicate)
+    await assert_paid_once_and_delivered_once(h, gen, gen_id, fake_replicate, UID)
 
 
 async def test_a_failure_on_a_worker_is_refunded_once_by_the_gateway(
@@ -324,24 +258,6 @@ async def test_cancel_while_a_worker_animates_cancels_its_prediction_and_refunds
     assert await jobs_logged(gen, "settle") == 0
 
 
-async def queue_empty(gen: GenerationTools) -> bool:
-    """No job queued or running (pgqueuer writes a job's end in batches: wait for it)."""
-    left = await gen.pool().fetchval(
-        "SELECT count(*) FROM pgqueuer WHERE status IN ('queued', 'picked')"
-    )
-    return bool(left == 0)
-
-
-async def jobs_logged(gen: GenerationTools, entrypoint: str) -> int:
-    """The jobs of `entrypoint` ever queued in this test (pgqueuer logs each enqueue)."""
-    return int(
-        await gen.pool().fetchval(
-            "SELECT count(*) FROM pgqueuer_log WHERE entrypoint = $1 AND status = 'queued'",
-            entrypoint,
-        )
-    )
-
-
 async def test_cancel_while_no_worker_runs_refunds_once_and_a_later_worker_pays_nothing(
     harness: HarnessFactory,
     workers: Workers,
@@ -398,13 +314,13 @@ async def test_a_worker_of_another_configuration_delayed_the_jobs_it_refused(
     due = await gen.pool().fetchval("SELECT execute_after <= now() FROM pgqueuer")
     assert due is True  # offered again at once, not 10 s later
     await workers.start("matching")
-    await delivered(h, gen, first)
+    await delivered(h, gen, first, UID)
 
     # Two more while the stale worker runs beside the matching one: it takes neither.
     made = [first]
     for _ in range(2):
         made.append(gen_id := await gen.start_generation(h, UID))
-        await delivered(h, gen, gen_id)
+        await delivered(h, gen, gen_id, UID)
         assert workers.taken_by(gen_id) == ["matching"]
     assert made == [1, 2, 3]
     assert sum(REFUSED in line for line in other.lines) == 1
