@@ -13,6 +13,8 @@ import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
+from flick.testing.python_source import parse
+
 ROOT = Path(__file__).resolve().parent.parent
 SCANNED = [ROOT / "tests", ROOT / "flick" / "testing"]
 OURS = {"flick", "tests", "bench", "conftest"}
@@ -27,7 +29,7 @@ def imported_modules() -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for folder in SCANNED:
         for path in folder.rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            for node in ast.walk(parse(path)):
                 if isinstance(node, ast.Import):
                     names = [alias.name for alias in node.names]
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:

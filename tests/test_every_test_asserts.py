@@ -10,6 +10,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from flick.testing.python_source import parse
+
 TESTS = Path(__file__).resolve().parent
 
 
@@ -28,7 +30,7 @@ def _asserts(node: ast.AST) -> bool:
 def unasserted_tests() -> list[str]:
     found = []
     for path in sorted(TESTS.rglob("test_*.py")):
-        tree = ast.parse(path.read_text(), str(path))
+        tree = parse(path)
         for node in ast.walk(tree):
             if (
                 isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)

@@ -30,6 +30,7 @@ from flick.i18n import (
 )
 from flick.styles import load_styles
 from flick.telegram.menu import COMMANDS, menus
+from flick.testing.python_source import parse
 
 SOURCE = Path(flick.__file__).parent
 OTHERS = [lang for lang in LANGUAGES if lang != DEFAULT]
@@ -204,7 +205,7 @@ def _plural_calls_without_n() -> list[str]:
     failed_family = {k for k in plurals if k.startswith("failed_")}
     wrong = []
     for path in SOURCE.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in ast.walk(parse(path)):
             if not isinstance(node, ast.Call):
                 continue
             func = node.func
