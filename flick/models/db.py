@@ -40,7 +40,7 @@ def describe(url: str) -> str:
 _UNUSABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError)
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
+async def keep_session(conn: asyncpg.Connection) -> None:
     """Release without asyncpg's reset query (`pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
     RESET ALL`): a second round trip after every statement, about as much of Flick's CPU as the
     statements' own sends (BENCHMARKS.md, Round 7), and nothing for it to undo. No code on this
@@ -56,7 +56,7 @@ async def connection_pool(url: str, min_size: int, max_size: int) -> AsyncIterat
     configure(url)
     try:
         await DB.start_connection_pool(
-            min_size=min_size, max_size=max_size, timeout=10, reset=_keep_session
+            min_size=min_size, max_size=max_size, timeout=10, reset=keep_session
         )
     except _UNUSABLE as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
