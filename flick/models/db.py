@@ -40,11 +40,24 @@ def describe(url: str) -> str:
 _UNUSABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError)
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """Release without asyncpg's reset query (`pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`): a second round trip after every statement, about as much of Flick's CPU as the
+    statements' own sends (BENCHMARKS.md, Round 7), and nothing for it to undo. No code on this
+    pool takes a session-level advisory lock, LISTENs, opens a cursor WITH HOLD or SETs a
+    session setting: the leadership lock (telegram/leadership.py) and the LISTENs (work/
+    signals.py) have connections of their own, and pgqueuer a pool of its own (work/engine.py).
+    asyncpg still rolls back a transaction left open and drops listener callbacks before this
+    is called (`Connection._reset`)."""
+
+
 @asynccontextmanager
 async def connection_pool(url: str, min_size: int, max_size: int) -> AsyncIterator[PostgresEngine]:
     configure(url)
     try:
-        await DB.start_connection_pool(min_size=min_size, max_size=max_size, timeout=10)
+        await DB.start_connection_pool(
+            min_size=min_size, max_size=max_size, timeout=10, reset=keep_session
+        )
     except _UNUSABLE as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ServiceError(

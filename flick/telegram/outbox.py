@@ -18,6 +18,7 @@ from flick.errors import TelegramRefused, TransientError
 from flick.events import PhotoRef
 from flick.media import VideoMeta, describe_video
 from flick.ports import AlbumItem, Keyboard, RecipientGone, RecipientUnreachable, Storage
+from flick.telegram import sent
 from flick.telegram.albums import AlbumSender
 from flick.telegram.files import inline_markup, spool
 from flick.telegram.pacing import ChatPacer, TokenBucket
@@ -92,15 +93,12 @@ class TelegramOutbox:
     # ---- the Outbox port -------------------------------------------------------------------
     async def send_text(self, chat_id: int, text: str, keyboard: Keyboard | None = None) -> int:
         markup = inline_markup(keyboard)
-        no_preview = types.LinkPreviewOptions(is_disabled=True)
-        message = await self._in_lane(
-            chat_id,
-            "message",
-            lambda: self.client.send_message(
-                chat_id, text, reply_markup=markup, link_preview_options=no_preview
-            ),
+        message_id = await self._in_lane(
+            chat_id, "message", lambda: sent.send_text(self.client, chat_id, text, markup)
         )
-        return _message_id(message)
+        if message_id is None:
+            raise RuntimeError("Telegram did not return the sent message")
+        return message_id
 
     async def edit_text(
         self, chat_id: int, message_id: int, text: str, keyboard: Keyboard | None = None

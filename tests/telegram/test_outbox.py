@@ -354,3 +354,16 @@ async def test_outbox_must_be_running(tg: OfflineTelegram, memory_storage: Memor
 def test_it_is_the_engines_outbox(outbox: TelegramOutbox) -> None:
     port: Outbox = outbox  # mypy checks the signatures against flick.ports.Outbox
     assert port is outbox
+
+
+async def test_button_press_under_a_sent_keyboard_asks_telegram_for_no_message(
+    tg: OfflineTelegram, outbox: TelegramOutbox, adapter: TelegramAdapter, events: list[Any]
+) -> None:
+    """kurigram looks a pressed button's message up in its cache, else asks Telegram for it
+    (one request per press): the outbox leaves each keyboard message it sends in that cache."""
+    alice = tg.user(1001)
+    message_id = await outbox.send_text(alice.id, "Pick a style", ((Button("Hug", "style:hug"),),))
+    await tg.push(tg.callback(alice, "style:hug", message_id=message_id))
+    (event,) = events
+    assert event.message_id == message_id and event.data == "style:hug"
+    assert not tg.sent(raw.functions.messages.GetMessages, ok=None)
