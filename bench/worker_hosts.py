@@ -19,7 +19,6 @@ from bench.fakes import OPENAI_KEY, REPLICATE_TOKEN
 
 READY = "worker ready"
 HANDED_BACK = re.compile(r"generation (\d+): handed back")
-REPOSITORY = str(Path(__file__).resolve().parent.parent)
 
 
 @dataclass(frozen=True)
@@ -116,14 +115,13 @@ async def workers(
     n: int, shared: Shared, k: int, jobs: int = 0
 ) -> AsyncIterator[list[WorkerChild]]:
     """N workers, each ready (its queue listening) before the block runs; SIGTERM after.
-    `jobs`: bench.worker_variant instead, holding at most that many jobs each."""
+    `jobs`: each runs at most that many generations at once (WORKER_MAX_GENERATIONS; 0: no
+    bound)."""
     children: list[WorkerChild] = []
-    command = ["flick", "worker"] if not jobs else ["bench.worker_variant"]
+    command = ["flick", "worker"]
     try:
         for host in range(n):
-            env = worker_env(shared, host, k) | {"BENCH_WORKER_JOBS": str(jobs)}
-            if jobs:  # the variant is in bench/, not installed: run from the repository
-                env["PYTHONPATH"] = REPOSITORY
+            env = worker_env(shared, host, k) | {"WORKER_MAX_GENERATIONS": str(jobs)}
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", *command,
                 env=env, cwd=str(shared.tmp),  # no .env file of ours

@@ -213,7 +213,8 @@ async def main(args: argparse.Namespace) -> None:
     hosts = max([*args.workers, 1])
     print(
         f"  providers: compose {args.image_latency:g} s, prediction {args.run_time:g} s "
-        f"(polled every 2 s); {args.per_worker} generations per worker, handed over at once"
+        f"(polled every 2 s); {args.per_worker} generations per worker, handed over at once; "
+        f"WORKER_MAX_GENERATIONS={args.worker_max}"
     )
     print(f"  ideal: G / (compose + first poll after the prediction + G × video / cap), "
           f"{per_host:.2f} gen/s per host; under the AI bound K / (compose + first poll + "
@@ -245,7 +246,7 @@ async def main(args: argparse.Namespace) -> None:
                 label = f"{n} worker(s), AI_CONCURRENCY={k}"
                 g = args.per_worker * n
                 within = 3 * max(args.per_worker * size / cap, g * job / k) + 60
-                async with workers(n, shared, k, args.worker_jobs) as children:
+                async with workers(n, shared, k, args.worker_max) as children:
                     m = await measure(label, load, fakes, db, children, g, k, within)
                 results[label] = m
                 show(m, report, min(n * per_host, k / job), size / cap)
@@ -286,13 +287,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run-time", type=float, default=2.0, help="prediction seconds (2)")
     p.add_argument("--video-mb", type=float, default=4.0, help="video size, MB (4)")
     p.add_argument("--cap-mb", type=float, default=4.0, help="MB/s per host's downloads (4)")
-    p.add_argument("--worker-jobs", type=int, default=0, metavar="M",
-                   help="what-if: each worker holds ≤ M jobs (bench.worker_variant)")  # fmt: skip
+    p.add_argument("--worker-max", type=int, default=None, metavar="M",
+                   help="WORKER_MAX_GENERATIONS of each worker (default: --per-worker, what its "
+                        "link is given; 0: no bound)")  # fmt: skip
     p.add_argument("--skip-bound", action="store_true", help="no plateau run")
     p.add_argument("--skip-single", action="store_true", help="no single-process run")
     p.add_argument("--limit", type=float, default=900.0, help="hard stop, seconds")
     add_common_args(p)
     args = p.parse_args(argv)
+    if args.worker_max is None:
+        args.worker_max = args.per_worker
+    if args.worker_max == 1:
+        p.error("--worker-max: 0 (no bound) or at least 2")
     if args.database_url is None:
         args.database_url = "embedded"  # every run the same: no machine server's other load
     return args

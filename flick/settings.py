@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     # `flick worker` processes made (its CPU and network card serve Telegram alone). Needs at
     # least one worker running, or generations wait in the queue.
     gateway_generates: bool = True
+    # `flick worker` only: the most generations this worker runs at once (0: no bound but
+    # AI_CONCURRENCY). Size it to what the host's network card carries, so jobs handed over
+    # together spread over the workers instead of going to whichever wakes first. At least 2
+    # (pgqueuer's hard cap is twice the one job a worker takes per dequeue).
+    worker_max_generations: int = Field(default=0, ge=0)
     compose_budget_seconds: float = Field(default=180, gt=0)
     animate_budget_seconds: float = Field(default=600, gt=0)
     deliver_budget_seconds: float = Field(default=300, gt=0)
@@ -209,6 +214,13 @@ class Settings(BaseSettings):
             raise ValueError("each plan needs its own key of 1-32 characters a-z, 0-9 or _")
         if any(c <= 0 or s <= 0 for _, c, s in value):
             raise ValueError("every plan needs credits > 0 and stars > 0")
+        return value
+
+    @field_validator("worker_max_generations")
+    @classmethod
+    def _worker_bound(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("use 0 (no bound) or at least 2: the queue's cap per worker")
         return value
 
     @field_validator("bot_username")

@@ -184,6 +184,7 @@ async def worker(
                 url,
                 [Entrypoint(generation_jobs.GENERATE, generate, limit=s.ai_concurrency)],
                 heartbeat=timedelta(seconds=s.work_heartbeat_seconds),
+                max_jobs=s.worker_max_generations or None,
             )
         )
 
@@ -197,10 +198,12 @@ async def worker(
         health = HealthServer(s.health_address, checks, METRICS, notes={"worker": "ok"})
         await stack.enter_async_context(health)
         logger.info(
-            "worker ready: image={} video={} ai_concurrency={} configuration {}",
+            "worker ready: image={} video={} ai_concurrency={} worker_max_generations={} "
+            "configuration {}",
             image.name,
             video.name,
             s.ai_concurrency,
+            s.worker_max_generations,
             version,
         )
         yield engine

@@ -114,8 +114,10 @@ class WorkEngine:
         *,
         heartbeat: timedelta = timedelta(seconds=10),
         dequeue_timeout: timedelta = timedelta(seconds=1),
+        max_jobs: int | None = None,
     ) -> None:
         self._url = url
+        self._max_jobs = max_jobs
         self._entrypoints = entrypoints
         self._heartbeat = heartbeat
         self._dequeue_timeout = dequeue_timeout
@@ -194,6 +196,8 @@ class WorkEngine:
                 # One job per dequeue: jobs handed over at once spread over the processes that
                 # wake, instead of the first one taking ten (bench.workers, BENCHMARKS.md).
                 batch_size=1,
+                # A worker's own bound (WORKER_MAX_GENERATIONS), enforced by the dequeue query.
+                max_concurrent_tasks=self._max_jobs,
                 dequeue_timeout=self._dequeue_timeout,
                 heartbeat_timeout=self._heartbeat,
                 # A lost LISTEN connection leaves polling, not a stop (see the module's doc).

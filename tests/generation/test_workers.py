@@ -15,7 +15,11 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from flick.fsm.conversation import State
+from flick.settings import Settings
 from flick.testing.direct_style import styles_file
 from flick.testing.fake_openai import FakeOpenAI
 from flick.testing.fake_replicate import FakeReplicate, Fault
@@ -326,3 +330,44 @@ async def test_a_worker_of_another_configuration_delayed_the_jobs_it_refused(
     assert sum(REFUSED in line for line in other.lines) == 1
     assert fake_replicate.predictions_created == 3
     assert await h.balance(UID) == 0
+
+
+async def test_a_worker_runs_at_most_worker_max_generations_and_another_takes_the_rest(
+    harness: HarnessFactory,
+    workers: Workers,
+    gen: GenerationTools,
+    fake_replicate: FakeReplicate,
+) -> None:
+    """Jobs handed over together go to workers by their room, not to whichever wakes first."""
+    fake_replicate.run_time = 3600  # each generation holds its worker until released
+    h = await harness(**GATEWAY)
+    small = await workers.start("small", WORKER_MAX_GENERATIONS="2")
+    assert small.find("worker_max_generations=2") is not None
+    users = [UID + 10 + i for i in range(3)]
+    gen_ids = [await gen.start_generation(h, uid) for uid in users]
+    await until(
+        lambda: sum(workers.taken_by(g) == ["small"] for g in gen_ids) == 2,
+        "the small worker took two",
+        GENERATION_LIMIT,
+    )
+    # Had it no bound, it would have taken the third too by now: it dequeues within a second
+    # of a hand-over, and another worker takes seconds to start.
+    await workers.start("other")
+    waiting = [g for g in gen_ids if not workers.taken_by(g)]
+    assert len(waiting) == 1, "the small worker took a third generation"
+    (third,) = waiting
+    await until(lambda: workers.taken_by(third) == ["other"], "the other worker took the third")
+    for prediction in fake_replicate.predictions.values():
+        prediction.run_time = 0
+    fake_replicate.run_time = 0
+    for gen_id, uid in zip(gen_ids, users, strict=True):
+        await delivered(h, gen, gen_id, uid)
+    assert fake_replicate.predictions_created == 3
+    assert sorted(len(workers.taken_by(g)) for g in gen_ids) == [1, 1, 1]
+
+
+def test_worker_max_generations_of_one_is_refused_with_what_to_set() -> None:
+    with pytest.raises(ValidationError, match="at least 2"):
+        Settings(_env_file=None, worker_max_generations=1)  # type: ignore[call-arg]
+    unbounded = Settings(_env_file=None, worker_max_generations=0)  # type: ignore[call-arg]
+    assert unbounded.worker_max_generations == 0
