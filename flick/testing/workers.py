@@ -19,6 +19,7 @@ SIGKILLs it (flick.testing.worker_faults: the points the fakes cannot hold).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from flick.testing.flick_child import ChildConfig
 from flick.testing.providers import provider_env
 from flick.testing.worker_faults import HELD, HOLD_AT, HOLD_HOW
 
-__all__ = ["HELD", "READY", "REFUSED", "Workers", "worker_env"]
+__all__ = ["HELD", "READY", "REFUSED", "Workers", "taken_by", "worker_env"]
 
 #: What `flick worker` logs once it takes jobs.
 READY = "worker ready:"
@@ -50,6 +51,12 @@ def worker_env(cfg: ChildConfig, **extra: str) -> dict[str, str]:
     if cfg.styles_file:
         env["STYLES_FILE"] = cfg.styles_file
     return env | extra
+
+
+def taken_by(workers: Mapping[str, Child], generation_id: int) -> list[str]:
+    """Of `workers` (by name), those that said they took the generation's job, in their order."""
+    said = f"generation {generation_id}: taken"
+    return [name for name, c in workers.items() if c.find(said) is not None]
 
 
 class Workers:
@@ -82,8 +89,7 @@ class Workers:
 
     def taken_by(self, generation_id: int) -> list[str]:
         """The workers that said they took the generation's job, in start order."""
-        said = f"generation {generation_id}: taken"
-        return [name for name, c in self.children.items() if c.find(said) is not None]
+        return taken_by(self.children, generation_id)
 
     def lines(self) -> str:
         """Every worker's output, for a failing test's report."""

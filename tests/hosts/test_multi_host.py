@@ -20,12 +20,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from flick.testing.children import Child
 from flick.testing.lab import CAUGHT_UP, STANDBY, Lab, ask_for_a_video, replies
 from flick.testing.netns import namespaces_unavailable
 from flick.testing.telegram.hub import TelegramHub
 from flick.testing.telegram.wire import RawUser
 from flick.testing.waits import until
+from flick.testing.workers import taken_by
 
 pytestmark = pytest.mark.slow
 
@@ -114,12 +114,6 @@ async def workers_lab(tmp_path: Path) -> AsyncIterator[Lab]:
 
 def videos_to(hub: TelegramHub, user: RawUser) -> int:
     return sum(1 for m in hub.messages_to(user.id) if m.media is not None)
-
-
-def taken_by(workers: dict[str, Child], generation: int) -> list[str]:
-    """The workers that said they took the generation's job."""
-    said = f"generation {generation}: taken"
-    return [name for name, child in workers.items() if child.find(said) is not None]
 
 
 async def test_workers_on_other_hosts_survive_a_killed_worker_and_a_killed_gateway(
