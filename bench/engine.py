@@ -59,6 +59,7 @@ from flick.app import Flick
 from flick.i18n import t
 from flick.pipeline.local import LocalImageProvider, LocalVideoProvider
 from flick.runtime import settle_heap
+from flick.telegram.session_file import PrivateSessionStorage
 from flick.testing.telegram import Incoming, OfflineTelegram
 
 # One user's walk through the bot; each step is answered by exactly one message to their chat.
@@ -671,8 +672,13 @@ async def main(args: argparse.Namespace) -> None:
     bare: Result | None = None
     async with services(args.database_url) as svc:
         print(f"  database: {svc.database_kind}; storage: SeaweedFS {svc.seaweed.endpoint}")
+        # Flick's client keeps its session where `flick run` keeps it by default
+        # (SESSION_STORE=file); the plain bots below keep kurigram's own.
+        (svc.tmp / "session").mkdir(exist_ok=True)
         async with (
-            OfflineTelegram() as tg,
+            OfflineTelegram(
+                session=PrivateSessionStorage("flick-bench", workdir=svc.tmp / "session")
+            ) as tg,
             flick_bot(svc, tg, args.db_pool_max, args.admission_slots) as app,
         ):
             count = int(args.pay_rate * (args.warmup + args.seconds) * 3) + 8

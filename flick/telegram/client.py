@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import sqlite3
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -18,9 +16,10 @@ from pyrogram.storage import SQLiteStorage, Storage
 
 from flick.errors import ConfigError
 from flick.models.db import pool
-from flick.private_files import create_private, private_dir
+from flick.private_files import private_dir
 from flick.settings import HINTS, Settings
 from flick.telegram.guest_session import GuestSession
+from flick.telegram.session_file import BorrowedSessionFile, PrivateSessionStorage
 from flick.telegram.session_import import import_file_session
 from flick.telegram.session_seal import Seal
 from flick.telegram.session_store import DatabaseSessionStorage, Executor
@@ -89,45 +88,6 @@ def redact_in_kurigram_logs(*secrets: str) -> None:
         target = logging.getLogger(name)
         if _REDACT not in target.filters:
             target.addFilter(_REDACT)
-
-
-class PrivateSessionStorage(SQLiteStorage):
-    """kurigram's session file, 0600 from its first byte whatever the umask.
-
-    It holds the bot's authorization key: whoever reads it can act as the bot. SQLite would
-    create it with 0644 filtered by the umask (Docker's 022 leaves it world-readable), so the
-    file is created here first; SQLite gives its journal the database file's mode.
-    """
-
-    async def open(self) -> None:
-        # Blocking, like the sqlite3 calls of kurigram's own open(): once, at start.
-        _create_if_missing(Path(self.database))
-        await super().open()  # type: ignore[no-untyped-call]
-
-    async def update(self) -> None:
-        # kurigram migrates an existing file; the empty one made above is a new session.
-        found = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'version'").fetchone()
-        if found is None:
-            await self.create()  # type: ignore[no-untyped-call]
-        else:
-            await super().update()  # type: ignore[no-untyped-call]
-
-
-class BorrowedSessionFile(SQLiteStorage):
-    """The session file opened read-only, for a one-off command (GuestSession on top) while the
-    gateway may be using it: kurigram's own open() would migrate and VACUUM it, rewriting the
-    file, and wait for or hold locks the gateway's saves need."""
-
-    async def open(self) -> None:
-        # Blocking, like the sqlite3 calls of kurigram's own open(): once, at start.
-        self.conn = sqlite3.connect(
-            f"file:{self.database}?mode=ro", uri=True, timeout=1, check_same_thread=False
-        )
-
-
-def _create_if_missing(path: Path) -> None:
-    if not path.is_file():
-        os.close(create_private(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
 
 
 def session_storage(

@@ -5,8 +5,8 @@ What it keeps, and when it writes:
 - the session row (DC, auth key sealed by flick.telegram.session_seal, user id, …): at once,
   on each change (rare: at sign-in);
 - peers and usernames: at once, but only those new or changed since this process last wrote
-  them (kurigram hands over every update's users; without the cache each update would cost a
-  round trip);
+  them (flick.telegram.known_peers: kurigram hands over every update's users; without it each
+  update would cost a round trip);
 - the update state (pts/qts/date/seq per channel): in memory, written at `save()`, exactly
   when kurigram's SQLite file commits it (at start, after catching up, at stop). The saved pts
   is then never ahead of what this process has handed to the engine, so a standby that takes
@@ -27,13 +27,13 @@ from loguru import logger
 from pyrogram.storage import Storage, UpdateState
 from pyrogram.storage.sqlite_storage import get_input_peer
 
-from flick.telegram.session_fields import UNSET, SessionFields
+from flick.telegram.known_peers import KnownPeers
+from flick.telegram.session_fields import UNSET, SessionFields, merged_state
 from flick.telegram.session_seal import Seal
 
 _FIELDS: Final = frozenset(
     ("dc_id", "server_address", "port", "api_id", "test_mode", "date", "user_id", "is_bot")
 )
-_PEER_REFRESH: Final = 3600.0  # rewrite a known peer this often, for the username TTL below
 
 
 class Executor(Protocol):
@@ -68,8 +68,7 @@ class DatabaseSessionStorage(SessionFields, Storage):
         self._states: dict[int, UpdateState] = {}
         self._unsaved: set[int] = set()
         self._deleted: set[int] = set()
-        self._peers: dict[int, tuple[tuple[int, str, str | None], float]] = {}
-        self._usernames: dict[int, tuple[str, ...]] = {}
+        self._known = KnownPeers()
 
     async def open(self) -> None:
         db = self._db()
@@ -130,8 +129,7 @@ class DatabaseSessionStorage(SessionFields, Storage):
 
     async def close(self) -> None:
         # Like kurigram's SQLite file: what `save()` did not write is dropped.
-        self._peers.clear()
-        self._usernames.clear()
+        self._known.forget()
 
     async def delete(self) -> None:
         db = self._db()
@@ -139,48 +137,46 @@ class DatabaseSessionStorage(SessionFields, Storage):
             await db.execute(f"DELETE FROM {table} WHERE session = $1", self.name)
         await db.execute("DELETE FROM telegram_sessions WHERE name = $1", self.name)
         self._states.clear()
+        self._known.forget()
 
     async def update_peers(self, peers: Iterable[tuple[int, int, str, str | None]]) -> None:
-        now = time.monotonic()
-        fresh = []
-        for peer_id, access_hash, kind, phone in peers:
-            known = self._peers.get(peer_id)
-            value = (access_hash, kind, phone)
-            if known is None or known[0] != value or now - known[1] > _PEER_REFRESH:
-                fresh.append((self.name, peer_id, access_hash, kind, phone))
-                self._peers[peer_id] = (value, now)
-        if fresh:
+        fresh = self._known.fresh(peers)
+        if not fresh:
+            return
+        try:
             await self._db().executemany(
                 "INSERT INTO telegram_peers (session, peer_id, access_hash, type, phone_number, "
                 "last_update_on) VALUES ($1, $2, $3, $4, $5, now()) "
                 "ON CONFLICT (session, peer_id) DO UPDATE SET "
                 "access_hash = EXCLUDED.access_hash, type = EXCLUDED.type, "
                 "phone_number = EXCLUDED.phone_number, last_update_on = now()",
-                fresh,
+                [(self.name, *peer) for peer in fresh],
             )
+        except BaseException:
+            self._known.forget(peer[0] for peer in fresh)
+            raise
 
     async def update_usernames(self, usernames: Iterable[tuple[int, list[str | None]]]) -> None:
-        changed = {
-            peer_id: names
-            for peer_id, given in usernames
-            if self._usernames.get(peer_id) != (names := tuple(n for n in given if n is not None))
-        }
+        changed = self._known.fresh_usernames(usernames)
         if not changed:
             return
         pairs = [(peer_id, name) for peer_id, names in changed.items() for name in names]
         # One statement: the old names go and the new ones come together, or neither does.
-        await self._db().execute(
-            "WITH gone AS (DELETE FROM telegram_usernames WHERE session = $1 "
-            "AND peer_id = ANY($2::bigint[])) "
-            "INSERT INTO telegram_usernames (session, peer_id, username) "
-            "SELECT $1, p, u FROM unnest($3::bigint[], $4::text[]) AS t(p, u) "
-            "ON CONFLICT DO NOTHING",
-            self.name,
-            list(changed),
-            [p for p, _ in pairs],
-            [u for _, u in pairs],
-        )
-        self._usernames.update(changed)
+        try:
+            await self._db().execute(
+                "WITH gone AS (DELETE FROM telegram_usernames WHERE session = $1 "
+                "AND peer_id = ANY($2::bigint[])) "
+                "INSERT INTO telegram_usernames (session, peer_id, username) "
+                "SELECT $1, p, u FROM unnest($3::bigint[], $4::text[]) AS t(p, u) "
+                "ON CONFLICT DO NOTHING",
+                self.name,
+                list(changed),
+                [p for p, _ in pairs],
+                [u for _, u in pairs],
+            )
+        except BaseException:
+            self._known.forget(changed)
+            raise
 
     async def get_update_states(self, ids: int | Iterable[int] | None = None) -> list[UpdateState]:
         if ids is None:
@@ -194,16 +190,7 @@ class DatabaseSessionStorage(SessionFields, Storage):
     async def set_update_state(self, update_state: UpdateState | Iterable[UpdateState]) -> None:
         states = [update_state] if isinstance(update_state, UpdateState) else update_state
         for new in states:
-            old = self._states.get(new.id)
-            if old is not None:  # a None keeps what is known, as kurigram's COALESCE does
-                new = UpdateState(
-                    new.id,
-                    _either(new.pts, old.pts),
-                    _either(new.qts, old.qts),
-                    _either(new.date, old.date),
-                    _either(new.seq, old.seq),
-                )
-            self._states[new.id] = new
+            self._states[new.id] = merged_state(new, self._states.get(new.id))
             self._unsaved.add(new.id)
             self._deleted.discard(new.id)
 
@@ -214,9 +201,9 @@ class DatabaseSessionStorage(SessionFields, Storage):
             self._deleted.add(i)
 
     async def get_peer_by_id(self, peer_id: int) -> Any:
-        known = self._peers.get(peer_id)
+        known = self._known.get(peer_id)
         if known is not None:
-            return get_input_peer(peer_id, known[0][0], known[0][1])
+            return get_input_peer(peer_id, *known)
         row = await self._db().fetchrow(
             "SELECT peer_id, access_hash, type FROM telegram_peers "
             "WHERE session = $1 AND peer_id = $2",
@@ -282,7 +269,3 @@ class DatabaseSessionStorage(SessionFields, Storage):
 
     def __repr__(self) -> str:  # never the key
         return f"DatabaseSessionStorage({self.name!r})"
-
-
-def _either(new: int | None, old: int | None) -> int | None:
-    return old if new is None else new

@@ -16,7 +16,7 @@ import pytest
 from pyrogram.storage import Storage, UpdateState
 
 from flick.models import db, migrations
-from flick.telegram.client import PrivateSessionStorage
+from flick.telegram.session_file import PrivateSessionStorage
 from flick.telegram.session_seal import Seal
 from flick.telegram.session_store import DatabaseSessionStorage
 from flick.testing.telegram import raw

@@ -20,7 +20,8 @@ from flick.errors import FlickError
 from flick.private_files import SECRET_FILES, exposures
 from flick.runtime import serve
 from flick.settings import Settings
-from flick.telegram.client import PrivateSessionStorage, build_client, session_name
+from flick.telegram.client import build_client, session_name
+from flick.telegram.session_file import PrivateSessionStorage
 
 LogCapture = Callable[..., io.StringIO]
 BOT_TOKEN = "7012345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawQ"

@@ -15,7 +15,7 @@ from loguru import logger
 from pyrogram.storage import Storage, UpdateState
 
 from flick.models import db, migrations
-from flick.telegram.client import PrivateSessionStorage
+from flick.telegram.session_file import PrivateSessionStorage
 from flick.telegram.session_import import import_file_session
 from flick.telegram.session_seal import Seal
 from flick.telegram.session_store import DatabaseSessionStorage
