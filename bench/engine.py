@@ -530,6 +530,14 @@ def describe_phase(
         f"  {name}: {label}: every answer, the drain after the phase included: "
         f"{_ms(phase.latencies())}; unanswered {phase.unanswered}"
     )
+    # Which steps the window's answers were: past capacity, a bot that serves users mid-way
+    # first answers fewer (cheap) first steps, so its answers/s weigh a heavier mix.
+    steps = Counter(kind for _, _, kind, _ in phase.in_window())
+    total = max(1, sum(steps.values()))
+    print(
+        f"  {name}: {label}: the window's answers by step: "
+        + ", ".join(f"{kind} {steps[kind] / total:.0%}" for kind in dict.fromkeys(SCRIPT))
+    )
 
 
 def by_step(phase: Phase) -> str:
