@@ -18,8 +18,9 @@ from answers; payers (a pre-checkout, then its payment) run beside Flick's load 
     .venv/bin/python -m bench.engine --phases everyday --no-bare   # the 300/s phase only
 
 Targets (issue #19): at 2× its saturation Flick answers ≥ 0.9 of its saturation (or bare
-kurigram's fraction, if lower: offered the same rate, and offered 2× its own saturation) with a p99 under 1 s and no payment lost or late;
-Flick ÷ bare kurigram ≥ 0.9 at saturation; Flick's p99 ≤ 2× the baseline's at 300/s.
+kurigram's fraction at that rate, if lower; bare offered 2× its own saturation is shown too)
+with a p99 under 1 s and no payment lost or late; Flick ÷ bare kurigram ≥ 0.9 at saturation;
+Flick's p99 ≤ 2× the baseline's at 300/s.
 """
 
 from __future__ import annotations
@@ -644,12 +645,11 @@ def ratios(report: Report, flick: Result, base: Result, bare: Result | None) -> 
         )
         floor = min(TARGET_OVERLOAD, bare_fraction)
         if bare.own_overload is not None:
-            # The issue's clause, read as the same test for bare: offered twice its own
-            # saturation, what it answers of it (printed beside the other; the floor is the
-            # lower of the two and 0.9).
+            # Shown, not taken as the floor: offered twice its own saturation, bare kurigram
+            # (no admission control, one FIFO queue) collapses (Round 9: 0.19), which says
+            # nothing of what the in-process intake costs Flick.
             own_fraction = bare.own_overload.throughput() / max(1e-9, bare_sat)
             report.add("bare: at 2× its own saturation ÷ its saturation", f"{own_fraction:.2f}")
-            floor = min(floor, own_fraction)
     report.add(
         "flick: at 2× its saturation ÷ its saturation",
         f"{over:.2f}",
@@ -733,9 +733,8 @@ async def main(args: argparse.Namespace) -> None:
                 bare = await measure("bare", tg, args, 1_000_000, overload_rate=over_rate)
                 describe(report, "bare", bare, args.rate)
             if bare.saturation is not None and "overload" in args.phases:
-                # Twice bare's own saturation too: what the in-process intake (the offline
-                # Telegram making and serialising twice as many updates as are answered, and
-                # kurigram reading them) costs a bot that is itself past capacity.
+                # Twice bare's own saturation too: what a plain kurigram bot does past its
+                # own capacity (beside Flick's admission control and triage).
                 own_rate = args.overload * bare.saturation.throughput()
                 overload_only = argparse.Namespace(**{**vars(args), "phases": ["overload"]})
                 gc.collect()
