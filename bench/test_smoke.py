@@ -15,7 +15,7 @@ import pytest
 
 from bench.common import percentile, summarize
 
-BENCHES = ("engine", "scale", "pipeline", "faults", "workers")
+BENCHES = ("engine", "scale", "pipeline", "faults", "workers", "intake")
 
 
 @pytest.mark.parametrize("name", BENCHES)
