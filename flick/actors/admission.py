@@ -158,6 +158,16 @@ class Admission:
         self.stats.deferred += waited > self.defer_after
         self.stats.longest_wait = max(self.stats.longest_wait, waited)
 
+    def extend(self) -> None:
+        """One more slot, taken at once by an admitted actor for work it leaves running past its
+        own slot (a user's row write, flick/actors/row_write.py); `leave()` when that ends.
+
+        Why: the write runs beside the reply, and the actor's slot is free as soon as it
+        replied. Past capacity, new users were then let in as fast as they were answered while
+        their writes piled up in the database pool (bench.engine at 2x: about 500 writes waiting
+        for one of 10 connections, every admitted step's statement behind them)."""
+        self._busy += 1
+
     def leave(self) -> None:
         self._busy -= 1
         while self._busy < self.slots:

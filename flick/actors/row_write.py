@@ -16,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from flick import events as ev
+from flick.actors.admission import Admission
 from flick.models import money
 
 if TYPE_CHECKING:
@@ -31,15 +32,32 @@ def answers_from_memory(message: object) -> bool:
 
 
 class RowWrite:
-    def __init__(self, write: Callable[[], Coroutine[Any, Any, money.Account]]) -> None:
+    def __init__(
+        self,
+        write: Callable[[], Coroutine[Any, Any, money.Account]],
+        admission: Admission | None = None,
+    ) -> None:
         self._write = write  # open_account for this user
+        self._admission = admission
         self._task: asyncio.Task[money.Account] | None = None
         self._new = False  # the row did not exist at the first load, and may not yet
 
     def start(self, *, new: bool) -> None:
-        """Write the row beside the reply; `new`: the first load found no row."""
+        """Write the row beside the reply; `new`: the first load found no row. Called inside
+        the actor's slot: the write keeps a slot of its own until it ends (`Admission.extend`),
+        so what admission lets in is bounded by the database work still running, not only by
+        the replies."""
         self._task = asyncio.create_task(self._write())
         self._new = new
+        if self._admission is not None:
+            self._admission.extend()
+            # A done callback, not a `finally` in the task: it runs also for a task cancelled
+            # before its first step (a shutdown), which never enters its coroutine.
+            self._task.add_done_callback(lambda _: self._leave())
+
+    def _leave(self) -> None:
+        if self._admission is not None:
+            self._admission.leave()
 
     @property
     def pending(self) -> bool:

@@ -73,7 +73,7 @@ class UserActor:
         self.handled_ok = 0  # messages handled since this actor started (the supervisor reads)
         self.loaded = False
         self.log = logger.bind(user_id=user.user_id)
-        self.row_write = RowWrite(self._open_account)  # written beside the first reply
+        self.row_write = RowWrite(self._open_account, admission)  # beside the first reply
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def first_load(self) -> None:

@@ -17,6 +17,7 @@ from flick.i18n import t
 from flick.models.db import pool
 from flick.testing.engine import EngineHarness
 from flick.testing.engine_tools import EngineTools
+from flick.testing.waits import until
 
 Harness = Callable[..., Awaitable[EngineHarness]]
 UID = 7401
@@ -137,3 +138,31 @@ async def test_an_idle_actor_does_not_stop_before_a_new_users_row_is_written(
     await tools.wait_for(stopped, "the idle actor to stop")
     assert await h.balance(UID) == 1
     assert await ledger_reasons(tools) == ["free"]
+
+
+async def test_new_users_row_writes_piled_up_in_the_pool_past_admission(
+    harness: Harness, database_url: str, tools: EngineTools
+) -> None:
+    """The bug: the write ran beside the reply outside admission, so past capacity new users
+    were let in as fast as they were welcomed while their writes queued for a connection
+    (bench.engine at 2x: ~500 waiting). Now the write keeps a slot until it lands."""
+    other = UID + 1
+    h = await harness(admission_slots=1)
+    admission = h.app.supervisor.admission
+    async with row_held(database_url) as held:
+        await h.command(UID, "start")
+        await write_waiting(tools)
+        await tools.quiet(h)
+        assert tools.texts(h, UID) == [WELCOME]  # welcomed while the write waits
+        assert admission.busy == 1  # the write's slot
+
+        await h.command(other, "start")
+        await until(lambda: admission.waiting == 1, "the next new user to wait")
+        assert tools.texts(h, other) == []
+        await held.execute("ROLLBACK")  # the write lands, its slot goes to the next user
+        await held.close()
+    await h.settle()
+    welcome = t("en", "welcome", name=f"User{other}", n=1, price=50)
+    assert tools.texts(h, other) == [welcome]
+    assert admission.busy == 0
+    assert await h.balance(UID) == 1 and await h.balance(other) == 1

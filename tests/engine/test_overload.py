@@ -62,7 +62,9 @@ async def overloaded(
         outbox.gates[uid] = asyncio.Event()
         await h.command(uid, "start")
     await until(lambda: outbox.holding == set(HELD), "both slots held by a held reply")
-    assert h.app.supervisor.admission.busy == 2
+    # Each new user's row write keeps a slot until it lands (Admission.extend): then two.
+    admission = h.app.supervisor.admission
+    await until(lambda: admission.busy == 2, "the held users' row writes landed")
     return h, outbox, str(invoice.extra["payload"])
 
 
