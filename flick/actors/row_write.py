@@ -47,17 +47,29 @@ class RowWrite:
         the actor's slot: the write keeps a slot of its own until it ends (`Admission.extend`),
         so what admission lets in is bounded by the database work still running, not only by
         the replies."""
-        self._task = asyncio.create_task(self._write())
         self._new = new
-        if self._admission is not None:
-            self._admission.extend()
-            # A done callback, not a `finally` in the task: it runs also for a task cancelled
-            # before its first step (a shutdown), which never enters its coroutine.
-            self._task.add_done_callback(lambda _: self._leave())
+        admission = self._admission
+        if admission is None:
+            self._task = asyncio.create_task(self._write())
+            return
+        admission.extend()
+        left = False
 
-    def _leave(self) -> None:
-        if self._admission is not None:
-            self._admission.leave()
+        def leave() -> None:
+            nonlocal left
+            if not left:
+                left = True
+                admission.leave()
+
+        async def write() -> money.Account:
+            try:
+                return await self._write()
+            finally:
+                leave()  # before the task is done: whoever awaits it finds the slot free
+
+        self._task = asyncio.create_task(write())
+        # Also as a done callback: a task cancelled before its first step never runs `finally`.
+        self._task.add_done_callback(lambda _: leave())
 
     @property
     def pending(self) -> bool:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from loguru import logger
 
 from flick.actors.admission import Admission, Priority
+from flick.actors.row_write import RowWrite
+from flick.models import money
 from flick.testing.waits import until
 
 
@@ -116,3 +119,33 @@ async def test_room_for_a_new_user_counts_actors_spawned_and_is_announced_when_a
     admission.leave()
     assert announced == [1]
     assert admission.has_room()
+
+
+async def test_a_row_write_holds_a_slot_until_it_ends_and_gives_it_back_even_unstarted() -> None:
+    """flick/actors/row_write.py: the write beside a reply keeps a slot (`extend`); the slot is
+    free by the time the write is awaited, and also when the task is cancelled before it ran
+    (a shutdown), when its own `finally` never runs."""
+    admission = Admission(1, clock=Clock())
+    landed = asyncio.Event()
+
+    async def write() -> money.Account:
+        await landed.wait()
+        return money.new_account("en", 1)
+
+    await admission.enter(1, Priority.NEW)  # the actor's own slot
+    row = RowWrite(write, admission)
+    row.start(new=True)
+    admission.leave()  # the actor replied: its slot is free, the write's is not
+    assert admission.busy == 1 and not admission.has_room()
+    landed.set()
+    await row.settle(logger)
+    assert admission.busy == 0  # at once: no callback left to run
+
+    unstarted = RowWrite(write, admission)
+    unstarted.start(new=True)
+    task = unstarted._task  # the write's task, cancelled before its first step
+    assert task is not None and admission.busy == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert admission.busy == 0
