@@ -40,7 +40,8 @@ from bench.common import quiet_logging, run
 from bench.engine import SCRIPT, Person, Workload
 from flick.telegram import sent
 from flick.telegram.session_file import PrivateSessionStorage
-from flick.testing.telegram import OfflineTelegram, raw
+from flick.testing.telegram import OfflineTelegram
+from flick.testing.telegram.offline_telegram import bundle
 
 STAGES = ("built", "read", "handed", "parsed")
 CALLBACKS = ("consent", "style")
@@ -68,15 +69,7 @@ async def _round(tg: OfflineTelegram, workload: Workload, users: int) -> dict[st
         cpu = time.process_time()
         blobs = []
         for person in people:
-            incoming = workload.incoming(person)
-            updates = raw.types.Updates(
-                updates=[incoming.update],
-                users=[tg.bot, *incoming.users],
-                chats=list(incoming.chats),
-                date=int(time.time()),
-                seq=0,
-            )
-            blobs.append(updates.write())
+            blobs.append(bundle(tg.bot, workload.incoming(person)).write())
         built = time.process_time()
         objects = [TLObject.read(BytesIO(blob)) for blob in blobs]
         read = time.process_time()

@@ -164,8 +164,8 @@ class Admission:
 
         Why: the write runs beside the reply, and the actor's slot is free as soon as it
         replied. Past capacity, new users were then let in as fast as they were answered while
-        their writes piled up in the database pool (bench.engine at 2x: about 500 writes waiting
-        for one of 10 connections, every admitted step's statement behind them)."""
+        their writes piled up in the database pool (bench.engine at 2x: up to about 1,000 tasks
+        waiting for one of 10 connections, every admitted step's statement behind them)."""
         self._busy += 1
 
     def leave(self) -> None:
