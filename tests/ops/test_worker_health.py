@@ -13,6 +13,7 @@ import aiohttp
 from flick.models import db, migrations
 from flick.settings import Settings
 from flick.storage import S3Storage
+from flick.testing.engine import truncate
 from flick.worker import worker
 
 
@@ -37,6 +38,9 @@ async def test_a_worker_reports_its_health_and_a_configuration_mismatch(
 ) -> None:
     async with db.connection_pool(database_url, 1, 2):
         await migrations.apply()
+        # The worker's database is this xdist worker's, shared with the tests that ran before:
+        # one of them may have left its gateway's configuration in force (a flaky 503 here).
+        await truncate()
     port = unused_port()
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
