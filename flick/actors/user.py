@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 
 from loguru import logger
 
@@ -73,7 +74,11 @@ class UserActor:
         self.handled_ok = 0  # messages handled since this actor started (the supervisor reads)
         self.loaded = False
         self.log = logger.bind(user_id=user.user_id)
-        self.row_write = RowWrite(self._open_account, admission)  # beside the first reply
+        # The write is given the user, not this actor: a bound method of the actor would make
+        # the two a cycle, and a stopped actor garbage only the collector finds (#19).
+        self.row_write = RowWrite(
+            partial(_open_account, user, ctx.settings.free_credits), admission
+        )
 
     # ---- lifecycle -------------------------------------------------------------------------
     async def first_load(self) -> None:
@@ -90,15 +95,9 @@ class UserActor:
     async def load(self) -> None:
         """(Re)load this user from the database: the balance, the saved conversation."""
         await self.row_write.settle(self.log)  # one write of the row at a time
-        account = await self._open_account()
+        account = await _open_account(self.user, self.ctx.settings.free_credits)
         self.row_write.written()
         await self._apply(account)
-
-    async def _open_account(self) -> money.Account:
-        u = self.user
-        return await money.open_account(
-            u.user_id, u.username, u.first_name, u.language_code, self.ctx.settings.free_credits
-        )
 
     async def _apply(self, account: money.Account) -> None:
         u = self.user
@@ -296,3 +295,10 @@ def _from_user(event: ev.Event) -> bool:
     if isinstance(event, ev.PaymentSucceeded):
         return not (event.recurring and not event.first_recurring)  # a renewal is Telegram's
     return not isinstance(event, ev.PreCheckout | ev.PaymentRefunded | ev.SubscriptionChanged)
+
+
+async def _open_account(user: ev.UserInfo, free_credits: int) -> money.Account:
+    """Create the user's row (with its free credits, once) or bring it up to date."""
+    return await money.open_account(
+        user.user_id, user.username, user.first_name, user.language_code, free_credits
+    )
