@@ -58,8 +58,8 @@ from bench.offline import ReplyTap, inject, use_lean_lookups
 from bench.payers import Payers, PaymentFigures
 from flick.app import Flick
 from flick.i18n import t
+from flick.ops.collector import SurgeFreeze, settle_heap
 from flick.pipeline.local import LocalImageProvider, LocalVideoProvider
-from flick.runtime import settle_heap
 from flick.telegram.session_file import PrivateSessionStorage
 from flick.testing.telegram import Incoming, OfflineTelegram
 
@@ -706,10 +706,13 @@ async def main(args: argparse.Namespace) -> None:
             if args.gc_threshold:
                 gc.set_threshold(*args.gc_threshold)
             report.note(f"gc thresholds {gc.get_threshold()}")
-            flick = await measure(
-                "flick", tg, args, 1_000_000, payers=payers, database_url=svc.database_url,
-                app=app,
-            )  # fmt: skip
+            admission = app.supervisor.admission
+            with SurgeFreeze(lambda: not (args.no_surge_freeze or admission.has_room())) as surge:
+                flick = await measure(
+                    "flick", tg, args, 1_000_000, payers=payers, database_url=svc.database_url,
+                    app=app,
+                )  # fmt: skip
+            print(f"  flick: collections whose survivors SurgeFreeze froze: {surge.freezes}")
             pool_size = app.settings.db_pool_max
             describe(report, "flick", flick, args.rate)
             stats = app.supervisor.admission.stats
@@ -723,7 +726,9 @@ async def main(args: argparse.Namespace) -> None:
         # The baselines are plain bots: Python's own collector settings, not Flick's.
         gc.unfreeze()
         gc.set_threshold(*DEFAULT_GC)
-        gc.collect()
+        # Flick has stopped: every actor and held update is gone. What the collector finds now
+        # it could not while it was frozen (SurgeFreeze, settle_heap): their cost.
+        print(f"  flick: cyclic garbage left once everything is unfrozen: {gc.collect():,} objects")
         async with OfflineTelegram() as tg, baseline_bot(svc, tg, pool_size):
             base = await measure("baseline", tg, args, 1_000_000, overload_rate=over_rate)
             describe(report, "baseline", base, args.rate)
@@ -788,6 +793,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-gc-freeze",
         action="store_true",
         help="skip the gc.freeze() that `flick run` does once it is up (to compare)",
+    )
+    parser.add_argument(
+        "--no-surge-freeze",
+        action="store_true",
+        help="skip the SurgeFreeze that `flick run` keeps while it is past capacity (to compare)",
     )
     parser.add_argument(
         "--gc-threshold",

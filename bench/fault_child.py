@@ -41,10 +41,11 @@ from bench.common import bench_settings, quiet_logging
 from bench.fault_telegram import VIDEO_MARK
 from bench.offline import inject
 from flick.app import Flick
+from flick.ops.collector import SurgeFreeze, settle_heap
 from flick.pipeline.openai_images import OpenAIImageProvider
 from flick.pipeline.replicate_video import ReplicateVideoProvider
 from flick.pipeline.runner import PipelineConfig
-from flick.runtime import reconcile_at_start, settle_heap
+from flick.runtime import reconcile_at_start
 from flick.storage import S3Storage
 from flick.telegram.gateway import TelegramGateway
 from flick.testing.telegram import Incoming, OfflineTelegram, raw
@@ -222,7 +223,9 @@ async def serve(cfg: dict[str, Any]) -> None:
             settle_heap()
             emit({"ev": "ready", "pid": os.getpid()})
             reader = asyncio.create_task(_read_commands(telegram, stop))
-            await stop.wait()
+            admission = app.supervisor.admission
+            with SurgeFreeze(lambda: not admission.has_room()):
+                await stop.wait()
             reader.cancel()
             reconciling.cancel()
             gateway.adapter.uninstall()

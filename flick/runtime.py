@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import signal
 import sys
 from collections.abc import Coroutine
@@ -21,6 +20,7 @@ from pyrogram.storage import Storage as SessionStorage
 
 from flick.app import Flick
 from flick.models.db import pool
+from flick.ops.collector import SurgeFreeze, settle_heap
 from flick.ops.health import HealthServer
 from flick.ops.instruments import Instruments
 from flick.ops.metrics import METRICS
@@ -43,27 +43,6 @@ from flick.telegram.gateway import TelegramGateway, connect
 from flick.telegram.leadership import Leadership, lock_key
 from flick.telegram.outbox import TelegramOutbox
 from flick.telegram.stars import star_transactions
-
-#: Young collections every 50,000 net allocations instead of 700, older ones rarely. Under load
-#: most of what an update allocates dies within that many allocations, so it is never promoted
-#: to walk again in the old generations: bench.engine, the same machine minutes apart, time in
-#: GC 5.1 → 1.5 s at 300/s and 4.9 → 2.7 s at twice saturation, no full collection in either
-#: (BENCHMARKS.md, #19). Cyclic garbage still goes, at the rarer full collections.
-#: A middle collection every 5 young ones, not 20: past capacity, what waits (held updates,
-#: idle actors) survives the young collections, and a middle one walking 20 of them stopped
-#: the bot for 0.6-1.1 s, against 0.26-0.34 s every 5 (the same total; Round 9). Full
-#: collections stay as rare: every 2,000 young ones.
-GC_THRESHOLDS = (50_000, 5, 400)
-
-
-def settle_heap() -> None:
-    """Move what start-up built (modules, SDK clients, styles, catalogs: about 250,000 objects)
-    out of the collector's reach, and collect young objects less often (GC_THRESHOLDS). Full
-    collections walk only what the bot makes while serving: the longest pause under load went
-    from about 290 ms to about 100 ms (BENCHMARKS.md)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def reconcile_at_start(app: Flick, client: Client) -> Report | None:
@@ -266,8 +245,10 @@ async def serve_engine(
                 settings.data_dir,
                 settings.health_address or "off",
             )
+            admission = app.supervisor.admission
             try:
-                await _until(_lost(lead), stop)
+                with SurgeFreeze(lambda: not admission.has_room()):
+                    await _until(_lost(lead), stop)
             finally:
                 reconciling.cancel()
                 gateway.adapter.uninstall()
