@@ -5,12 +5,13 @@ cycles, and the cost of a collection is the number of objects it walks, garbage 
 walks in vain are long-lived objects: what start-up built, and, past capacity, what waits (new
 users' held updates, the actors of users between two steps). Three settings keep those out of
 its way: `settle_heap` once the bot is up, `GC_THRESHOLDS` for how often, and `SurgeFreeze`
-while the engine is full.
+while the engine is full. `PauseClock` times each collection, for the operator's metrics.
 """
 
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -74,4 +75,38 @@ class SurgeFreeze:
             self.freezes += 1
 
 
-__all__ = ["GC_THRESHOLDS", "SurgeFreeze", "settle_heap"]
+class PauseClock:
+    """How long each collection stopped the bot, by generation (`flick_gc_pause_seconds`).
+
+    The collector calls back at arbitrary allocations, on any thread, possibly while a metric's
+    lock is held; so a pause is only noted here, and `drain` hands the notes over from the
+    event loop (flick/ops/instruments.py).
+    """
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self._pauses: list[tuple[int, float]] = []
+
+    def __enter__(self) -> PauseClock:
+        gc.callbacks.append(self._tick)
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        gc.callbacks.remove(self._tick)
+
+    def drain(self) -> list[tuple[int, float]]:
+        """The (generation, seconds) of each collection since the last drain."""
+        # A collection during the swap notes its pause in the list returned: none is lost.
+        pauses, self._pauses = self._pauses, []
+        return pauses
+
+    def _tick(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self._pauses.append((info["generation"], time.perf_counter() - self._started))
+
+
+__all__ = ["GC_THRESHOLDS", "PauseClock", "SurgeFreeze", "settle_heap"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+from flick.ops.collector import PauseClock
 from flick.ops.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
 class Instruments:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self.pauses = PauseClock()  # timing collections while `sampling`
 
     def on_metric(self, name: str, labels: dict[str, str], value: float) -> None:
         m = self.metrics
@@ -45,6 +48,9 @@ class Instruments:
         m.mailbox_depth.set(supervisor.mailbox_depth())
         m.ai_calls_running.set(limiter.running)
         m.ai_calls_waiting.set(limiter.waiting)
+        for generation, seconds in self.pauses.drain():
+            m.gc_pause_seconds.labels(generation=str(generation)).observe(seconds)
+        m.gc_frozen.set(gc.get_freeze_count())
 
     @asynccontextmanager
     async def sampling(
@@ -59,9 +65,10 @@ class Instruments:
                 await asyncio.sleep(every)
                 self.sample(supervisor, limiter)
 
-        task = asyncio.create_task(loop(), name="metrics-sampler")
-        try:
-            yield
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        with self.pauses:
+            task = asyncio.create_task(loop(), name="metrics-sampler")
+            try:
+                yield
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)

@@ -15,6 +15,9 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 #: The generation steps timed by `Metrics.step_seconds`.
 STEPS = ("compose", "animate", "deliver")
 
+#: Collections take a millisecond when young and small, up to seconds when full over a big heap.
+_GC_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, float("inf"))
+
 # Steps run from seconds (deliver) to many minutes (animate, whose budget defaults to 600 s).
 _STEP_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 90, 120, 180, 300, 450, 600, 900, float("inf"))
 
@@ -75,10 +78,26 @@ class Metrics:
             ["model", "state"],
             registry=r,
         )
+        self.gc_pause_seconds = Histogram(
+            "flick_gc_pause_seconds",
+            "How long each collection of Python's cyclic garbage collector stopped the bot, "
+            "by generation (0 young, 2 full)",
+            ["generation"],
+            buckets=_GC_BUCKETS,
+            registry=r,
+        )
+        self.gc_frozen = Gauge(
+            "flick_gc_frozen_objects",
+            "Objects the collector no longer walks: start-up's, and what survived while the "
+            "engine was past capacity (flick/ops/collector.py)",
+            registry=r,
+        )
 
         # Known label values exist from the start, so dashboards show 0 rather than "no data".
         for step in STEPS:
             self.step_seconds.labels(step=step)
+        for generation in ("0", "1", "2"):
+            self.gc_pause_seconds.labels(generation=generation)
 
     def render(self) -> bytes:
         """All metrics in the Prometheus text exposition format."""

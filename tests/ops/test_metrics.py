@@ -16,6 +16,8 @@ NAMES = [
     "flick_stars_received_total",
     "flick_credits_granted_total",
     "flick_credits_spent_total",
+    "flick_gc_pause_seconds_bucket",
+    "flick_gc_frozen_objects",
 ]
 
 

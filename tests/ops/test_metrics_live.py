@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -93,3 +94,28 @@ async def test_the_sampler_sets_the_gauges_when_entered_and_stops_when_left() ->
         assert value(text, "flick_actors_live") == 1
         assert value(text, "flick_mailbox_depth") == 3
     assert not [t for t in asyncio.all_tasks() if t.get_name() == "metrics-sampler"]
+
+
+async def test_the_collectors_pauses_and_frozen_objects_are_sampled() -> None:
+    metrics = Metrics()
+    instruments = Instruments(metrics)
+    limiter = AILimiter(2)
+    supervisor: Any = SimpleNamespace(actors={}, mailbox_depth=lambda: 0)
+    young = 'flick_gc_pause_seconds_count{generation="0"}'
+    full = 'flick_gc_pause_seconds_count{generation="2"}'
+
+    async with instruments.sampling(supervisor, limiter, every=3600):
+        assert value(metrics.render().decode(), full) == 0  # shown before any collection
+        gc.collect(0)
+        gc.collect(2)
+        frozen = gc.get_freeze_count()
+        instruments.sample(supervisor, limiter)  # the sampler's next second, now
+        text = metrics.render().decode()
+    assert value(text, young) >= 1 and value(text, full) >= 1
+    assert value(text, "flick_gc_frozen_objects") == frozen
+
+    instruments.sample(supervisor, limiter)  # anything noted before leaving
+    timed = value(metrics.render().decode(), full)
+    gc.collect(2)  # after leaving: not timed
+    instruments.sample(supervisor, limiter)
+    assert value(metrics.render().decode(), full) == timed
