@@ -1,12 +1,16 @@
-"""Retry a call through transient errors, with tenacity only once it has failed.
+"""Retry a call through transient errors: random exponential backoff within a time budget.
 
-Every AsyncRetrying that tenacity builds is a small web of objects in reference cycles (a
-thread-local, a lock and condition, futures, closures): about 36 objects per call wrapped, and
-they are freed only by the cyclic garbage collector. An actor wraps every message it handles,
-so at 300 updates/s this was nearly all of Flick's cyclic garbage (88,603 objects in 5 s,
-bench.engine with gc.DEBUG_SAVEALL), and each young collection it brought on paused every
-reply in flight for tens of milliseconds: the everyday p99 (#19). The common case, a call
-that succeeds, now runs once with no retry machinery; tenacity takes over after a failure.
+Written out here rather than with tenacity (which Flick used until #19), because of what a retry
+leaves behind. Every AsyncRetrying is a small web of objects in reference cycles (a thread-local,
+a lock and condition, futures, closures: about 36 objects per call wrapped) that also holds the
+last error, its traceback, and through it the caller's frames: an actor that retried once was
+kept alive by it until the cyclic collector ran. At 300 updates/s tenacity's objects were nearly
+all of Flick's cyclic garbage (88,603 objects in 5 s, bench.engine with gc.DEBUG_SAVEALL), and
+past capacity Flick freezes what survives a young collection (flick/ops/collector.py), so a
+cycle holding an actor would be kept until the surge ends. This loop keeps nothing once it
+returns or raises: the error goes with its `except` block. The policy is tenacity's
+`wait_random_exponential` with `stop_after_delay` (full jitter: AWS's "Exponential Backoff and
+Jitter").
 """
 
 from __future__ import annotations
@@ -15,15 +19,6 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
-
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_delay,
-    stop_never,
-    wait_random_exponential,
-)
 
 from flick.errors import is_transient
 
@@ -35,6 +30,11 @@ MAX_WAIT = 5.0
 OnRetry = Callable[[BaseException, int], None]
 
 
+def backoff(attempt: int) -> float:
+    """Seconds to wait after failed attempt `attempt` (from 1): up to 0.2, 0.4, 0.8 … 5 s."""
+    return random.uniform(0, min(MAX_WAIT, MULTIPLIER * 2 ** min(attempt - 1, 16)))
+
+
 async def retry_transient(
     call: Callable[[], Awaitable[T]], *, budget: float | None, on_retry: OnRetry | None = None
 ) -> T:
@@ -43,30 +43,16 @@ async def retry_transient(
     Raises the last error once the budget is spent, or at once when it is not transient."""
     loop = asyncio.get_running_loop()
     started = loop.time()
-    try:
-        return await call()
-    except Exception as exc:
-        if not is_transient(exc):
-            raise
-        if on_retry is not None:
-            on_retry(exc, 1)
-        await asyncio.sleep(random.uniform(0, MULTIPLIER))
-        if budget is not None and loop.time() - started >= budget:
-            raise
-
-    def told(state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        if on_retry is not None and exc is not None:
-            on_retry(exc, state.attempt_number + 1)
-
-    left = None if budget is None else max(0.0, budget - (loop.time() - started))
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception(is_transient),
-        wait=wait_random_exponential(multiplier=MULTIPLIER, max=MAX_WAIT),
-        stop=stop_never if left is None else stop_after_delay(left),
-        before_sleep=told,
-        reraise=True,
-    ):
-        with attempt:
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
             return await call()
-    raise AssertionError("unreachable: tenacity returns or raises")
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            if budget is not None and loop.time() - started >= budget:
+                raise
+            if on_retry is not None:
+                on_retry(exc, attempt)
+        await asyncio.sleep(backoff(attempt))

@@ -14,12 +14,11 @@ from typing import Any, TypeVar
 
 import asyncpg
 from loguru import logger
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from flick.errors import is_transient
 from flick.fsm.generation import ACTIVE, GenerationRecord, Status
 from flick.models.db import pool
 from flick.ops.logging import redact
+from flick.retries import retry_transient
 
 T = TypeVar("T")
 #: How long a step's own write waits out a database blip: its result (a paid image, a
@@ -28,15 +27,7 @@ WRITE_BUDGET = 120.0
 
 
 async def _retried(call: Callable[[], Awaitable[T]]) -> T:
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception(is_transient),
-        wait=wait_random_exponential(multiplier=0.2, max=5.0),
-        stop=stop_after_delay(WRITE_BUDGET),
-        reraise=True,
-    ):
-        with attempt:
-            return await call()
-    raise AssertionError("unreachable: tenacity returns or raises")
+    return await retry_transient(call, budget=WRITE_BUDGET)
 
 
 # Columns a step may save besides the status. Names are fixed here, never taken from input.

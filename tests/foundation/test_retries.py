@@ -1,13 +1,15 @@
-"""Retrying through transient errors (`flick.retries.retry_transient`): tenacity only after a
-failure, so the common case leaves no cyclic garbage for the collector (#19)."""
+"""Retrying through transient errors (`flick.retries.retry_transient`): no cyclic garbage left
+for the collector, whether the call succeeded at once or after retries (#19)."""
 
 from __future__ import annotations
 
 import gc
+import weakref
 
 import pytest
 
-from flick.retries import retry_transient
+from flick import retries
+from flick.retries import backoff, retry_transient
 
 CALLS = 200
 
@@ -25,6 +27,46 @@ async def test_a_call_that_succeeds_leaves_no_cyclic_garbage() -> None:
         gc.enable()
     assert results == [1] * CALLS
     assert found < CALLS  # tenacity's AsyncRetrying alone left about 36 per call
+
+
+async def test_a_retried_call_was_kept_alive_by_tenacitys_cycles(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The bug: tenacity's AsyncRetrying, a web of reference cycles, held the last error and
+    # through its traceback the caller's frames; an actor that retried once stayed alive (and,
+    # frozen past capacity, for good) until the cyclic collector ran.
+    monkeypatch.setattr(retries, "backoff", lambda attempt: 0.0)
+
+    class Caller:
+        """Stands for an actor: referenced only from the call's frame."""
+
+    async def once(caller: Caller, failures: list[Exception]) -> str:
+        async def flaky() -> str:
+            assert caller is not None  # the frame (and the traceback's) refers to the caller
+            if failures:
+                raise failures.pop(0)
+            return "done"
+
+        def told(exc: BaseException, attempt: int) -> None:
+            told_about.append(f"{caller!r} retries after {exc!r}")  # as an actor's log does
+
+        return await retry_transient(flaky, budget=30.0, on_retry=told)
+
+    told_about: list[str] = []
+    gc.collect()
+    gc.disable()  # from here only reference counting frees anything
+    try:
+        caller = Caller()
+        gone = weakref.ref(caller)
+        errors: list[Exception] = [ConnectionResetError(104, "reset"), TimeoutError()]
+        assert await once(caller, errors) == "done"
+        assert len(told_about) == 2
+        del caller
+        assert gone() is None
+        found = gc.collect()
+    finally:
+        gc.enable()
+    assert found < 36
 
 
 async def test_transient_failures_are_retried_until_the_call_succeeds() -> None:
@@ -67,3 +109,10 @@ async def test_the_last_transient_error_is_raised_once_the_budget_is_spent() -> 
     with pytest.raises(ConnectionRefusedError) as raised:
         await retry_transient(down, budget=0.0)
     assert calls == 1 and "refused 1" in str(raised.value)
+
+
+def test_the_backoff_doubles_up_to_its_cap() -> None:
+    for attempt, ceiling in [(1, 0.2), (2, 0.4), (3, 0.8), (6, 5.0), (100, 5.0)]:
+        waits = [backoff(attempt) for _ in range(200)]
+        assert all(0 <= w <= ceiling for w in waits), attempt
+        assert max(waits) > ceiling / 2  # full jitter: the whole range is used
