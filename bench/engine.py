@@ -707,12 +707,23 @@ async def main(args: argparse.Namespace) -> None:
                 gc.set_threshold(*args.gc_threshold)
             report.note(f"gc thresholds {gc.get_threshold()}")
             admission = app.supervisor.admission
-            with SurgeFreeze(lambda: not (args.no_surge_freeze or admission.has_room())) as surge:
+            full = lambda: not (args.no_surge_freeze or admission.has_room())  # noqa: E731
+            # The surge is over once the engine has had room for 2 s here (10 s in `flick run`):
+            # the settle's pause does not depend on how long that is.
+            async with SurgeFreeze(full, quiet_seconds=2.0, check_every=0.25) as surge:
                 flick = await measure(
                     "flick", tg, args, 1_000_000, payers=payers, database_url=svc.database_url,
                     app=app,
                 )  # fmt: skip
-            print(f"  flick: collections whose survivors SurgeFreeze froze: {surge.freezes}")
+                for _ in range(40):
+                    if surge.settles or not surge.freezes:
+                        break
+                    await asyncio.sleep(0.25)
+            print(
+                f"  flick: collections whose survivors SurgeFreeze froze: {surge.freezes}; "
+                f"settled after the surge: {surge.settles} ({surge.settle_seconds * 1000:.0f} ms, "
+                f"a full collection with {gc.get_freeze_count():,} objects frozen again)"
+            )
             pool_size = app.settings.db_pool_max
             describe(report, "flick", flick, args.rate)
             stats = app.supervisor.admission.stats

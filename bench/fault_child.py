@@ -224,7 +224,7 @@ async def serve(cfg: dict[str, Any]) -> None:
             emit({"ev": "ready", "pid": os.getpid()})
             reader = asyncio.create_task(_read_commands(telegram, stop))
             admission = app.supervisor.admission
-            with SurgeFreeze(lambda: not admission.has_room()):
+            async with SurgeFreeze(lambda: not admission.has_room()):
                 await stop.wait()
             reader.cancel()
             reconciling.cancel()

@@ -247,7 +247,7 @@ async def serve_engine(
             )
             admission = app.supervisor.admission
             try:
-                with SurgeFreeze(lambda: not admission.has_room()):
+                async with SurgeFreeze(lambda: not admission.has_room()):
                     await _until(_lost(lead), stop)
             finally:
                 reconciling.cancel()

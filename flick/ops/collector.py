@@ -10,11 +10,14 @@ while the engine is full. `PauseClock` times each collection, for the operator's
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
+
+from loguru import logger
 
 #: Young collections every 50,000 net allocations instead of 700, older ones rarely. Under load
 #: most of what an update allocates dies within that many allocations, so it is never promoted
@@ -38,41 +41,108 @@ def settle_heap() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+#: Once the engine has had room this long after freezing, the surge is over: what was frozen
+#: is collected again in one full collection (`SurgeFreeze.settle`).
+QUIET_SECONDS = 10.0
+#: While the engine stays full, a settle at least this often all the same.
+SETTLE_AT_LEAST_EVERY = 1800.0
+
+
 class SurgeFreeze:
-    """While the engine is past capacity, what survives a young (or middle) collection is frozen
-    (`gc.freeze`) instead of being walked again by the middle and full ones.
+    """While the engine is full, what survives a young collection is frozen (`gc.freeze`)
+    instead of being walked again by the middle and full ones; once the surge is over, one full
+    collection takes back whatever was frozen and has died since (`settle`).
 
     Past capacity what survives is what waits: held updates and the actors of users between two
     steps, tens of thousands of objects a second, which the middle collections walked only to
-    promote (bench.engine at twice saturation: 3 of them a phase, up to 230 ms each, none
-    freeing anything; BENCHMARKS.md Round 11). Frozen objects are still freed by reference
-    counting when they die; what is lost is only the collection of a frozen object that later
-    dies in a reference cycle, so Flick's own long-lived objects are kept free of cycles (a
-    stopped actor is freed at once: `tests/engine/test_actor_memory.py`), and bench.engine
-    prints the cyclic garbage found once everything is unfrozen after the run.
+    promote (bench.engine at twice saturation: 3 of them a phase, 223-248 ms each, none freeing
+    anything; BENCHMARKS.md Round 11). Frozen objects are still freed by reference counting when
+    they die. What freezing holds back is cyclic garbage: what was already waiting in the older
+    generations at the freeze, and any frozen object that later dies in a cycle. Flick's own
+    long-lived objects are kept out of cycles (a stopped actor is freed at once, also after it
+    retried: `tests/engine/test_actor_memory.py`), and the settle bounds the rest to one surge.
 
-    `past_capacity` is asked inside the collector, after a collection: it must be cheap and
-    must not allocate much (the supervisor's admission has a counter for it).
+    The settle is a full collection of the whole heap (start-up's objects included) and a new
+    freeze, as at start-up (`settle_heap`): one pause, taken once the engine has had room for
+    `quiet_seconds`, or every `at_least_every` seconds while it stays full.
+
+    `past_capacity` is also asked inside the collector, after a young collection: it must be
+    cheap and allocate next to nothing (admission's counters).
     """
 
-    def __init__(self, past_capacity: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        past_capacity: Callable[[], bool],
+        *,
+        quiet_seconds: float = QUIET_SECONDS,
+        at_least_every: float = SETTLE_AT_LEAST_EVERY,
+        check_every: float = 1.0,
+    ) -> None:
         self._past_capacity = past_capacity
-        self.freezes = 0  # collections whose survivors were frozen
+        self._quiet = quiet_seconds
+        self._at_least_every = at_least_every
+        self._check_every = check_every
+        self.freezes = 0  # young collections whose survivors were frozen
+        self.settles = 0
+        self.settle_seconds = 0.0  # how long the last settle stopped the bot
+        self._unsettled = False  # frozen since the last settle
+        self._full_at = 0.0  # monotonic: when the engine was last seen full
+        self._first_freeze_at = 0.0  # of those not settled yet
+        self._watch: asyncio.Task[None] | None = None
 
-    def __enter__(self) -> SurgeFreeze:
+    async def __aenter__(self) -> SurgeFreeze:
         gc.callbacks.append(self._after)
+        self._watch = asyncio.create_task(self._watching(), name="surge-freeze")
         return self
 
-    def __exit__(
+    async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         gc.callbacks.remove(self._after)
+        if self._watch is not None:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+
+    def settle(self) -> None:
+        """Unfreeze, collect everything, freeze what lives: the surge's cyclic garbage goes."""
+        started = time.perf_counter()
+        gc.unfreeze()
+        found = gc.collect()
+        gc.freeze()
+        self.settle_seconds = time.perf_counter() - started
+        self.settles += 1
+        self._unsettled = False
+        logger.info(
+            "after a surge: one full collection, {:,} objects of cyclic garbage found, {:.0f} ms; "
+            "{:,} objects frozen",
+            found,
+            self.settle_seconds * 1000,
+            gc.get_freeze_count(),
+        )
+
+    async def _watching(self) -> None:
+        while True:
+            await asyncio.sleep(self._check_every)
+            now = time.monotonic()
+            if self._past_capacity():
+                self._full_at = now
+            if not self._unsettled:
+                continue
+            quiet = now - self._full_at >= self._quiet
+            if quiet or now - self._first_freeze_at >= self._at_least_every:
+                self.settle()
 
     def _after(self, phase: str, info: dict[str, Any]) -> None:
-        # After a full collection nothing young is left to spare the walk: only 0 and 1.
+        # Only after young collections: a full one leaves nothing young to spare the walk, and
+        # while this freezes, no middle one runs (the freeze resets the collector's counts).
         if phase == "stop" and info["generation"] < 2 and self._past_capacity():
             gc.freeze()
             self.freezes += 1
+            now = time.monotonic()
+            self._full_at = now
+            if not self._unsettled:
+                self._unsettled = True
+                self._first_freeze_at = now
 
 
 class PauseClock:
@@ -109,4 +179,11 @@ class PauseClock:
             self._pauses.append((info["generation"], time.perf_counter() - self._started))
 
 
-__all__ = ["GC_THRESHOLDS", "PauseClock", "SurgeFreeze", "settle_heap"]
+__all__ = [
+    "GC_THRESHOLDS",
+    "QUIET_SECONDS",
+    "SETTLE_AT_LEAST_EVERY",
+    "PauseClock",
+    "SurgeFreeze",
+    "settle_heap",
+]
