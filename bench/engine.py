@@ -701,15 +701,20 @@ async def main(args: argparse.Namespace) -> None:
             payers = Payers(tg, 9_000_000, count)
             await payers.prepare()
             if not args.no_gc_freeze:
+                started = time.perf_counter()
                 settle_heap()  # as `flick run` does once it is up
-                report.note(f"gc.freeze(): {gc.get_freeze_count():,} objects frozen")
+                report.note(
+                    f"gc.freeze(): {gc.get_freeze_count():,} objects frozen, after a full "
+                    f"collection of {(time.perf_counter() - started) * 1000:.0f} ms (what a "
+                    "settle costs once a surge's actors have stopped)"
+                )
             if args.gc_threshold:
                 gc.set_threshold(*args.gc_threshold)
             report.note(f"gc thresholds {gc.get_threshold()}")
             admission = app.supervisor.admission
             full = lambda: not (args.no_surge_freeze or admission.has_room())  # noqa: E731
-            # The surge is over once the engine has had room for 2 s here (10 s in `flick run`):
-            # the settle's pause does not depend on how long that is.
+            # The surge is over once the engine has had room for 2 s here: the settle right
+            # after it, the surge's actors all live (`flick run` waits until they stopped).
             async with SurgeFreeze(full, quiet_seconds=2.0, check_every=0.25) as surge:
                 flick = await measure(
                     "flick", tg, args, 1_000_000, payers=payers, database_url=svc.database_url,

@@ -247,7 +247,8 @@ async def serve_engine(
             )
             admission = app.supervisor.admission
             try:
-                async with SurgeFreeze(lambda: not admission.has_room()):
+                quiet = 2 * settings.actor_idle_seconds  # the surge's actors stopped by then
+                async with SurgeFreeze(lambda: not admission.has_room(), quiet_seconds=quiet):
                     await _until(_lost(lead), stop)
             finally:
                 reconciling.cancel()
