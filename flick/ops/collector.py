@@ -42,10 +42,11 @@ def settle_heap() -> None:
 
 
 #: Once the engine has had room this long after freezing, the surge is over: what was frozen
-#: is collected again in one full collection (`SurgeFreeze.settle`). `flick run` waits twice
-#: the actors' idle time instead: by then the surge's actors have stopped (frozen, they are
-#: still freed by reference counting), and the settle walks little more than start-up's heap.
-#: Right after a surge it walked 1.3 million objects for 1.1-1.2 s (BENCHMARKS.md, Round 11).
+#: is collected again in one full collection (`SurgeFreeze.settle`). Twice the actors' idle
+#: time (`flick run` passes twice its ACTOR_IDLE_SECONDS): by then the surge's actors have
+#: stopped (frozen, they are still freed by reference counting), and the settle walks little
+#: more than start-up's heap, 150-200 ms; right after a surge it walked 1.3 million objects
+#: for 1.1-1.2 s (BENCHMARKS.md, Round 11).
 QUIET_SECONDS = 600.0
 #: While the engine stays full, a settle at least this often all the same: about as rare as
 #: Python's own full collections at saturation (every 2,000 young ones, 2-3 hours here).
