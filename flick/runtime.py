@@ -247,7 +247,9 @@ async def serve_engine(
             )
             admission = app.supervisor.admission
             try:
-                quiet = 2 * settings.actor_idle_seconds  # the surge's actors stopped by then
+                # By then the surge's actors have stopped; at least a minute, so that a short
+                # dip below capacity is not taken for the end of a surge.
+                quiet = max(60.0, 2 * settings.actor_idle_seconds)
                 async with SurgeFreeze(lambda: not admission.has_room(), quiet_seconds=quiet):
                     await _until(_lost(lead), stop)
             finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -93,6 +94,7 @@ class SurgeFreeze:
         self._unsettled = False  # frozen since the last settle
         self._full_at = 0.0  # monotonic: when the engine was last seen full
         self._first_freeze_at = 0.0  # of those not settled yet
+        self._settling = False
         self._watch: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> SurgeFreeze:
@@ -103,44 +105,61 @@ class SurgeFreeze:
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        gc.callbacks.remove(self._after)
-        if self._watch is not None:
-            self._watch.cancel()
-            await asyncio.gather(self._watch, return_exceptions=True)
+        try:
+            gc.callbacks.remove(self._after)
+        finally:
+            if self._watch is not None:
+                self._watch.cancel()
+                await asyncio.gather(self._watch, return_exceptions=True)
 
-    def settle(self) -> None:
+    def settle(self, why: str = "on request") -> None:
         """Unfreeze, collect everything, freeze what lives: the surge's cyclic garbage goes."""
+        # A young collection on another thread (to_thread work) must not freeze in between,
+        # nor have its freeze counted as settled.
+        self._settling = True
+        self._unsettled = False
         started = time.perf_counter()
-        gc.unfreeze()
-        found = gc.collect()
-        gc.freeze()
+        try:
+            gc.unfreeze()
+            found = gc.collect()
+            gc.freeze()
+        finally:
+            self._settling = False
         self.settle_seconds = time.perf_counter() - started
         self.settles += 1
-        self._unsettled = False
         logger.info(
-            "after a surge: one full collection, {:,} objects of cyclic garbage found, {:.0f} ms; "
-            "{:,} objects frozen",
+            "{}: one full collection to take back what froze while the engine was full, "
+            "{:,} objects of cyclic garbage found, {:.0f} ms",
+            why,
             found,
             self.settle_seconds * 1000,
-            gc.get_freeze_count(),
         )
 
     async def _watching(self) -> None:
         while True:
             await asyncio.sleep(self._check_every)
-            now = time.monotonic()
-            if self._past_capacity():
-                self._full_at = now
-            if not self._unsettled:
-                continue
-            quiet = now - self._full_at >= self._quiet
-            if quiet or now - self._first_freeze_at >= self._at_least_every:
-                self.settle()
+            try:
+                self._check()
+            except Exception:  # noqa: BLE001 - a failed check must not end the watch
+                logger.exception("the collector's surge watch failed; it goes on")
+
+    def _check(self) -> None:
+        now = time.monotonic()
+        if self._past_capacity():
+            self._full_at = now
+        if not self._unsettled:
+            return
+        if now - self._full_at >= self._quiet:
+            self.settle(f"after a surge (room for {self._quiet:.0f} s)")
+        elif now - self._first_freeze_at >= self._at_least_every:
+            self.settle(f"still full after {self._at_least_every:.0f} s")
 
     def _after(self, phase: str, info: dict[str, Any]) -> None:
         # Only after young collections: a full one leaves nothing young to spare the walk, and
         # while this freezes, no middle one runs (the freeze resets the collector's counts).
-        if phase == "stop" and info["generation"] < 2 and self._past_capacity():
+        if phase != "stop" or info["generation"] == 2 or self._settling:
+            return
+        if self._past_capacity():
             gc.freeze()
             self.freezes += 1
             now = time.monotonic()
@@ -155,33 +174,39 @@ class PauseClock:
 
     The collector calls back at arbitrary allocations, on any thread, possibly while a metric's
     lock is held; so a pause is only noted here, and `drain` hands the notes over from the
-    event loop (flick/ops/instruments.py).
+    event loop (flick/ops/instruments.py). At most `keep` notes wait for it: if nothing drains
+    them, the oldest go.
     """
 
-    def __init__(self) -> None:
-        self._started = 0.0
-        self._pauses: list[tuple[int, float]] = []
+    def __init__(self, keep: int = 10_000) -> None:
+        self._started: float | None = None
+        self._pauses: deque[tuple[int, float]] = deque(maxlen=keep)
 
     def __enter__(self) -> PauseClock:
-        gc.callbacks.append(self._tick)
+        if self._tick not in gc.callbacks:  # entered twice, it would count each pause twice
+            gc.callbacks.append(self._tick)
         return self
 
     def __exit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        gc.callbacks.remove(self._tick)
+        if self._tick in gc.callbacks:
+            gc.callbacks.remove(self._tick)
+        self._started = None
 
     def drain(self) -> list[tuple[int, float]]:
         """The (generation, seconds) of each collection since the last drain."""
-        # A collection during the swap notes its pause in the list returned: none is lost.
-        pauses, self._pauses = self._pauses, []
+        pauses = []
+        while self._pauses:  # popleft is atomic: a pause noted meanwhile waits for the next
+            pauses.append(self._pauses.popleft())
         return pauses
 
     def _tick(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._started = time.perf_counter()
-        else:
+        elif self._started is not None:  # (not when it was entered in the middle of one)
             self._pauses.append((info["generation"], time.perf_counter() - self._started))
+            self._started = None
 
 
 __all__ = [

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
+
+from loguru import logger
 
 from flick.ops.collector import PauseClock
 from flick.ops.metrics import Metrics
@@ -50,7 +51,6 @@ class Instruments:
         m.ai_calls_waiting.set(limiter.waiting)
         for generation, seconds in self.pauses.drain():
             m.gc_pause_seconds.labels(generation=str(generation)).observe(seconds)
-        m.gc_frozen.set(gc.get_freeze_count())
 
     @asynccontextmanager
     async def sampling(
@@ -63,7 +63,10 @@ class Instruments:
         async def loop() -> None:
             while True:
                 await asyncio.sleep(every)
-                self.sample(supervisor, limiter)
+                try:
+                    self.sample(supervisor, limiter)
+                except Exception:  # noqa: BLE001 - the gauges go stale, the bot runs on
+                    logger.exception("sampling the metrics failed; trying again in {} s", every)
 
         with self.pauses:
             task = asyncio.create_task(loop(), name="metrics-sampler")

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from flick.ops.collector import SurgeFreeze
+from flick.ops.collector import PauseClock, SurgeFreeze
 
 
 class Waiting:
@@ -121,3 +121,40 @@ async def test_it_stops_watching_once_left(frozen_before: int) -> None:
     gc.collect(0)
     assert asked_inside >= 1 and len(asked) == asked_inside
     assert not [t for t in asyncio.all_tasks() if t.get_name() == "surge-freeze"]
+
+
+async def test_the_watch_outlives_a_failed_check(frozen_before: int) -> None:
+    calls = 0
+
+    def full() -> bool:
+        nonlocal calls
+        task = asyncio.current_task()
+        if task is not None and task.get_name() == "surge-freeze":
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("a check that failed once")
+        return False
+
+    async with SurgeFreeze(full, check_every=0.02) as surge:
+        for _ in range(250):
+            if calls >= 3:
+                break
+            await asyncio.sleep(0.02)
+        assert calls >= 3  # it went on checking
+        assert surge.settles == 0
+
+
+def test_pauses_are_noted_once_each_and_at_most_keep_wait() -> None:
+    clock = PauseClock(keep=3)
+    gc.disable()  # only the collections the test asks for
+    try:
+        with clock, clock:  # entered twice, each pause is still noted once
+            gc.collect(0)
+            assert [generation for generation, _ in clock.drain()] == [0]
+            for _ in range(10):
+                gc.collect(1)
+        assert [generation for generation, _ in clock.drain()] == [1, 1, 1]  # the newest 3
+        gc.collect(0)
+        assert clock.drain() == []  # left: not timed
+    finally:
+        gc.enable()
