@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections import deque
 from collections.abc import Iterable
 
 RECENT_IDS = 64
+
+#: The idle timer's callback reads no context variable: it runs in this one shared, empty context
+#: rather than in a copy made for every waiting actor (#19: what an idle actor costs the heap).
+_TIMER_CONTEXT = contextvars.Context()
+
+
+def _time_out(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 class Mailbox:
@@ -14,22 +24,21 @@ class Mailbox:
         self.capacity = capacity
         self._items: deque[tuple[bool, object]] = deque()
         self._external = 0
-        self._ready = asyncio.Event()
+        self._waiter: asyncio.Future[bool] | None = None  # set while the actor waits for mail
         self.flood_warned = False
         # Update ids already handled: Telegram redelivers after reconnects, and a crashed actor's
         # successor must recognise them too, so they live here rather than in the actor. After a
-        # restart they come back from the database (`remember`).
-        self._seen: deque[str] = deque(maxlen=RECENT_IDS)
-        self._seen_set: set[str] = set()
+        # restart they come back from the database (`remember`). A dict keeps them in the order
+        # seen, so it is both the set and the queue of the last RECENT_IDS.
+        self._seen: dict[str, None] = {}
 
     def first_time(self, event_id: str) -> bool:
         """True the first time an update id is seen (within the last RECENT_IDS)."""
-        if event_id in self._seen_set:
+        if event_id in self._seen:
             return False
-        if len(self._seen) == self._seen.maxlen:
-            self._seen_set.discard(self._seen[0])
-        self._seen.append(event_id)
-        self._seen_set.add(event_id)
+        if len(self._seen) >= RECENT_IDS:
+            del self._seen[next(iter(self._seen))]
+        self._seen[event_id] = None
         return True
 
     def remember(self, event_ids: Iterable[str]) -> None:
@@ -39,9 +48,7 @@ class Mailbox:
 
     def forget(self, event_id: str) -> None:
         """An update that could not be handled: its redelivery must be handled."""
-        if event_id in self._seen_set:
-            self._seen_set.discard(event_id)
-            self._seen.remove(event_id)
+        self._seen.pop(event_id, None)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -57,24 +64,34 @@ class Mailbox:
             return False
         self._external += 1
         self._items.append((True, event))
-        self._ready.set()
+        self._wake()
         return True
 
     def post(self, message: object) -> None:
         """A report from the actor's own task: never dropped (it may carry money)."""
         self._items.append((False, message))
-        self._ready.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
 
     async def get(self, idle_seconds: float) -> object | None:
         """The next message, or None after `idle_seconds` of silence."""
         while not self._items:
-            self._ready.clear()
+            # One future and one timer handle per wait, not an Event and asyncio.timeout: past
+            # capacity thousands of actors wait at once, and the collector walks what each holds
+            # (an Event's deque and coroutine, a Timeout, a context copied for its timer).
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(idle_seconds, _time_out, waiter, context=_TIMER_CONTEXT)
             try:
-                # asyncio.timeout, not wait_for: in 3.11 wait_for wraps the wait in a Task of its
-                # own, which every idle actor keeps alive (memory) and makes anew at each wake-up.
-                async with asyncio.timeout(idle_seconds):
-                    await self._ready.wait()
-            except TimeoutError:
+                woken = await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+            if not woken and not self._items:
                 return None
         external, message = self._items.popleft()
         if external:
