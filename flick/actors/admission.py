@@ -243,6 +243,11 @@ class Admission:
                 self._told_at = {
                     uid: at for uid, at in self._told_at.items() if now - at < RETELL_AFTER
                 }
+        # Nobody waits: the waiters still queued were admitted or cancelled. Kept, they (and
+        # their futures) would outlive the surge until the next one (#19: an idle heap).
+        self._untold.clear()
+        for priority, queue in self._queues.items():
+            self._queues[priority] = deque(w for w in queue if not w.future.done())
 
 
 __all__ = ["Admission", "AdmissionStats", "Priority"]

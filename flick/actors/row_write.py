@@ -41,6 +41,10 @@ class RowWrite:
         self._admission = admission
         self._task: asyncio.Task[money.Account] | None = None
         self._new = False  # the row did not exist at the first load, and may not yet
+        # A new user's write that landed, once its task is let go, and the account to load if
+        # the row was stored meanwhile after all (None: created as the actor built it).
+        self._landed = False
+        self._stored: money.Account | None = None
 
     def start(self, *, new: bool) -> None:
         """Write the row beside the reply; `new`: the first load found no row. Called inside
@@ -51,6 +55,7 @@ class RowWrite:
         admission = self._admission
         if admission is None:
             self._task = asyncio.create_task(self._write())
+            self._task.add_done_callback(self._ended)
             return
         admission.extend()
         left = False
@@ -70,6 +75,20 @@ class RowWrite:
         self._task = asyncio.create_task(write())
         # Also as a done callback: a task cancelled before its first step never runs `finally`.
         self._task.add_done_callback(lambda _: leave())
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[money.Account]) -> None:
+        """A write that landed is let go, keeping only what `landed` needs: an idle user's
+        actor would otherwise keep the finished task, its coroutine, context and account (#19:
+        what an idle actor costs the heap). A failed one is kept, for `landed` to raise and
+        `settle` to log."""
+        if task is not self._task or task.cancelled() or task.exception() is not None:
+            return
+        self._task = None
+        if self._new:
+            account = task.result()
+            self._landed = True
+            self._stored = None if account.created else account
 
     @property
     def pending(self) -> bool:
@@ -83,19 +102,26 @@ class RowWrite:
         if not self._new:
             return None  # a known user's update needs nothing of it
         task, self._task = self._task, None
+        if self._landed:
+            stored = self._stored
+            self.written()
+            return stored
         account = await (task if task is not None else self._write())
         self._new = False
         return None if account.created else account
 
     def written(self) -> None:
-        """A load wrote the row on its own path."""
-        self._new = False
+        """The row is written: by a load on its own path, or by the write beside the reply."""
+        self._new = self._landed = False
+        self._stored = None
 
     async def settle(self, log: Logger) -> None:
         """Let a running write end (before a reload writes the row itself, or the actor ends).
         One that fails is logged: a new user's next message that needs the row writes it."""
         task, self._task = self._task, None
         if task is None:
+            if self._landed:
+                self.written()
             return
         try:
             await task

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import weakref
+from collections.abc import Callable, Coroutine
+from functools import partial
+from typing import Any
 
 import pytest
 from loguru import logger
@@ -149,3 +154,53 @@ async def test_a_row_write_holds_a_slot_until_it_ends_and_gives_it_back_even_uns
     with pytest.raises(asyncio.CancelledError):
         await task
     assert admission.busy == 0
+
+
+async def test_waiters_admitted_in_a_surge_were_kept_until_the_next_one() -> None:
+    # The bug: the sweep's queue of untold waiters (and the priority queues) kept every waiter
+    # of a surge, with its future, after all were admitted: tens of thousands of objects for
+    # the collector to walk after a surge at 2x (#19).
+    clock = Clock()
+    admission = Admission(1, defer_after=0.02, clock=clock)
+    await admission.enter(1, Priority.NEW)
+    tasks = [waiting(admission, uid, Priority.NEW) for uid in (2, 3, 4)]
+    await until(lambda: admission.waiting == 3, "three waiting")
+    futures = [weakref.ref(admission._by_uid[uid].future) for uid in (2, 3, 4)]
+    assert sorted(await admitted_in_turn(admission, tasks)) == [2, 3, 4]
+    del tasks
+    await until(lambda: all(f() is None for f in futures), "the admitted waiters let go")
+    await admission.close()
+
+
+async def test_a_landed_row_write_kept_its_finished_task() -> None:
+    # The bug: an idle new user's actor kept the write's finished task, with its coroutine,
+    # context and account, for as long as it lived (#19: what an idle actor costs the heap).
+    writes = 0
+    existing = dataclasses.replace(money.new_account("en", 1), created=False, balance=7)
+
+    def writer(account: money.Account) -> Callable[[], Coroutine[Any, Any, money.Account]]:
+        async def write() -> money.Account:
+            nonlocal writes
+            writes += 1
+            return account
+
+        return write
+
+    for account, loaded in ((money.new_account("en", 1), None), (existing, existing)):
+        writes = 0
+        row = RowWrite(writer(account), Admission(1, clock=Clock()))
+        row.start(new=True)
+        task = row._task
+        assert task is not None
+        finished = weakref.ref(task)
+        del task
+        await until(partial(_gone, finished), "the finished write let go")
+        assert not row.pending
+        # What the write found is still what the actor loads, and the row is not written again.
+        assert await row.landed() == loaded
+        assert await row.landed() is None  # once
+        assert writes == 1
+
+
+def _gone(ref: weakref.ref[asyncio.Task[money.Account]]) -> bool:
+    return ref() is None
