@@ -23,10 +23,12 @@ class Scope(Protocol):
     user: ev.UserInfo
     lang: str
     blocked: bool
-    log: Logger
 
     @property
     def uid(self) -> int: ...
+
+    @property
+    def log(self) -> Logger: ...
 
     async def say(
         self, key: str, keyboard: Keyboard | None = None, **values: object

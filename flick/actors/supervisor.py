@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -180,9 +181,11 @@ class Supervisor:
         self.actors[uid] = actor
         task = asyncio.create_task(actor.run(), name=f"actor-{uid}")
         self._tasks[uid] = task
-        task.add_done_callback(lambda done: self._ended(uid, actor, done))
+        # A partial, not a closure: three fewer objects per live actor for the collector (#19).
+        task.add_done_callback(partial(self._ended, actor))
 
-    def _ended(self, uid: int, actor: UserActor, task: asyncio.Task[None]) -> None:
+    def _ended(self, actor: UserActor, task: asyncio.Task[None]) -> None:
+        uid = actor.uid
         if self._tasks.get(uid) is task:
             del self._tasks[uid]
             self.actors.pop(uid, None)

@@ -17,6 +17,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from functools import partial
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
@@ -35,6 +36,9 @@ from flick.i18n import pick_language, t
 from flick.models import generations, money, sessions
 from flick.ports import Keyboard, RecipientGone, RecipientUnreachable
 from flick.retries import retry_transient
+
+if TYPE_CHECKING:
+    from loguru import Logger
 
 #: Never given up while Flick runs: money, and what the actor's own tasks report.
 _NEVER_DROPPED = (
@@ -73,7 +77,6 @@ class UserActor:
         self.busy = False
         self.handled_ok = 0  # messages handled since this actor started (the supervisor reads)
         self.loaded = False
-        self.log = logger.bind(user_id=user.user_id)
         # The write is given the user, not this actor: a bound method of the actor would make
         # the two a cycle, and a stopped actor garbage only the collector finds (#19).
         self.row_write = RowWrite(
@@ -187,6 +190,12 @@ class UserActor:
     @property
     def uid(self) -> int:
         return self.user.user_id
+
+    @property
+    def log(self) -> Logger:
+        # Bound when a line is written, not kept: rare next to the actors that wait, and one
+        # object fewer for the collector in each of them (#19).
+        return logger.bind(user_id=self.user.user_id)
 
     @property
     def pending_photos(self) -> int:
