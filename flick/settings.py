@@ -145,10 +145,12 @@ class Settings(BaseSettings):
     actor_idle_seconds: float = Field(default=300, gt=0)
     mailbox_size: int = Field(default=64, ge=2)
     # Overload (flick/actors/admission.py): actors at work at once; how long an update may wait
-    # for one before it counts as deferred (and, newest first, the surge is served); how many
-    # "lots of people right now" notices a second at most (each costs a send).
+    # for one before it counts as deferred (the user told), and before the waiting are served
+    # newest first; how many "lots of people right now" notices a second at most (each costs a
+    # send).
     admission_slots: int = Field(default=32, ge=1)
     defer_after_seconds: float = Field(default=0.5, gt=0)
+    newest_first_after_seconds: float = Field(default=2.0, gt=0)
     busy_notices_per_second: float = Field(default=10, gt=0)
     order_ttl_seconds: int = Field(default=3600, ge=60)
     # How long an update is retried while the database or storage is unreachable before the

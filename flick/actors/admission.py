@@ -12,10 +12,14 @@ after; the excess waits here, cheaply, in priority order:
   is not answered within 10 s. A waiter whose mailbox receives money is promoted at once.
 - ONGOING (a user whose actor is loaded: mid-conversation) before NEW (a user's first update):
   a user being served finishes their step instead of everyone starting and nobody finishing.
-- Within a class, first come first served, until the oldest waiter has waited `defer_after`
-  seconds; then newest first ("adaptive LIFO", Facebook's "Fail at Scale", 2015): during a surge
-  most updates are still answered promptly, and the ones that wait are answered once the surge
-  passes; those who just crossed the threshold are told so (`on_defer`), as many as a notice
+- Within a class, first come first served, until the oldest waiter has waited
+  `newest_first_after` seconds; then newest first ("adaptive LIFO", Facebook's "Fail at Scale",
+  2015): during a surge most updates are still answered promptly, and the ones that wait are
+  answered once the surge passes. Not sooner: the users mid-conversation who wait here are
+  bounded by those let in, so first come first served keeps every one of them within about that
+  long, where newest first makes a few wait for seconds (bench.engine at 2x with the switch at
+  0.5 s: consent and style steps answered after 3 s, #19).
+- Those who have waited `defer_after` seconds are told so (`on_defer`), as many as a notice
   budget allows (aiolimiter: a notice costs a send, as much CPU as an answer here). Nothing is
   dropped: a waiting update stays in its user's mailbox, not yet journalled as handled, so a
   restart meanwhile gets it again from Telegram.
@@ -74,6 +78,7 @@ class Admission:
         slots: int,
         *,
         defer_after: float = 0.5,
+        newest_first_after: float = 2.0,
         notices_per_second: float = 10.0,
         on_defer: Callable[[int], None] = lambda uid: None,
         clock: Callable[[], float] = time.monotonic,
@@ -82,6 +87,7 @@ class Admission:
             raise ValueError("slots must be at least 1")
         self.slots = slots
         self.defer_after = defer_after
+        self.newest_first_after = newest_first_after
         self.on_defer = on_defer
         self.notices = AsyncLimiter(max(1.0, notices_per_second), 1.0)
         self.stats = AdmissionStats()
@@ -206,7 +212,7 @@ class Admission:
             while queue and queue[0].future.done():
                 queue.popleft()  # admitted by promote, or cancelled: its age says nothing
             while queue:
-                congested = now - queue[0].since > self.defer_after
+                congested = now - queue[0].since > self.newest_first_after
                 waiter = queue.pop() if congested else queue.popleft()
                 if not waiter.future.done():
                     return waiter

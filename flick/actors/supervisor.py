@@ -63,6 +63,7 @@ class Supervisor:
         self.admission = Admission(
             settings.admission_slots,
             defer_after=settings.defer_after_seconds,
+            newest_first_after=settings.newest_first_after_seconds,
             notices_per_second=settings.busy_notices_per_second,
             on_defer=self._deferred,
         )

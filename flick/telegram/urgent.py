@@ -12,9 +12,11 @@ replies per second fell from about 400 to 50-240 while updates came in, and rose
 moment they stopped (bench.engine, per second of the phase): the work spent on updates that then
 waited took the CPU from the ones being answered. Held here, an update costs a deque entry until
 it can be served; it is then parsed and admitted at once. Within the held, first come first served
-until the oldest has waited `defer_after`, then newest first (as admission does): in a surge most
-new users are answered promptly, the rest once it passes. A user's order is kept: one whose actor
-runs is never held, and a held user's next update only comes after the bot answered this one.
+until the oldest has waited `DEFER_AFTER`, then newest first: in a surge most new users are
+answered promptly, the rest once it passes. Sooner than admission's switch (2 s): new users past
+capacity keep arriving, unbounded, so in order every one of them would wait longer and longer.
+A user's order is kept: one whose actor runs is never held, and a held user's next update only
+comes after the bot answered this one.
 
 asyncio.Queue's documented extension points (`_init`, `_put`, `_get`, as PriorityQueue and
 LifoQueue use them) carry the change; `empty()` says what a worker may take now, and the engine
@@ -39,7 +41,7 @@ _URGENT_ACTIONS = (
     _raw.types.MessageActionPaymentSentMe,
     _raw.types.MessageActionPaymentRefunded,
 )
-DEFER_AFTER = 0.5  # seconds: past this, the newest held update goes first (admission's figure)
+DEFER_AFTER = 0.5  # seconds: past this, the newest held update goes first (admission tells at it)
 clock = time.monotonic  # how long an update has been held (a test moves it)
 
 
