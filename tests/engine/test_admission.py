@@ -76,21 +76,33 @@ async def test_money_never_waits_and_a_waiter_with_money_goes_in_at_once() -> No
     assert admission.busy == 0
 
 
-async def test_in_a_surge_the_newest_go_first_and_the_waiting_are_told_once() -> None:
+async def surge(newest_first_after: float, priority: Priority) -> tuple[list[int], Admission]:
+    """Users 2, 3 and 4 wait for the one slot and are told to (the oldest has waited 1 s, past
+    defer_after); the order in which they then get in."""
     clock = Clock()
     told: list[int] = []
     admission = Admission(
-        1, defer_after=0.02, newest_first_after=0.5, on_defer=told.append, clock=clock
+        1,
+        defer_after=0.02,
+        newest_first_after=newest_first_after,
+        on_defer=told.append,
+        clock=clock,
     )
-    await admission.enter(1, Priority.NEW)
-    tasks = [waiting(admission, uid, Priority.NEW) for uid in (2, 3, 4)]
+    await admission.enter(1, priority)
+    tasks = [waiting(admission, uid, priority) for uid in (2, 3, 4)]
     await until(lambda: admission.waiting == 3, "three waiting")
-    clock.now = 1.0  # the oldest has waited past newest_first_after: a surge
+    clock.now = 1.0
     await until(lambda: sorted(told) == [2, 3, 4], "every waiting user told")
-    assert await admitted_in_turn(admission, tasks) == [4, 3, 2]
+    order = await admitted_in_turn(admission, tasks)
     assert sorted(told) == [2, 3, 4]  # once each
-    assert admission.stats.deferred == 3
     await admission.close()
+    return order, admission
+
+
+async def test_in_a_surge_the_newest_go_first_and_the_waiting_are_told_once() -> None:
+    order, admission = await surge(newest_first_after=0.5, priority=Priority.NEW)
+    assert order == [4, 3, 2]  # the oldest has waited past newest_first_after: a surge
+    assert admission.stats.deferred == 3
 
 
 async def test_users_mid_conversation_were_starved_newest_first_after_half_a_second() -> None:
@@ -99,18 +111,8 @@ async def test_users_mid_conversation_were_starved_newest_first_after_half_a_sec
     # as long; newest first made a few wait for seconds (bench.engine at 2x on a slow machine:
     # p99 of the answers 2.8-4.6 s, consent and style steps, #19). Told at defer_after, served
     # in order until newest_first_after.
-    clock = Clock()
-    told: list[int] = []
-    admission = Admission(
-        1, defer_after=0.02, newest_first_after=2.0, on_defer=told.append, clock=clock
-    )
-    await admission.enter(1, Priority.ONGOING)
-    tasks = [waiting(admission, uid, Priority.ONGOING) for uid in (2, 3, 4)]
-    await until(lambda: admission.waiting == 3, "three waiting")
-    clock.now = 1.0  # past defer_after, not past newest_first_after
-    await until(lambda: sorted(told) == [2, 3, 4], "every waiting user told")
-    assert await admitted_in_turn(admission, tasks) == [2, 3, 4]
-    await admission.close()
+    order, _ = await surge(newest_first_after=2.0, priority=Priority.ONGOING)
+    assert order == [2, 3, 4]
 
 
 async def test_a_waiter_cancelled_at_shutdown_leaves_no_slot_taken() -> None:
