@@ -54,28 +54,29 @@ class RowWrite:
         self._new = new
         admission = self._admission
         if admission is None:
-            self._task = asyncio.create_task(self._write())
-            self._task.add_done_callback(self._ended)
-            return
-        admission.extend()
-        left = False
+            task = asyncio.create_task(self._write())
+        else:
+            admission.extend()
+            left = False
 
-        def leave() -> None:
-            nonlocal left
-            if not left:
-                left = True
-                admission.leave()
+            def leave() -> None:
+                nonlocal left
+                if not left:
+                    left = True
+                    admission.leave()
 
-        async def write() -> money.Account:
-            try:
-                return await self._write()
-            finally:
-                leave()  # before the task is done: whoever awaits it finds the slot free
+            async def write() -> money.Account:
+                try:
+                    return await self._write()
+                finally:
+                    leave()  # before the task is done: whoever awaits it finds the slot free
 
-        self._task = asyncio.create_task(write())
-        # Also as a done callback: a task cancelled before its first step never runs `finally`.
-        self._task.add_done_callback(lambda _: leave())
-        self._task.add_done_callback(self._ended)
+            task = asyncio.create_task(write())
+            # Also as a done callback: a task cancelled before its first step never runs
+            # `finally`.
+            task.add_done_callback(lambda _: leave())
+        self._task = task
+        task.add_done_callback(self._ended)
 
     def _ended(self, task: asyncio.Task[money.Account]) -> None:
         """A write that landed is let go, keeping only what `landed` needs: an idle user's
